@@ -1,0 +1,73 @@
+"""Atomic file replacement: readers see the old file or the new one, never a torn one.
+
+Recipe (pip's ``adjacent_tmp_file`` plus a directory sync): write a temp file in the same
+directory, flush, fsync, ``os.replace`` over the target, fsync the directory. Files are created
+``0o600`` (state may reveal positions and P/L). On any failure the temp file is removed and the
+target is untouched; the error is a ``StateError`` that names the path and the OS reason
+(a full disk or a read-only directory included).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import tempfile
+from pathlib import Path
+
+from autolearn.errors import StateError
+
+__all__ = ["FILE_MODE", "atomic_write_bytes", "ensure_dir", "fsync_dir"]
+
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+
+
+def ensure_dir(path: Path) -> None:
+    """Create ``path`` (and parents) with restrictive permissions."""
+    try:
+        path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StateError(f"cannot create state directory {path}: {_reason(exc)}") from exc
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename in ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically and durably."""
+    directory = path.parent
+    ensure_dir(directory)
+    tmp_name = ""
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+        with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), FILE_MODE)
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+        tmp_name = ""
+        fsync_dir(directory)
+    except OSError as exc:
+        raise StateError(
+            f"cannot write {path}: {_reason(exc)}; the previous version is intact"
+        ) from exc
+    finally:
+        if tmp_name:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp_name)
+
+
+def _reason(exc: OSError) -> str:
+    if exc.errno == errno.ENOSPC:
+        return "no space left on device (free disk space, then re-run)"
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return f"{exc.strerror} (check the state directory's permissions and mount)"
+    return exc.strerror or str(exc)

@@ -1,0 +1,76 @@
+"""Refuse to write any path that git tracks.
+
+The seed's first problem: runtime writes into tracked ``config/*.yaml`` dirtied the VM checkout
+and silently broke ``git pull --ff-only`` deploys. Every runtime write asks git first; a
+tracked target is a ``TrackedPathError`` naming the path and the fix. Outside a git checkout
+nothing is tracked and the check passes.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from functools import lru_cache
+from pathlib import Path
+
+from autolearn.errors import StateError, TrackedPathError
+
+__all__ = ["ensure_untracked", "git_toplevel", "tracked_under"]
+
+
+@lru_cache(maxsize=64)
+def git_toplevel(directory: Path) -> Path | None:
+    """The checkout containing ``directory`` (nearest existing ancestor), else ``None``."""
+    probe = directory
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(probe), "rev-parse", "--show-toplevel"],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=10,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None  # no git binary: nothing can be tracked by it
+    if out.returncode != 0:
+        return None
+    return Path(out.stdout.strip()).resolve()
+
+
+def tracked_under(path: Path) -> set[Path]:
+    """Absolute paths git tracks at or below ``path``."""
+    resolved = path.resolve()
+    top = git_toplevel(resolved if resolved.is_dir() else resolved.parent)
+    if top is None:
+        return set()
+    try:
+        rel = resolved.relative_to(top)
+    except ValueError:
+        return set()
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(top), "ls-files", "-z", "--", str(rel) if str(rel) != "." else "."],
+            capture_output=True,
+            check=False,
+            timeout=30,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise StateError(f"cannot ask git whether {path} is tracked: {exc}") from exc
+    if out.returncode != 0:
+        raise StateError(f"git ls-files failed for {path}: {out.stderr.decode(errors='replace')}")
+    return {top / name for name in out.stdout.decode().split("\0") if name}
+
+
+def ensure_untracked(paths: list[Path], tracked: set[Path] | None = None) -> None:
+    """Raise ``TrackedPathError`` when any of ``paths`` is tracked by git."""
+    for path in paths:
+        resolved = path.resolve()
+        known = tracked if tracked is not None else tracked_under(resolved)
+        if resolved in known:
+            raise TrackedPathError(
+                f"refusing to write {resolved}: git tracks it, and a runtime write would dirty "
+                f"the checkout and break `git pull --ff-only`. Fix: keep runtime state in an "
+                f"untracked, ignored directory (AUTOLEARN_STATE_DIR / --state-dir), or "
+                f"`git rm --cached {resolved}` and add it to .gitignore"
+            )

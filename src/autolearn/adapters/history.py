@@ -1,0 +1,104 @@
+"""Append-only JSONL history: one run record per line, fsynced, under a lock.
+
+Readers tolerate a torn last line (a crash mid-append): it is skipped and counted, and the next
+append starts on a fresh line so the torn fragment never merges with a good record (the pattern
+of Optuna's journal file storage). A torn line anywhere else means corruption and is reported.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from autolearn.adapters.atomic import FILE_MODE, ensure_dir
+from autolearn.core.timestamps import TimestampError, parse_utc
+from autolearn.errors import StateError
+
+__all__ = ["HistoryFile", "HistoryRead"]
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryRead:
+    records: list[dict[str, Any]]
+    torn_last_line: bool
+    corrupt_lines: list[int]
+
+
+class HistoryFile:
+    """The decision history at ``path``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def append(self, record: dict[str, Any]) -> None:
+        """Append one record durably (JSON, sorted keys, one line)."""
+        line = json.dumps(record, sort_keys=True, separators=(",", ":"), default=str)
+        if "\n" in line:
+            raise StateError("history record must serialise to one line")
+        ensure_dir(self.path.parent)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, FILE_MODE)
+        except OSError as exc:
+            raise StateError(f"cannot open history {self.path}: {exc.strerror}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            size = os.fstat(fd).st_size
+            prefix = b""
+            if size > 0:
+                os.lseek(fd, size - 1, os.SEEK_SET)
+                if os.read(fd, 1) != b"\n":
+                    prefix = b"\n"  # seal a torn last line so it stays a separate bad line
+            os.write(fd, prefix + line.encode() + b"\n")
+            os.fsync(fd)
+        except OSError as exc:
+            raise StateError(f"cannot append to history {self.path}: {exc.strerror}") from exc
+        finally:
+            os.close(fd)
+
+    def read(self) -> HistoryRead:
+        """All records; a torn last line is skipped and flagged, other bad lines are listed."""
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return HistoryRead([], False, [])
+        except OSError as exc:
+            raise StateError(f"cannot read history {self.path}: {exc.strerror}") from exc
+        lines = raw.split(b"\n")
+        records: list[dict[str, Any]] = []
+        corrupt: list[int] = []
+        torn_last = False
+        last_index = len(lines) - 1
+        for index, line in enumerate(lines):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                if not isinstance(record, dict):
+                    raise ValueError("not an object")
+            except ValueError:
+                if index == last_index:
+                    torn_last = True  # no trailing newline: the crash happened mid-append
+                else:
+                    corrupt.append(index + 1)
+                continue
+            records.append(record)
+        return HistoryRead(records, torn_last, corrupt)
+
+    def since(self, cutoff: datetime | None) -> Iterator[dict[str, Any]]:
+        """Records whose ``at`` is at or after ``cutoff`` (all when ``None``)."""
+        for record in self.read().records:
+            if cutoff is None:
+                yield record
+                continue
+            try:
+                at = parse_utc(str(record.get("at", "")))
+            except TimestampError:
+                continue
+            if at >= cutoff:
+                yield record

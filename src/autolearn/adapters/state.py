@@ -1,0 +1,392 @@
+"""The runtime state store: the only way any knob value changes.
+
+Layout of the state directory (untracked; default ``logs/tuning/`` under the bot checkout)::
+
+    effective.json            merged runtime layer every worker reads (version, values, sources)
+    snapshots/<version>.json  immutable, content-addressed: the runtime values of each version
+    mechanisms/<name>.json    per-mechanism state (mode, LKG, in-flight change, counters)
+    control.json              operator switches (freeze/unfreeze with reason)
+    history.jsonl             append-only run records (one per run, every mechanism)
+    locks/<name>.lock         flock files: one per mechanism, one for the merged view
+
+Every file carries ``schema_version``; a newer one is refused. Writes are atomic and refuse any
+path git tracks. ``apply()`` runs the pure apply guard under the merged-view lock, writes the new
+snapshot and ``effective.json``, then appends the run record; if a crash lands between the
+last two, the next ``apply()`` finds the unrecorded version and appends it (``recovered``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from autolearn.adapters.atomic import atomic_write_bytes, ensure_dir
+from autolearn.adapters.gitguard import ensure_untracked, tracked_under
+from autolearn.adapters.history import HistoryFile
+from autolearn.adapters.locks import file_lock
+from autolearn.core.apply_guard import ApplyKind, KnobChange, KnobDecision, guard_changes
+from autolearn.core.knobs import KnobSpec, KnobType, KnobValue, Owner
+from autolearn.core.registry import Registry
+from autolearn.core.timestamps import TimestampError, format_utc, parse_utc
+from autolearn.errors import StateError
+
+__all__ = [
+    "STATE_SCHEMA_VERSION",
+    "ApplyResult",
+    "Effective",
+    "StateStore",
+    "version_of",
+]
+
+STATE_SCHEMA_VERSION = 1
+_MECHANISM_NAME = frozenset(o.value for o in Owner) | {"reconcile", "gates", "replay"}
+_KEEP_CHANGES = timedelta(days=2)
+
+
+def version_of(values: Mapping[str, KnobValue]) -> str:
+    """Content address of a runtime layer: the same values always give the same version."""
+    canonical = json.dumps(dict(values), sort_keys=True, separators=(",", ":"))
+    return "v" + hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True, slots=True)
+class Effective:
+    """The merged runtime layer: overrides of the registry defaults, with their provenance."""
+
+    version: str
+    values: dict[str, KnobValue]
+    sources: dict[str, dict[str, str]] = field(default_factory=dict)
+    changes: dict[str, list[KnobChange]] = field(default_factory=dict)
+    updated_at: datetime | None = None
+    last_record: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema_version": STATE_SCHEMA_VERSION,
+            "version": self.version,
+            "values": dict(sorted(self.values.items())),
+            "sources": dict(sorted(self.sources.items())),
+            "changes": {
+                k: [{"at": format_utc(c.at), "before": c.before, "after": c.after} for c in v]
+                for k, v in sorted(self.changes.items())
+            },
+            "updated_at": format_utc(self.updated_at) if self.updated_at else None,
+            "last_record": self.last_record,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    """What an apply did: per-knob decisions, versions and the diff of adopted values."""
+
+    decisions: list[KnobDecision]
+    version_before: str
+    version_after: str
+    diff: list[dict[str, Any]]
+
+    @property
+    def applied(self) -> bool:
+        return bool(self.diff)
+
+
+class StateStore:
+    """Runtime state under ``state_dir`` for the knobs of ``registry``."""
+
+    def __init__(self, state_dir: Path, registry: Registry) -> None:
+        self.root = Path(state_dir)
+        self.registry = registry
+        self.effective_path = self.root / "effective.json"
+        self.snapshots_dir = self.root / "snapshots"
+        self.mechanisms_dir = self.root / "mechanisms"
+        self.control_path = self.root / "control.json"
+        self.history = HistoryFile(self.root / "history.jsonl")
+        self.locks_dir = self.root / "locks"
+
+    # -- locks -------------------------------------------------------------------------------
+    @contextmanager
+    def lock(self, name: str, *, timeout_s: float = 0.0) -> Iterator[None]:
+        """Exclusive lock ``name`` (a mechanism, ``effective`` or ``control``)."""
+        if not name.replace("_", "").isalnum():
+            raise StateError(f"invalid lock name {name!r}")
+        with file_lock(self.locks_dir / f"{name}.lock", timeout_s=timeout_s):
+            yield
+
+    # -- reading -----------------------------------------------------------------------------
+    def base_version(self) -> str:
+        return version_of({})
+
+    def read_effective(self) -> Effective:
+        """The current merged runtime layer (empty = presets only). Strict: corrupt -> error."""
+        doc = self._read_json(self.effective_path)
+        if doc is None:
+            return Effective(version=self.base_version(), values={})
+        try:
+            values = dict(doc["values"])
+            changes = {
+                k: [
+                    KnobChange(at=parse_utc(c["at"]), before=c["before"], after=c["after"])
+                    for c in v
+                ]
+                for k, v in doc.get("changes", {}).items()
+            }
+            updated = doc.get("updated_at")
+            effective = Effective(
+                version=str(doc["version"]),
+                values=values,
+                sources=dict(doc.get("sources", {})),
+                changes=changes,
+                updated_at=parse_utc(updated) if updated else None,
+                last_record=doc.get("last_record"),
+            )
+        except (KeyError, TypeError, ValueError, TimestampError) as exc:
+            raise StateError(f"{self.effective_path}: malformed state ({exc})") from exc
+        if version_of(values) != effective.version:
+            raise StateError(
+                f"{self.effective_path}: values do not match version {effective.version} "
+                "(edited by hand?); restore with `autolearn rollback --to VERSION`"
+            )
+        return effective
+
+    def current_values(self) -> dict[str, KnobValue]:
+        """Registry defaults overlaid with the runtime layer."""
+        return {**self.registry.defaults(), **self.read_effective().values}
+
+    def read_snapshot(self, version: str) -> dict[str, Any]:
+        """An immutable snapshot, verified against its content address."""
+        if not version.startswith("v") or not version[1:].isalnum():
+            raise StateError(f"invalid version id {version!r}")
+        if version == self.base_version():
+            return {"version": version, "values": {}, "created_at": None}
+        doc = self._read_json(self.snapshots_dir / f"{version}.json")
+        if doc is None:
+            raise StateError(f"no snapshot {version} in {self.snapshots_dir}")
+        if version_of(doc.get("values", {})) != version:
+            raise StateError(f"snapshot {version} is corrupt (content does not match its id)")
+        return doc
+
+    def list_snapshots(self) -> list[dict[str, Any]]:
+        out = []
+        if self.snapshots_dir.exists():
+            for path in sorted(self.snapshots_dir.glob("v*.json")):
+                doc = self._read_json(path)
+                if doc is not None:
+                    out.append(doc)
+        return sorted(out, key=lambda d: str(d.get("created_at") or ""))
+
+    def read_mechanism(self, name: str) -> dict[str, Any]:
+        """Per-mechanism state (empty dict before the first run)."""
+        doc = self._read_json(self._mechanism_path(name))
+        return {} if doc is None else {k: v for k, v in doc.items() if k != "schema_version"}
+
+    def write_mechanism(self, name: str, state: Mapping[str, Any]) -> None:
+        self._write_json(self._mechanism_path(name), dict(state))
+
+    def read_control(self) -> dict[str, Any]:
+        doc = self._read_json(self.control_path)
+        return {} if doc is None else {k: v for k, v in doc.items() if k != "schema_version"}
+
+    def set_control(self, mechanism: str, entry: Mapping[str, Any]) -> None:
+        """Set the operator switch of ``mechanism`` (e.g. frozen with a reason)."""
+        with self.lock("control", timeout_s=10):
+            control = self.read_control()
+            mechanisms = dict(control.get("mechanisms", {}))
+            mechanisms[mechanism] = dict(entry)
+            control["mechanisms"] = mechanisms
+            self._write_json(self.control_path, control)
+
+    def is_frozen(self, mechanism: str) -> tuple[bool, str]:
+        entry = self.read_control().get("mechanisms", {}).get(mechanism, {})
+        return bool(entry.get("frozen")), str(entry.get("reason", ""))
+
+    # -- writing -----------------------------------------------------------------------------
+    def record(self, record: Mapping[str, Any]) -> None:
+        """Append one run record to the history (a decision that applied nothing)."""
+        self._refuse_tracked([self.history.path])
+        self.history.append(dict(record))
+
+    def apply(
+        self,
+        writer: Owner | str,
+        requested: Mapping[str, object],
+        now: datetime,
+        *,
+        kind: ApplyKind = ApplyKind.APPLY,
+        record: Mapping[str, Any] | None = None,
+        dry_run: bool = False,
+    ) -> ApplyResult:
+        """Guard ``requested`` changes and apply the adopted ones atomically.
+
+        ``record`` is the run's record: it is completed with the decisions, versions and diff
+        and appended to the history (so one run leaves exactly one record). Nothing is written
+        when ``dry_run`` (shadow mode) or when nothing is adopted, except the record.
+        """
+        with self.lock("effective", timeout_s=30):
+            effective = self.read_effective()
+            self._recover_unrecorded(effective)
+            current = {**self.registry.defaults(), **effective.values}
+            decisions = guard_changes(
+                self.registry, writer, current, effective.changes, requested, now, kind
+            )
+            adopted = {
+                d.knob: _typed(self.registry.spec(d.knob), d.requested)
+                for d in decisions
+                if d.adopted
+            }
+            diff = [
+                {"knob": k, "before": current.get(k, self.registry.spec(k).default), "after": v}
+                for k, v in sorted(adopted.items())
+            ]
+            if dry_run or not adopted:
+                result = ApplyResult(decisions, effective.version, effective.version, [])
+                if record is not None:
+                    self.record(_complete(record, result, now, applied=False, proposed=diff))
+                return result
+            new_effective = self._next_effective(effective, adopted, writer, kind, now)
+            result = ApplyResult(decisions, effective.version, new_effective.version, diff)
+            full_record = _complete(record or {}, result, now, applied=True, proposed=diff)
+            full_record.setdefault("mechanism", str(writer))
+            new_effective = Effective(
+                version=new_effective.version,
+                values=new_effective.values,
+                sources=new_effective.sources,
+                changes=new_effective.changes,
+                updated_at=now,
+                last_record=full_record,
+            )
+            self._write_snapshot(new_effective, effective.version, writer, kind, now)
+            self._write_json(self.effective_path, new_effective.to_json(), raw=True)
+            self.record(full_record)
+            return result
+
+    def _next_effective(
+        self,
+        effective: Effective,
+        adopted: Mapping[str, KnobValue],
+        writer: Owner | str,
+        kind: ApplyKind,
+        now: datetime,
+    ) -> Effective:
+        values = dict(effective.values)
+        sources = dict(effective.sources)
+        changes = {k: list(v) for k, v in effective.changes.items()}
+        current = {**self.registry.defaults(), **effective.values}
+        for knob, value in adopted.items():
+            spec = self.registry.spec(knob)
+            before = current.get(knob, spec.default)
+            if value == spec.default and type(value) is type(spec.default):
+                values.pop(knob, None)  # back at the preset: keep the runtime layer minimal
+            else:
+                values[knob] = value
+            kept = [c for c in changes.get(knob, []) if now - c.at <= _KEEP_CHANGES]
+            changes[knob] = [*kept, KnobChange(at=now, before=before, after=value)]
+            sources[knob] = {"writer": str(writer), "kind": kind.value, "at": format_utc(now)}
+        version = version_of(values)
+        for source in sources.values():
+            source.setdefault("version", version)
+        return Effective(version, values, sources, changes, now)
+
+    def _write_snapshot(
+        self,
+        effective: Effective,
+        parent: str,
+        writer: Owner | str,
+        kind: ApplyKind,
+        now: datetime,
+    ) -> None:
+        path = self.snapshots_dir / f"{effective.version}.json"
+        if path.exists():
+            return  # content-addressed and immutable: the same values are already stored
+        self._write_json(
+            path,
+            {
+                "version": effective.version,
+                "values": dict(sorted(effective.values.items())),
+                "parent": parent,
+                "writer": str(writer),
+                "kind": kind.value,
+                "created_at": format_utc(now),
+            },
+        )
+
+    def _recover_unrecorded(self, effective: Effective) -> None:
+        """Append the last apply's record if a crash left it out of the history."""
+        last = effective.last_record
+        if not last or "run_id" not in last:
+            return
+        for record in reversed(self.history.read().records[-200:]):
+            if record.get("run_id") == last["run_id"]:
+                return
+        self.record({**last, "recovered": True})
+
+    # -- file helpers ------------------------------------------------------------------------
+    def _mechanism_path(self, name: str) -> Path:
+        if name not in _MECHANISM_NAME:
+            raise StateError(f"unknown mechanism {name!r} (known: {sorted(_MECHANISM_NAME)})")
+        return self.mechanisms_dir / f"{name}.json"
+
+    def _refuse_tracked(self, paths: list[Path]) -> None:
+        ensure_untracked(paths, tracked_under(self.root) if self.root.exists() else set())
+
+    def _read_json(self, path: Path) -> dict[str, Any] | None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StateError(f"cannot read {path}: {exc.strerror}") from exc
+        try:
+            doc = json.loads(text)
+        except ValueError as exc:
+            raise StateError(f"{path}: not valid JSON ({exc}); the file is corrupt") from exc
+        if not isinstance(doc, dict):
+            raise StateError(f"{path}: expected a JSON object")
+        version = doc.get("schema_version")
+        if not isinstance(version, int):
+            raise StateError(f"{path}: no schema_version (not an autolearn state file?)")
+        if version > STATE_SCHEMA_VERSION:
+            raise StateError(
+                f"{path}: schema_version {version!r} is newer than this autolearn "
+                f"understands ({STATE_SCHEMA_VERSION}); upgrade autolearn"
+            )
+        return doc
+
+    def _write_json(self, path: Path, doc: dict[str, Any], *, raw: bool = False) -> None:
+        ensure_dir(self.root)
+        self._refuse_tracked([path])
+        body = doc if raw else {"schema_version": STATE_SCHEMA_VERSION, **doc}
+        data = json.dumps(body, sort_keys=True, indent=1, default=str).encode() + b"\n"
+        atomic_write_bytes(path, data)
+
+
+def _typed(spec: KnobSpec, value: object) -> KnobValue:
+    if spec.type is KnobType.BOOL:
+        return bool(value)
+    if spec.type is KnobType.INT:
+        return int(value)  # type: ignore[call-overload,no-any-return]
+    return round(float(value), spec.decimals)  # type: ignore[arg-type]
+
+
+def _complete(
+    record: Mapping[str, Any],
+    result: ApplyResult,
+    now: datetime,
+    *,
+    applied: bool,
+    proposed: list[dict[str, Any]],
+) -> dict[str, Any]:
+    out = dict(record)
+    out.setdefault("at", format_utc(now))
+    out["applied"] = applied
+    out["version_before"] = result.version_before
+    out["version_after"] = result.version_after
+    out["knobs"] = [d.to_record() for d in result.decisions]
+    out["diff"] = result.diff if applied else []
+    if not applied and proposed:
+        out["proposed_diff"] = proposed
+    return out

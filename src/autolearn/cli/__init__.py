@@ -1,0 +1,55 @@
+"""The ``autolearn`` command line. ``main`` is the single outermost error handler.
+
+Every ``AutolearnError`` becomes one clear line on stderr and its exit code (78 config, 65 data,
+73 tracked path, 75 transient broker, ...); anything else is a bug and exits 70 with a traceback
+in the structured log.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from autolearn.adapters.logs import configure_logging, get_logger, redact
+from autolearn.cli import _demo, _ingest, _policy, _state, _tune
+from autolearn.cli._common import app
+from autolearn.errors import AutolearnError, LockBusy
+
+__all__ = ["app", "main"]
+
+_ = (_demo, _ingest, _policy, _state, _tune)  # modules register their commands on import
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; return the process exit code."""
+    configure_logging()
+    try:
+        app(args=argv, standalone_mode=False)
+    except LockBusy as exc:
+        print(f"autolearn: {exc} (lock_busy: nothing done)", file=sys.stderr)
+        return 0
+    except AutolearnError as exc:
+        print(f"autolearn: error: {redact(str(exc))}", file=sys.stderr)
+        return exc.exit_code
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except typer.Abort:
+        print("autolearn: aborted", file=sys.stderr)
+        return 130
+    except typer.TyperException as exc:  # usage errors: bad option, missing argument
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            print(f"autolearn: {exc}", file=sys.stderr)
+        return int(getattr(exc, "exit_code", 2))
+    except Exception as exc:  # the outermost handler: report bugs loudly, never silently
+        get_logger().exception("unexpected_error", error=redact(str(exc)))
+        print(f"autolearn: internal error: {redact(repr(exc))}", file=sys.stderr)
+        return 70
+    return 0
+
+
+def entrypoint() -> None:  # pragma: no cover - console script shim
+    sys.exit(main())

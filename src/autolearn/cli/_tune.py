@@ -1,0 +1,3 @@
+"""Placeholder: filled by the mechanism's module."""
+
+__all__: list[str] = []

@@ -1,0 +1,161 @@
+"""Trade metrics: the one definition of PF, win rate, expectancy and drawdown.
+
+The tuner, the policy cycle and the perf guard all call this module, in configurable units
+(pips or account currency), so two components can never disagree on the same trades (the
+original's policy used pips and its perf guard JPY, with three different PF edge cases).
+
+Edge cases, chosen so that *no evidence* never reads as *bad evidence*:
+- no trades: every ratio is NaN (callers treat NaN as "insufficient", never as a block);
+- no losses: PF is ``inf`` when there is profit, NaN when every trade was flat (the original
+  blocked all-flat pockets with PF 0);
+- a flat trade (P/L exactly 0) is neither a win nor a loss but counts in ``n``.
+
+Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from scipy import stats as _scipy_stats
+
+from autolearn.core.model import Trade
+
+__all__ = [
+    "Stats",
+    "Units",
+    "expectancy_interval",
+    "max_drawdown",
+    "pnl",
+    "summarize",
+    "trailing_loss_streak",
+    "win_rate_interval",
+]
+
+
+class Units(StrEnum):
+    """Which P/L a metric is computed on."""
+
+    PIPS = "pips"
+    ACCOUNT = "account"
+
+
+def pnl(trades: Iterable[Trade], units: Units = Units.PIPS) -> list[float]:
+    """The P/L of each trade in ``units``, in the given order."""
+    if units is Units.PIPS:
+        return [t.pl_pips for t in trades]
+    return [t.pl_account for t in trades]
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """Summary of a P/L sample."""
+
+    n: int
+    wins: int
+    losses: int
+    net: float
+    gross_profit: float
+    gross_loss: float  # positive number
+    expectancy: float  # mean P/L per trade; NaN when n == 0
+    std: float  # sample standard deviation (ddof 1); NaN when n < 2
+    win_rate: float  # wins / n; NaN when n == 0
+    profit_factor: float  # gross_profit / gross_loss; inf / NaN per the module docstring
+
+    def as_dict(self) -> dict[str, float | int | None]:
+        """JSON-friendly (NaN and inf become None and a large sentinel-free string)."""
+        out: dict[str, float | int | None] = {}
+        for name in self.__slots__:
+            value = getattr(self, name)
+            if isinstance(value, float) and not math.isfinite(value):
+                out[name] = None if math.isnan(value) else (1e9 if value > 0 else -1e9)
+            else:
+                out[name] = round(value, 6) if isinstance(value, float) else value
+        return out
+
+
+def summarize(values: Sequence[float]) -> Stats:
+    """Stats of a P/L sample."""
+    n = len(values)
+    wins = sum(1 for v in values if v > 0)
+    losses = sum(1 for v in values if v < 0)
+    gross_profit = math.fsum(v for v in values if v > 0)
+    gross_loss = -math.fsum(v for v in values if v < 0)
+    net = math.fsum(values)
+    expectancy = net / n if n else math.nan
+    if n >= 2:
+        mean = expectancy
+        std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
+    else:
+        std = math.nan
+    if gross_loss > 0:
+        pf = gross_profit / gross_loss
+    else:
+        pf = math.inf if gross_profit > 0 else math.nan
+    return Stats(
+        n=n,
+        wins=wins,
+        losses=losses,
+        net=net,
+        gross_profit=gross_profit,
+        gross_loss=gross_loss,
+        expectancy=expectancy,
+        std=std,
+        win_rate=wins / n if n else math.nan,
+        profit_factor=pf,
+    )
+
+
+def expectancy_interval(values: Sequence[float], confidence: float = 0.9) -> tuple[float, float]:
+    """Two-sided Student-t interval of the mean P/L (NaN, NaN when n < 2).
+
+    Evidence with uncertainty: a rule acts when the whole interval is past a threshold, not
+    when a 15-minute point estimate is.
+    """
+    s = summarize(values)
+    if s.n < 2 or not math.isfinite(s.std):
+        return (math.nan, math.nan)
+    if s.std == 0:
+        return (s.expectancy, s.expectancy)
+    half = float(_scipy_stats.t.ppf(0.5 + confidence / 2, s.n - 1)) * s.std / math.sqrt(s.n)
+    return (s.expectancy - half, s.expectancy + half)
+
+
+def win_rate_interval(
+    wins: int, n: int, confidence: float = 0.9, prior: tuple[float, float] = (1.0, 1.0)
+) -> tuple[float, float]:
+    """Equal-tailed Beta-posterior interval of the win rate (uniform prior by default)."""
+    if n <= 0:
+        return (math.nan, math.nan)
+    a, b = prior[0] + wins, prior[1] + (n - wins)
+    tail = (1 - confidence) / 2
+    return (
+        float(_scipy_stats.beta.ppf(tail, a, b)),
+        float(_scipy_stats.beta.ppf(1 - tail, a, b)),
+    )
+
+
+def max_drawdown(values: Sequence[float]) -> float:
+    """Largest peak-to-trough fall of the cumulative P/L (>= 0; 0 for no trades)."""
+    peak = 0.0
+    equity = 0.0
+    worst = 0.0
+    for v in values:
+        equity += v
+        peak = max(peak, equity)
+        worst = max(worst, peak - equity)
+    return worst
+
+
+def trailing_loss_streak(values: Sequence[float]) -> int:
+    """Consecutive losing trades at the end of the sample (flats break a streak)."""
+    streak = 0
+    for v in reversed(values):
+        if v < 0:
+            streak += 1
+        else:
+            break
+    return streak

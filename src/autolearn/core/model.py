@@ -1,0 +1,151 @@
+"""Frozen values shared by every mechanism: closed trades and shadow signals.
+
+Pure: no I/O, no clock. Values validate themselves in ``__post_init__`` and name the offending
+field and value, so a bad row is caught where it enters, never deep inside a decision.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+__all__ = ["ShadowSignal", "Side", "Trade", "TradeState", "pip_size"]
+
+
+class Side(StrEnum):
+    """Direction of a position."""
+
+    LONG = "long"
+    SHORT = "short"
+
+    @property
+    def sign(self) -> int:
+        return 1 if self is Side.LONG else -1
+
+    @property
+    def opposite(self) -> Side:
+        return Side.SHORT if self is Side.LONG else Side.LONG
+
+
+class TradeState(StrEnum):
+    """CLOSED: the whole trade closed in this fill. PARTIAL: this fill reduced it."""
+
+    CLOSED = "CLOSED"
+    PARTIAL = "PARTIAL"
+
+
+def pip_size(instrument: str) -> float:
+    """One pip in price units: 0.01 for JPY-quoted pairs, 0.0001 otherwise (OANDA convention)."""
+    quote = instrument.replace("/", "_").upper().split("_")[-1]
+    return 0.01 if quote == "JPY" else 0.0001
+
+
+def _require_aware(name: str, value: datetime) -> None:
+    if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{name} must be a UTC-aware datetime, got {value!r}")
+
+
+def _require_finite(name: str, value: float) -> None:
+    if not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Trade:
+    """One closed (or partially closed) trade, as the learning loops see it.
+
+    ``(broker_trade_id, close_tx_id)`` identifies the row: a partial close and the final close
+    of one broker trade are two rows. ``units`` is the absolute size closed by this row.
+    ``pl_pips`` is signed by outcome; ``pl_account`` is in the account currency.
+    """
+
+    broker_trade_id: str
+    close_tx_id: str
+    instrument: str
+    pocket: str
+    strategy: str
+    side: Side
+    units: int
+    entry_price: float
+    close_price: float
+    entry_at: datetime
+    close_at: datetime
+    pl_pips: float
+    pl_account: float
+    broker_close_reason: str = ""
+    exit_reason: str = ""
+    regime_macro: str = ""
+    regime_micro: str = ""
+    config_version: str = ""
+    client_order_id: str = ""
+    state: TradeState = TradeState.CLOSED
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.broker_trade_id:
+            raise ValueError("broker_trade_id must be non-empty")
+        if not self.instrument:
+            raise ValueError("instrument must be non-empty")
+        if not isinstance(self.units, int) or isinstance(self.units, bool) or self.units <= 0:
+            raise ValueError(f"units must be a positive int (absolute size), got {self.units!r}")
+        for name in ("entry_price", "close_price", "pl_pips", "pl_account"):
+            _require_finite(name, getattr(self, name))
+        if self.entry_price <= 0 or self.close_price <= 0:
+            raise ValueError(
+                f"prices must be > 0, got entry {self.entry_price!r} close {self.close_price!r}"
+            )
+        _require_aware("entry_at", self.entry_at)
+        _require_aware("close_at", self.close_at)
+        if self.close_at < self.entry_at:
+            raise ValueError(
+                f"close_at {self.close_at.isoformat()} is before entry_at "
+                f"{self.entry_at.isoformat()}"
+            )
+        object.__setattr__(self, "side", Side(self.side))
+        object.__setattr__(self, "state", TradeState(self.state))
+
+    @property
+    def is_win(self) -> bool:
+        return self.pl_pips > 0
+
+    @property
+    def hold_s(self) -> float:
+        return (self.close_at - self.entry_at).total_seconds()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ShadowSignal:
+    """An entry the bot would have taken but did not (strategy blocked or in shadow mode).
+
+    ``outcome_pips`` is filled later, by the bot's own shadow bookkeeping or by evaluating the
+    signal against candles; until then it is ``None``. It is what lets a blocked pocket prove it
+    has recovered (the original's block never lifted: original-system.md 5.2).
+    """
+
+    signal_id: str
+    at: datetime
+    instrument: str
+    pocket: str
+    strategy: str
+    side: Side
+    price: float
+    sl_pips: float | None = None
+    tp_pips: float | None = None
+    config_version: str = ""
+    reason: str = ""
+    outcome_pips: float | None = None
+    outcome_at: datetime | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.signal_id:
+            raise ValueError("signal_id must be non-empty")
+        _require_aware("at", self.at)
+        _require_finite("price", self.price)
+        if self.outcome_at is not None:
+            _require_aware("outcome_at", self.outcome_at)
+        if self.outcome_pips is not None:
+            _require_finite("outcome_pips", self.outcome_pips)
+        object.__setattr__(self, "side", Side(self.side))

@@ -1,0 +1,105 @@
+"""The exception tree. Each class says what the operator or the timer must do.
+
+    AutolearnError                 (exit 1)   something we could not decide
+    ├── ConfigError                (exit 78)  fix the tracked config (registry, presets, flags)
+    ├── StateError                 (exit 65)  state unreadable or unwritable; nothing changed
+    │   ├── TrackedPathError       (exit 73)  refused to write a git-tracked path
+    │   └── LockBusy               (exit 0)   another run holds the lock; recorded as lock_busy
+    ├── LedgerError                (exit 65)  the trade ledger cannot be read or written
+    ├── InputError                 (exit 65)  an input file/row is malformed (file, row, column)
+    ├── OwnershipError             (exit 77)  a mechanism tried to write a knob it does not own
+    └── BrokerError                (exit 69)
+        ├── BrokerUnavailable      (exit 75)  transient (429/5xx/timeouts): skip the cycle, retry
+        └── BrokerRejected         (exit 69)  permanent (401/404/bad body): alert a human
+
+Decisions (freeze, hold, block...) are values, never exceptions. Adapters translate foreign
+exceptions at the boundary with ``raise X(...) from exc``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AutolearnError",
+    "BrokerError",
+    "BrokerRejected",
+    "BrokerUnavailable",
+    "ConfigError",
+    "InputError",
+    "LedgerError",
+    "LockBusy",
+    "OwnershipError",
+    "StateError",
+    "TrackedPathError",
+]
+
+
+class AutolearnError(Exception):
+    """Root of every error autolearn raises on purpose."""
+
+    exit_code = 1
+
+
+class ConfigError(AutolearnError):
+    """Tracked configuration is invalid. ``problems`` lists every finding (dotted path first)."""
+
+    exit_code = 78  # EX_CONFIG
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        self.problems = list(problems or [])
+        if self.problems:
+            message = message + "\n" + "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(message)
+
+
+class StateError(AutolearnError):
+    """Runtime state could not be read or written; no change was made."""
+
+    exit_code = 65  # EX_DATAERR
+
+
+class TrackedPathError(StateError):
+    """A runtime write targeted a path that git tracks (would break ``git pull --ff-only``)."""
+
+    exit_code = 73  # EX_CANTCREAT
+
+
+class LockBusy(StateError):
+    """Another run holds the lock. Not a failure: the run records ``lock_busy`` and exits 0."""
+
+    exit_code = 0
+
+
+class LedgerError(AutolearnError):
+    """The trade ledger could not be read or written."""
+
+    exit_code = 65
+
+
+class InputError(AutolearnError):
+    """Malformed input. The message names the file, row and column when known."""
+
+    exit_code = 65
+
+
+class OwnershipError(AutolearnError):
+    """A mechanism tried to write a knob it does not own (or that is not registered)."""
+
+    exit_code = 77  # EX_NOPERM
+
+
+class BrokerError(AutolearnError):
+    """The broker (OANDA v20) failed."""
+
+    exit_code = 69  # EX_UNAVAILABLE
+
+
+class BrokerUnavailable(BrokerError):
+    """Transient broker failure after retries (429, 5xx, timeout): skip this cycle."""
+
+    exit_code = 75  # EX_TEMPFAIL
+
+
+class BrokerRejected(BrokerError):
+    """Permanent broker failure (auth, not found, malformed body): needs a human."""
+
+    exit_code = 69

@@ -1,0 +1,229 @@
+"""The worker runtime API: read knob values, explain them, pin the config version.
+
+Layers, first hit wins per key:
+
+1. runtime state   ``<state_dir>/effective.json`` (written only by the state store)
+2. presets         the tracked registry's defaults
+3. legacy files    ``config/tuning_overlay.yaml``, ``config/tuning_overrides.yaml``,
+                   ``configs/scalp_active_params.json`` under the bot root: read-only, for keys
+                   a legacy config still carries (e.g. ``strategies.RangeRevertLite.*``)
+
+A tuned ``0`` or ``false`` is a value (the original's ``x or default`` idiom turned a tuned 0 into
+600 ms). Reads are cheap: the runtime file is re-``stat``-ed at most every ``refresh_s`` and
+re-parsed only when its mtime/size changes. A torn or corrupt runtime file never falls through to
+stale legacy values: the loader keeps the last good version in memory, logs an error, and reports
+itself ``degraded``; at a cold start it recovers the version named by the last history record.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from autolearn.adapters.history import HistoryFile
+from autolearn.adapters.logs import get_logger
+from autolearn.adapters.state import StateStore
+from autolearn.core.knobs import KnobValue
+from autolearn.core.registry import Registry
+from autolearn.errors import AutolearnError, StateError
+
+__all__ = ["LEGACY_FILES", "Explanation", "Tuning", "flatten"]
+
+LEGACY_FILES = (
+    "config/tuning_overlay.yaml",
+    "config/tuning_overrides.yaml",
+    "configs/scalp_active_params.json",
+)
+_MISSING: Any = object()
+
+
+def flatten(doc: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings to dotted keys (``{"a": {"b": 1}}`` -> ``{"a.b": 1}``); ``meta`` dropped."""
+    out: dict[str, Any] = {}
+    for key, value in doc.items():
+        if not prefix and key == "meta":
+            continue
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """Where a value came from."""
+
+    key: str
+    value: Any
+    layer: str  # runtime | preset | legacy:<path> | missing
+    version: str
+    changed_at: str | None = None
+    writer: str | None = None
+    degraded: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _View:
+    version: str
+    values: dict[str, KnobValue]
+    sources: dict[str, dict[str, str]]
+
+
+class Tuning:
+    """Knob values for a worker process. Thread-safe; never raises on a corrupt state file."""
+
+    def __init__(
+        self,
+        state_dir: Path,
+        registry: Registry,
+        *,
+        bot_root: Path | None = None,
+        refresh_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = StateStore(state_dir, registry)
+        self._registry = registry
+        self._presets = registry.defaults()
+        self._legacy = self._load_legacy(bot_root) if bot_root else []
+        self._refresh_s = refresh_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._checked_at = float("-inf")
+        self._stamp: tuple[int, int] | None = None
+        self._view: _View | None = None
+        self.degraded: str | None = None
+        self._log = get_logger("autolearn.runtime")
+
+    # -- public API -------------------------------------------------------------------------
+    def get(self, key: str, default: Any = _MISSING) -> Any:
+        """The value of ``key``; ``default`` (or ``KeyError``) only when no layer has it."""
+        view = self._current()
+        if key in view.values:
+            return view.values[key]
+        if key in self._presets:
+            return self._presets[key]
+        spec = self._registry.find(key)
+        if spec is not None:
+            return spec.default
+        for _, values in self._legacy:
+            if key in values:
+                return values[key]
+        if default is _MISSING:
+            raise KeyError(f"{key!r}: not registered, not in presets or legacy files")
+        return default
+
+    def explain(self, key: str) -> Explanation:
+        """Which layer ``key`` comes from, at which version, written when and by whom."""
+        view = self._current()
+        if key in view.values:
+            source = view.sources.get(key, {})
+            return Explanation(
+                key,
+                view.values[key],
+                "runtime",
+                view.version,
+                source.get("at"),
+                source.get("writer"),
+                self.degraded,
+            )
+        spec = self._registry.find(key)
+        if spec is not None:
+            return Explanation(key, spec.default, "preset", view.version, None, None, self.degraded)
+        for path, values in self._legacy:
+            if key in values:
+                return Explanation(
+                    key, values[key], f"legacy:{path}", view.version, None, None, self.degraded
+                )
+        return Explanation(key, None, "missing", view.version, None, None, self.degraded)
+
+    @property
+    def config_version(self) -> str:
+        """The version id the bot pins on each order and trade."""
+        return self._current().version
+
+    def values(self) -> dict[str, Any]:
+        """Every registered knob's value (one consistent version)."""
+        view = self._current()
+        return {**self._presets, **view.values}
+
+    # -- loading ----------------------------------------------------------------------------
+    def _current(self) -> _View:
+        now = self._clock()
+        with self._lock:
+            if self._view is not None and now - self._checked_at < self._refresh_s:
+                return self._view
+            self._checked_at = now
+            stamp = self._stat()
+            if self._view is not None and stamp == self._stamp:
+                return self._view
+            self._reload(stamp)
+            assert self._view is not None
+            return self._view
+
+    def _stat(self) -> tuple[int, int] | None:
+        try:
+            st = self._store.effective_path.stat()
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size)
+
+    def _reload(self, stamp: tuple[int, int] | None) -> None:
+        try:
+            effective = self._store.read_effective()
+        except AutolearnError as exc:
+            self._degrade(f"runtime state unreadable: {exc}")
+            return
+        self._view = _View(effective.version, effective.values, effective.sources)
+        self._stamp = stamp
+        self.degraded = None
+
+    def _degrade(self, reason: str) -> None:
+        if self.degraded != reason:
+            self._log.error("runtime_state_unreadable", reason=reason, kept=self._kept())
+        self.degraded = reason
+        if self._view is None:
+            self._view = self._recover_from_history()
+
+    def _kept(self) -> str:
+        return self._view.version if self._view else "history or presets"
+
+    def _recover_from_history(self) -> _View:
+        """Cold start on a corrupt file: the last recorded version's snapshot, else presets."""
+        records = HistoryFile(self._store.history.path).read().records
+        for record in reversed(records):
+            version = record.get("version_after")
+            if isinstance(version, str) and record.get("applied"):
+                try:
+                    snapshot = self._store.read_snapshot(version)
+                except StateError:
+                    continue
+                return _View(version, dict(snapshot.get("values", {})), {})
+        return _View(self._store.base_version(), {}, {})
+
+    @staticmethod
+    def _load_legacy(bot_root: Path) -> list[tuple[str, dict[str, Any]]]:
+        import yaml  # local: only legacy files need it at runtime
+
+        layers: list[tuple[str, dict[str, Any]]] = []
+        for rel in LEGACY_FILES:
+            path = bot_root / rel
+            try:
+                text = path.read_text(encoding="utf-8")
+                doc = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+            except FileNotFoundError:
+                continue
+            except (OSError, ValueError, yaml.YAMLError) as exc:
+                get_logger("autolearn.runtime").error(
+                    "legacy_file_unreadable", path=rel, error=str(exc)
+                )
+                continue
+            if isinstance(doc, Mapping):
+                layers.append((rel, flatten(doc)))
+        return layers
