@@ -25,7 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the process exit code."""
     configure_logging()
     try:
-        app(args=argv, standalone_mode=False)
+        # Without standalone mode, click returns typer.Exit codes instead of raising them.
+        result = app(args=argv, standalone_mode=False)
     except LockBusy as exc:
         print(f"autolearn: {exc} (lock_busy: nothing done)", file=sys.stderr)
         return 0
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         get_logger().exception("unexpected_error", error=redact(str(exc)))
         print(f"autolearn: internal error: {redact(repr(exc))}", file=sys.stderr)
         return 70
-    return 0
+    return result if isinstance(result, int) else 0
 
 
 def entrypoint() -> None:  # pragma: no cover - console script shim

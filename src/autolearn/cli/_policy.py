@@ -1,3 +1,69 @@
-"""Placeholder: filled by the mechanism's module."""
+"""``autolearn policy [--shadow]`` and ``autolearn unblock POCKET[/STRATEGY] --reason ...``.
 
-__all__: list[str] = []
+Thin shell: resolve settings, open the ledger, run the cycle, print the one JSON run record.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from autolearn.adapters.logs import emit_json
+from autolearn.cli._common import app, settings, store, utcnow
+from autolearn.gates.config import GatesConfig, load_gates_config
+from autolearn.ledger.sql import SqlLedger
+from autolearn.policy.cycle import operator_unblock, run_policy
+
+__all__ = ["policy", "unblock"]
+
+_ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", help="Gates/policy YAML (default: <bot>/config/gates.yaml if present)"
+    ),
+]
+
+
+def _config(path: Path | None) -> GatesConfig:
+    if path is None:
+        tracked = settings().bot_root / "config" / "gates.yaml"
+        path = tracked if tracked.exists() else None
+    overrides = store().read_mechanism("gates").get("overrides") or None
+    return load_gates_config(path, overrides)
+
+
+@app.command()
+def policy(
+    shadow: Annotated[
+        bool, typer.Option("--shadow", help="Decide and record, apply nothing")
+    ] = False,
+    config: _ConfigOpt = None,
+) -> None:
+    """Run one policy cycle: block, probation and unblock pockets and strategies."""
+    cfg = _config(config)
+    with SqlLedger.open(settings().ledger_url) as ledger:
+        record = run_policy(ledger=ledger, store=store(), config=cfg, now=utcnow(), shadow=shadow)
+    emit_json(record)
+
+
+@app.command()
+def unblock(
+    target: Annotated[str, typer.Argument(help="POCKET or POCKET/STRATEGY")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (recorded in the history)")],
+    active: Annotated[
+        bool, typer.Option("--active", help="Straight to active instead of probation")
+    ] = False,
+    config: _ConfigOpt = None,
+) -> None:
+    """Lift a policy block by hand (to probation by default); the action is recorded."""
+    record = operator_unblock(
+        store=store(),
+        scope=target,
+        reason=reason,
+        now=utcnow(),
+        to_active=active,
+        config=_config(config),
+    )
+    emit_json(record)

@@ -1,0 +1,24 @@
+"""``autolearn ingest --oanda``: pull the v20 transactions feed into the ledger (resumable)."""
+
+from __future__ import annotations
+
+from autolearn.adapters.logs import emit_json
+from autolearn.cli._common import console, utcnow
+
+__all__ = ["ingest_oanda"]
+
+
+def ingest_oanda(ledger_url: str, base_url: str, token: str, account_id: str) -> None:
+    """Import every fill since the stored cursor; print the report and one JSON record."""
+    from autolearn.ledger.sql import SqlLedger
+    from autolearn.oanda.client import V20Client
+    from autolearn.oanda.transactions import ingest_transactions
+
+    ledger = SqlLedger.open(ledger_url)
+    try:
+        with V20Client(token=token, base_url=base_url) as client:
+            report = ingest_transactions(client, account_id, ledger, now=utcnow())
+    finally:
+        ledger.close()
+    console.print(report.format())
+    emit_json({"event": "oanda_ingest_finished", "account": account_id, "report": report.format()})
