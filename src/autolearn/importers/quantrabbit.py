@@ -432,6 +432,10 @@ def _closed_units(row: Mapping[str, Any]) -> int | None:
         return None  # older rows leave it empty or 0: the whole trade closed
     if closed < 0:
         raise _RowRejected("closed_units", row.get("closed_units"), "must be >= 0 (absolute)")
+    if closed > _MAX_UNITS:
+        raise _RowRejected(
+            "closed_units", row.get("closed_units"), f"beyond {_MAX_UNITS} (64-bit storage)"
+        )
     return closed
 
 
