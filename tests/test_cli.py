@@ -119,3 +119,42 @@ def test_demo_leaves_the_checkout_clean(tmp_path: Path, monkeypatch: pytest.Monk
     assert main(["demo"]) == 0
     assert (clone / "demo-output").exists()
     assert _porcelain(clone) == ""
+
+
+def test_ingest_oanda_from_a_local_v20_server(
+    bot: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """`ingest --oanda` pulls a real-shaped feed into the ledger, resumably, never printing the token."""
+    from autolearn.ledger.sql import SqlLedger
+    from autolearn.oanda.fake_server import FakeV20Server
+
+    session = json.loads((REPO / "tests/data/oanda/usd_jpy_session.json").read_text())
+    token = "tok-" + "s3cr3t" * 6
+    ledger_url = f"sqlite:///{bot / 'logs' / 'ledger.db'}"
+    monkeypatch.setenv("OANDA_TOKEN", token)
+    with FakeV20Server(
+        account_id=session["account_id"],
+        token=token,
+        transactions=session["transactions"],
+        page_size=20,
+    ) as server:
+        args = [
+            "--ledger",
+            ledger_url,
+            "ingest",
+            "--oanda",
+            "--account",
+            session["account_id"],
+            "--oanda-url",
+            server.base_url,
+        ]
+        assert main(args) == 0
+        assert main(args) == 0  # resumes from the cursor: nothing new, nothing duplicated
+    ledger = SqlLedger.open(ledger_url)
+    try:
+        assert ledger.count_trades() == len(session["expected"])
+    finally:
+        ledger.close()
+    out, err = capfd.readouterr()
+    assert token not in out + err
+    assert _porcelain(bot) == ""
