@@ -124,7 +124,7 @@ def test_demo_leaves_the_checkout_clean(tmp_path: Path, monkeypatch: pytest.Monk
 def test_ingest_oanda_from_a_local_v20_server(
     bot: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    """`ingest --oanda` pulls a real-shaped feed into the ledger, resumably, never printing the token."""
+    """`ingest --oanda` fills the ledger from a v20 feed, resumably, never printing the token."""
     from autolearn.ledger.sql import SqlLedger
     from autolearn.oanda.fake_server import FakeV20Server
 
