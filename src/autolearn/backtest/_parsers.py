@@ -1,0 +1,263 @@
+"""Row parsers for every candle format in shared/data/fx, each to local-clock rows plus rejects.
+
+A parser reads text already in memory and returns a :class:`RawRows`: times on the *source* clock
+(epoch microseconds read as if UTC), float prices, and one :class:`RejectedRow` per bad row with
+its 1-based row number (the line number for text files, the position in the list for JSON) and
+column. It never raises on a bad row and never converts clocks, sorts or de-duplicates: that is
+the caller's job (``candles.py``), so every format gets the same rules.
+
+Pure: no file or network I/O, no clock.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
+
+from autolearn.core.timestamps import TimestampError, parse_utc, to_epoch_us
+
+__all__ = [
+    "OANDA_GRANULARITY_S",
+    "RawRows",
+    "RejectedRow",
+    "parse_delimited",
+    "parse_factor_cache",
+    "parse_histdata",
+    "parse_oanda_json",
+]
+
+# OANDA v20 CandlestickGranularity -> seconds (monthly "M" has no fixed length: unsupported).
+OANDA_GRANULARITY_S = {
+    "S5": 5,
+    "S10": 10,
+    "S15": 15,
+    "S30": 30,
+    "M1": 60,
+    "M2": 120,
+    "M4": 240,
+    "M5": 300,
+    "M10": 600,
+    "M15": 900,
+    "M30": 1800,
+    "H1": 3600,
+    "H2": 7200,
+    "H3": 10800,
+    "H4": 14400,
+    "H6": 21600,
+    "H8": 28800,
+    "H12": 43200,
+    "D": 86400,
+    "W": 604800,
+}
+_EPOCH_NAIVE = datetime(1970, 1, 1)
+_ONE_US = timedelta(microseconds=1)
+_PRICE_COLUMNS = ("open", "high", "low", "close")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RejectedRow:
+    """One input row that was not loaded, and why (``row`` is 1-based, as an editor shows it)."""
+
+    row: int
+    column: str
+    value: str
+    reason: str
+
+
+@dataclass(slots=True)
+class RawRows:
+    """Accumulator of parsed rows on the source clock (mutable only while one parser fills it)."""
+
+    rows: list[int] = field(default_factory=list)
+    time_us: list[int] = field(default_factory=list)
+    prices: list[tuple[float, float, float, float, float]] = field(default_factory=list)
+    rejected: list[RejectedRow] = field(default_factory=list)
+    incomplete_dropped: int = 0
+    instrument: str = ""
+    timeframe_s: int = 0
+
+    def reject(self, row: int, column: str, value: object, reason: str) -> None:
+        self.rejected.append(RejectedRow(row=row, column=column, value=str(value), reason=reason))
+
+    def add(self, row: int, time_us: int, values: tuple[float, float, float, float, float]) -> None:
+        self.rows.append(row)
+        self.time_us.append(time_us)
+        self.prices.append(values)
+
+
+def _naive_us(text: str, compact: bool) -> int:
+    """``YYYY-MM-DD HH:MM:SS`` or ``YYYYMMDD HHMMSS`` (no zone) -> epoch us read as if UTC."""
+    text = text.strip()
+    if compact:
+        if len(text) != 15 or text[8] != " ":
+            raise ValueError("expected YYYYMMDD HHMMSS")
+        parts = (text[0:4], text[4:6], text[6:8], text[9:11], text[11:13], text[13:15])
+    else:
+        if len(text) != 19 or text[10] not in " T" or text[4] != "-" or text[13] != ":":
+            raise ValueError("expected YYYY-MM-DD HH:MM:SS")
+        parts = (text[0:4], text[5:7], text[8:10], text[11:13], text[14:16], text[17:19])
+    if not all(p.isdigit() for p in parts):
+        raise ValueError("non-digit in date or time")
+    year, month, day, hour, minute, second = (int(p) for p in parts)
+    moment = datetime(year, month, day, hour, minute, second)  # validates the calendar
+    return (moment - _EPOCH_NAIVE) // _ONE_US
+
+
+def _epoch_s_us(text: str) -> int:
+    try:
+        value = Decimal(text.strip())
+    except InvalidOperation as exc:
+        raise ValueError("expected epoch seconds") from exc
+    if not value.is_finite():
+        raise ValueError("expected finite epoch seconds")
+    return int(value * 1_000_000)
+
+
+def _price(out: RawRows, row: int, column: str, text: object) -> float | None:
+    try:
+        value = float(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        out.reject(row, column, text, "not a number")
+        return None
+    if not math.isfinite(value) or (value <= 0 and column != "volume") or value < 0:
+        out.reject(row, column, text, "must be finite and > 0 (volume >= 0)")
+        return None
+    return value
+
+
+def _ohlcv(out: RawRows, row: int, fields: list[object]) -> tuple[float, ...] | None:
+    values: list[float] = []
+    for column, text in zip((*_PRICE_COLUMNS, "volume"), fields, strict=True):
+        value = _price(out, row, column, text)
+        if value is None:
+            return None
+        values.append(value)
+    o, h, low, c, _ = values
+    if h < max(o, c, low):
+        out.reject(row, "high", h, f"high below open/close/low ({o}, {c}, {low})")
+        return None
+    if low > min(o, c):
+        out.reject(row, "low", low, f"low above open/close ({o}, {c})")
+        return None
+    return tuple(values)
+
+
+def parse_histdata(text: str) -> RawRows:
+    """HistData generic ASCII: ``YYYYMMDD HHMMSS;o;h;l;c;v``, no header."""
+    out = RawRows()
+    for row, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        fields = line.strip().split(";")
+        if len(fields) != 6:
+            out.reject(row, "(row)", line, f"expected 6 ';'-separated fields, got {len(fields)}")
+            continue
+        _add_row(out, row, fields, time_kind="compact")
+    return out
+
+
+def parse_delimited(text: str, *, sep: str, time_kind: str, quoted: bool = False) -> RawRows:
+    """A header line then ``time, o, h, l, c, volume[, extra...]`` rows (MT5, backtesting.py).
+
+    ``time_kind`` is ``"ymd"`` (``YYYY-MM-DD HH:MM:SS``) or ``"epoch_s"``. ``quoted`` strips the
+    double quotes that wrap every line of the hadiforoughi original.
+    """
+    out = RawRows()
+    for row, line in enumerate(text.splitlines(), start=1):
+        if row == 1 or not line.strip():
+            continue  # header (checked by format detection)
+        body = line.strip()
+        if quoted:
+            if len(body) < 2 or body[0] != '"' or body[-1] != '"':
+                out.reject(row, "(row)", line, "expected the line wrapped in double quotes")
+                continue
+            body = body[1:-1]
+        fields = body.split(sep)
+        if len(fields) < 6:
+            out.reject(row, "(row)", line, f"expected >= 6 fields separated by {sep!r}")
+            continue
+        _add_row(out, row, fields[:6], time_kind=time_kind)
+    return out
+
+
+def _add_row(out: RawRows, row: int, fields: list[str], *, time_kind: str) -> None:
+    try:
+        if time_kind == "epoch_s":
+            time_us = _epoch_s_us(fields[0])
+        else:
+            time_us = _naive_us(fields[0], compact=time_kind == "compact")
+    except ValueError as exc:
+        out.reject(row, "time", fields[0], str(exc))
+        return
+    values = _ohlcv(out, row, list(fields[1:6]))
+    if values is not None:
+        out.add(row, time_us, values)  # type: ignore[arg-type]
+
+
+def _json_time(out: RawRows, row: int, text: object) -> int | None:
+    if isinstance(text, str) and text.replace(".", "", 1).isdigit():
+        return _epoch_s_us(text)  # OANDA's Accept-Datetime-Format: UNIX
+    try:
+        return to_epoch_us(parse_utc(text))  # type: ignore[arg-type]
+    except TimestampError as exc:
+        out.reject(row, "time", text, str(exc))
+        return None
+
+
+def parse_oanda_json(doc: object) -> RawRows:
+    """OANDA v20 ``GET /v3/instruments/{i}/candles`` body: mid prices, incomplete ones dropped."""
+    out = RawRows()
+    if not isinstance(doc, dict) or not isinstance(doc.get("candles"), list):
+        out.reject(0, "candles", type(doc).__name__, "expected an object with a 'candles' list")
+        return out
+    out.instrument = str(doc.get("instrument") or "")
+    out.timeframe_s = OANDA_GRANULARITY_S.get(str(doc.get("granularity") or ""), 0)
+    for row, candle in enumerate(doc["candles"], start=1):
+        if not isinstance(candle, dict) or not isinstance(candle.get("mid"), dict):
+            out.reject(row, "mid", json.dumps(candle)[:80], "no 'mid' prices (request price=M)")
+            continue
+        if candle.get("complete") is not True:
+            out.incomplete_dropped += 1  # still forming: its close is not final
+            continue
+        time_us = _json_time(out, row, candle.get("time"))
+        if time_us is None:
+            continue
+        mid = candle["mid"]
+        fields = [mid.get("o"), mid.get("h"), mid.get("l"), mid.get("c"), candle.get("volume", 0)]
+        values = _ohlcv(out, row, fields)
+        if values is not None:
+            out.add(row, time_us, values)  # type: ignore[arg-type]
+    return out
+
+
+def parse_factor_cache(doc: object, timeframe: str) -> RawRows:
+    """QuantRabbit ``factor_cache.json``: ``{TF: {..., candles: [{timestamp, o, h, l, c}]}}``.
+
+    The last candle of each timeframe is the one still forming and is dropped. The file is a
+    rolling buffer written many times, so the same bar recurs; the caller's de-duplication rules
+    apply (an earlier snapshot of a forming bar conflicts with the finished one).
+    """
+    out = RawRows()
+    section = doc.get(timeframe) if isinstance(doc, dict) else None
+    if not isinstance(section, dict) or not isinstance(section.get("candles"), list):
+        known = sorted(doc) if isinstance(doc, dict) else []
+        out.reject(0, timeframe, "", f"no '{timeframe}.candles' list; timeframes: {known}")
+        return out
+    out.timeframe_s = OANDA_GRANULARITY_S.get(timeframe, 0)
+    candles = section["candles"]
+    out.incomplete_dropped = 1 if candles else 0
+    for row, candle in enumerate(candles[:-1], start=1):
+        if not isinstance(candle, dict):
+            out.reject(row, "(row)", candle, "expected an object")
+            continue
+        time_us = _json_time(out, row, candle.get("timestamp"))
+        if time_us is None:
+            continue
+        fields = [candle.get(k) for k in _PRICE_COLUMNS] + [0.0]
+        values = _ohlcv(out, row, fields)
+        if values is not None:
+            out.add(row, time_us, values)  # type: ignore[arg-type]
+    return out
