@@ -38,8 +38,28 @@ def _redact_processor(_: Any, __: str, event: MutableMapping[str, Any]) -> str:
     return redact(json.dumps(event, sort_keys=True, default=str, separators=(",", ":")))
 
 
+class _CurrentStderr:
+    """Writes to whatever ``sys.stderr`` is *now* (tests and daemons swap it).
+
+    A log line must never change a decision: a closed or broken stream drops the line
+    instead of raising into the gate or cycle that logged it.
+    """
+
+    def write(self, text: str) -> int:
+        try:
+            return sys.stderr.write(text)
+        except (ValueError, OSError):
+            return 0
+
+    def flush(self) -> None:
+        try:
+            sys.stderr.flush()
+        except (ValueError, OSError):
+            return
+
+
 def configure_logging(stream: TextIO | None = None) -> None:
-    """JSON to ``stream`` (stderr by default: stdout carries the run record)."""
+    """JSON to ``stream`` (the current stderr by default: stdout carries the run record)."""
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -47,7 +67,7 @@ def configure_logging(stream: TextIO | None = None) -> None:
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             _redact_processor,
         ],
-        logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(stream or _CurrentStderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
 

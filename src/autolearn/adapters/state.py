@@ -192,11 +192,14 @@ class StateStore:
         return {} if doc is None else {k: v for k, v in doc.items() if k != "schema_version"}
 
     def set_control(self, mechanism: str, entry: Mapping[str, Any]) -> None:
-        """Set the operator switch of ``mechanism`` (e.g. frozen with a reason)."""
+        """Merge ``entry`` into the operator switches of ``mechanism`` (frozen, enabled, ...).
+
+        A merge, not a replace: freezing must not forget that systemd enabled the mechanism.
+        """
         with self.lock("control", timeout_s=10):
             control = self.read_control()
             mechanisms = dict(control.get("mechanisms", {}))
-            mechanisms[mechanism] = dict(entry)
+            mechanisms[mechanism] = {**mechanisms.get(mechanism, {}), **dict(entry)}
             control["mechanisms"] = mechanisms
             self._write_json(self.control_path, control)
 

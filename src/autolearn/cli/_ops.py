@@ -43,8 +43,15 @@ from autolearn.ops.doctor import (
 from autolearn.ops.findings import Finding, Severity, exit_code
 from autolearn.ops.prometheus import render_metrics
 from autolearn.ops.schedules import SCHEDULES, unit_base
-from autolearn.ops.status import Health, MechanismStatus, StatusInputs, StatusReport, build_status
-from autolearn.ops.systemd import UnitOptions, render_units
+from autolearn.ops.status import (
+    Health,
+    MechanismStatus,
+    StatusInputs,
+    StatusReport,
+    build_status,
+    enabled_state,
+)
+from autolearn.ops.systemd import UnitOptions, render_units, systemd_span
 
 __all__: list[str] = []
 
@@ -102,6 +109,11 @@ def _mechanisms(chosen: list[str] | None) -> list[str]:
 
 def _control_entry(state: StateStore, mechanism: str) -> dict[str, Any]:
     return dict(state.read_control().get("mechanisms", {}).get(mechanism, {}) or {})
+
+
+def _is_enabled(state: StateStore, mechanism: str) -> bool:
+    records = state.history.read().records
+    return enabled_state(mechanism, _control_entry(state, mechanism), records)[0]
 
 
 def _executable(explicit: Path | None) -> PurePosixPath:
@@ -170,7 +182,7 @@ def systemd_install(
     directory = out or installer.unit_dir(user)
     written = installer.write_units(units, directory)
     state = store()
-    enabled = [m for m in wanted if _control_entry(state, m).get("enabled")]
+    enabled = [m for m in wanted if _is_enabled(state, m)]
     started: list[str] = []
     if use_systemctl:
         installer.systemctl(["daemon-reload"], user_mode=user)
@@ -318,13 +330,13 @@ def _gather_status(
             presets[knob], owners[knob] = spec.default, spec.owner.value
     inputs = StatusInputs(
         records=read.records,
-        history_path=str(state.history.path),
+        history_path=state.history.path.name,  # relative to the state dir (printed once)
         history_torn=read.torn_last_line,
         history_corrupt_lines=read.corrupt_lines,
         control=state.read_control(),
-        control_path=str(state.control_path),
+        control_path=state.control_path.name,
         mechanism_states={m: state.read_mechanism(m) for m in SCHEDULES},
-        effective_path=str(state.effective_path),
+        effective_path=state.effective_path.name,
         effective_version=version,
         effective_values=values,
         effective_sources=sources,
@@ -348,7 +360,9 @@ _HEALTH_STYLE = {
 
 def _mechanism_table(m: MechanismStatus, now: datetime) -> Table:
     table = Table(
-        title=f"{m.mechanism} (every {m.cadence})", show_header=False, title_justify="left"
+        title=f"{m.mechanism} (every {systemd_span(m.cadence)})",
+        show_header=False,
+        title_justify="left",
     )
     table.add_column("what", style="bold")
     table.add_column("value", overflow="fold")
@@ -388,8 +402,12 @@ def _print_status(report: StatusReport) -> None:
         f"[{style}]autolearn: {report.overall.upper()}[/{style}]  at {format_utc(report.now)}  "
         f"effective {report.effective_version}  ({report.history_records} history records)"
     )
+    console.print(f"[dim]state dir {settings().state_dir}[/dim]")
     for m in report.mechanisms:
-        console.print(_mechanism_table(m, report.now))
+        if m.health is Health.DISABLED and m.last_run is None:
+            console.print(f"[dim]{m.mechanism}: disabled, never run ({m.enabled_source})[/dim]")
+        else:
+            console.print(_mechanism_table(m, report.now))
     for ref in report.operator_rollbacks_24h:
         console.print(
             f"operator rollback {format_utc(ref.at)[:19]}: {', '.join(ref.reasons)} ({ref.source})"
@@ -406,7 +424,8 @@ def _print_status(report: StatusReport) -> None:
         console.print("blocked: none")
     ledger = report.ledger
     last = format_utc(ledger.last_close_at) if ledger.last_close_at else "never"
-    console.print(f"ledger: {ledger.trades} trades, last close {last} ({ledger.source})")
+    trades = "?" if ledger.trades is None else ledger.trades
+    console.print(f"ledger: {trades} trades, last close {last} ({ledger.source})")
     for problem in report.problems:
         console.print(f"[yellow]- {problem}[/yellow]")
 
@@ -423,7 +442,8 @@ def status(
     """
     report, _ = _gather_status(_now(now), _duration("--ledger-stale-after", ledger_stale_after))
     if as_json:
-        typer.echo(json.dumps(report.to_json(), indent=1, default=str))
+        doc = {"state_dir": str(settings().state_dir), **report.to_json()}
+        typer.echo(json.dumps(doc, indent=1, default=str))
     else:
         _print_status(report)
     if report.exit_code:
@@ -461,10 +481,7 @@ def doctor(
             check_runtime_path(probes.probe_path("metrics textfile dir", textfile_dir, is_dir=True))
         )
     state = store()
-    control = state.read_control().get("mechanisms", {})
-    timers, why = probes.probe_timers(
-        {m: bool((control.get(m) or {}).get("enabled")) for m in SCHEDULES}, user_mode=user
-    )
+    timers, why = probes.probe_timers({m: _is_enabled(state, m) for m in SCHEDULES}, user_mode=user)
     findings += check_timers(timers, why)
     probe = probes.probe_ledger(current.ledger_url)
     findings.append(check_ledger(probe, at, _duration("--ledger-stale-after", ledger_stale_after)))

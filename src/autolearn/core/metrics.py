@@ -20,8 +20,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from scipy import stats as _scipy_stats
-
 from autolearn.core.model import Trade
 
 __all__ = [
@@ -120,6 +118,8 @@ def expectancy_interval(values: Sequence[float], confidence: float = 0.9) -> tup
         return (math.nan, math.nan)
     if s.std == 0:
         return (s.expectancy, s.expectancy)
+    from scipy import stats as _scipy_stats  # lazy: scipy.stats costs ~0.7 s of CLI start-up
+
     half = float(_scipy_stats.t.ppf(0.5 + confidence / 2, s.n - 1)) * s.std / math.sqrt(s.n)
     return (s.expectancy - half, s.expectancy + half)
 
@@ -130,6 +130,8 @@ def win_rate_interval(
     """Equal-tailed Beta-posterior interval of the win rate (uniform prior by default)."""
     if n <= 0:
         return (math.nan, math.nan)
+    from scipy import stats as _scipy_stats  # lazy: see expectancy_interval
+
     a, b = prior[0] + wins, prior[1] + (n - wins)
     tail = (1 - confidence) / 2
     return (

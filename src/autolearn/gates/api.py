@@ -1,0 +1,310 @@
+"""The runtime API the bot calls before every entry: ``Gates.check_entry``.
+
+    gates = Gates.open(ledger_url, state_dir, registry)            # once per worker
+    verdict = gates.check_entry("TrendMA", "macro", Side.LONG, 151.23, now, open_positions)
+    if verdict.allowed: units = round(base_units * verdict.size_multiplier)
+
+The gates judge ENTRIES ONLY. Exits are never gated: do not call this before closing.
+
+Order: policy knobs (``pockets.<p>[.strategies.<S>].allow_new`` / ``size_mult``, read through
+``autolearn.runtime.Tuning``) -> perf guard -> stage tracker -> re-entry gate; every gate's
+reasons are kept, the multipliers multiply. New trades are read from the ledger at most every
+``refresh_s`` of the injected monotonic clock. ``check_entry`` never raises: an unreadable
+ledger answers per ``on_ledger_error`` (default: deny with ``ledger_unreadable``), any other
+failure per ``on_gate_error`` (default: deny with ``gate_error`` / ``invalid_input``).
+
+This module is the shell around the pure gates: it owns the ledger connection and the clock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from autolearn.adapters.logs import get_logger
+from autolearn.adapters.state import StateStore
+from autolearn.core.model import Side
+from autolearn.core.registry import Registry
+from autolearn.errors import AutolearnError, LedgerError
+from autolearn.gates.aggregates import Aggregates
+from autolearn.gates.config import (
+    GatesConfig,
+    LedgerErrorMode,
+    PerfGuardRules,
+    ReentryRule,
+    load_gates_config,
+)
+from autolearn.gates.model import Gate, GateResult, OpenPosition, Reason, Verdict, combine
+from autolearn.gates.perf_guard import evaluate_perf
+from autolearn.gates.reentry import base_strategy, evaluate_reentry
+from autolearn.gates.stage import evaluate_stage
+from autolearn.ledger._base import Ledger
+from autolearn.runtime import Tuning
+
+__all__ = ["Gates", "KnobReader"]
+
+KnobReader = Callable[[str, Any], Any]
+
+
+def _defaults_only(_key: str, default: Any) -> Any:
+    return default
+
+
+class Gates:
+    """The entry gates of one worker process. Thread-safe; ``check_entry`` never raises."""
+
+    def __init__(
+        self,
+        *,
+        ledger: Ledger | None,
+        config: GatesConfig,
+        knobs: KnobReader = _defaults_only,
+        clock: Callable[[], float] = time.monotonic,
+        ledger_opener: Callable[[], Ledger] | None = None,
+    ) -> None:
+        self.config = config
+        self._ledger = ledger
+        self._opener = ledger_opener
+        self._knobs = knobs
+        self._clock = clock
+        self._lock = threading.RLock()
+        self.aggregates = Aggregates(config)
+        self._bootstrapped = False
+        self._refreshed_at = -math.inf
+        self.ledger_error: str | None = None
+        self._perf_rules: dict[tuple[str, str], PerfGuardRules] = {}
+        self._reentry_rules: dict[str, ReentryRule] = {}
+        self._log = get_logger("autolearn.gates")
+
+    @classmethod
+    def open(
+        cls,
+        ledger_url: str,
+        state_dir: Path,
+        registry: Registry,
+        config_path: Path | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        refresh_s: float | None = None,
+    ) -> Gates:
+        """The bot's constructor. A bad config raises ``ConfigError`` (at start-up, loudly);
+        an unreachable ledger does not: entries then follow ``on_ledger_error``."""
+        from autolearn.ledger.sql import SqlLedger  # local: the pure gates need no SQL
+
+        store = StateStore(state_dir, registry)
+        overrides = store.read_mechanism("gates").get("overrides") or None
+        config = load_gates_config(config_path, overrides)
+        if refresh_s is not None:
+            config = _with_refresh(config, refresh_s)
+        tuning = Tuning(state_dir, registry)
+
+        def opener() -> Ledger:
+            return SqlLedger.open(ledger_url)
+
+        gates = cls(ledger=None, config=config, knobs=tuning.get, clock=clock, ledger_opener=opener)
+        try:
+            gates._ledger = opener()
+        except LedgerError as exc:
+            gates.ledger_error = str(exc)
+        return gates
+
+    def close(self) -> None:
+        if self._ledger is not None:
+            self._ledger.close()
+
+    # -- the API ----------------------------------------------------------------------------
+    def check_entry(
+        self,
+        strategy: str,
+        pocket: str,
+        side: Side | str,
+        price: float,
+        now: datetime,
+        open_positions: Sequence[OpenPosition] = (),
+    ) -> Verdict:
+        """May the bot open this entry now, and at what size? Never raises."""
+        try:
+            side = Side(side)
+            _check_inputs(strategy, pocket, price, now)
+            with self._lock:
+                self._maybe_refresh(now)
+                return self._decide(strategy, pocket, side, price, now, open_positions)
+        except ValueError as exc:
+            return self._failed("invalid_input", exc)
+        except Exception as exc:  # the bot must never see an exception from here
+            return self._failed("gate_error", exc)
+
+    def refresh(self, now: datetime) -> int:
+        """Read new trades now (bypassing ``refresh_s``); returns how many were new."""
+        with self._lock:
+            self._refreshed_at = -math.inf
+            before = self.aggregates.trades_seen
+            self._maybe_refresh(now)
+            return self.aggregates.trades_seen - before
+
+    # -- internals --------------------------------------------------------------------------
+    def _maybe_refresh(self, now: datetime) -> None:
+        tick = self._clock()
+        if tick - self._refreshed_at < self.config.refresh_s:
+            return
+        self._refreshed_at = tick
+        try:
+            if self._ledger is None:
+                if self._opener is None:
+                    raise LedgerError("no ledger configured")
+                self._ledger = self._opener()
+            if not self._bootstrapped:
+                since = now - self.config.history_window
+                self.aggregates.ingest(self._ledger.trades(closed_since=since))
+                self._bootstrapped = True
+            mark = self.aggregates.watermark
+            if mark is None:
+                self.aggregates.ingest(self._ledger.trades_after(None))
+            else:
+                # Range read from the watermark's close time, deduplicated by the full
+                # (close_at, broker_trade_id, close_tx_id) key in ingest(): the same trades as
+                # trades_after(mark), but SQLite answers its OR-expanded predicate with a
+                # full index scan (O(ledger) per refresh), while this is an index search.
+                self.aggregates.ingest(self._ledger.trades(closed_since=mark[0]))
+        except (AutolearnError, OSError) as exc:
+            if self.ledger_error != str(exc):
+                self._log.error("gates_ledger_unreadable", error=str(exc))
+            self.ledger_error = str(exc)
+            return
+        self.ledger_error = None
+
+    def _decide(
+        self,
+        strategy: str,
+        pocket: str,
+        side: Side,
+        price: float,
+        now: datetime,
+        open_positions: Sequence[OpenPosition],
+    ) -> Verdict:
+        results: list[GateResult] = []
+        if self.ledger_error is not None:
+            blocking = self.config.on_ledger_error is LedgerErrorMode.BLOCK
+            reason = Reason(
+                gate=Gate.GATES,
+                code="ledger_unreadable",
+                blocking=blocking,
+                hard=blocking,
+                detail=self.ledger_error,
+            )
+            if blocking:
+                return Verdict(allowed=False, size_multiplier=0.0, reasons=(reason,))
+            results.append(GateResult(allowed=True, reasons=(reason,)))
+        results.append(self._policy(pocket, strategy))
+        if self._knobs("gates.perf_guard.enabled", True):
+            rules = self._rules(pocket, strategy)
+            window = self.aggregates.window(pocket, strategy, rules.lookback, now)
+            hour = (
+                self.aggregates.window(pocket, strategy, rules.lookback, now, now.hour)
+                if rules.hourly
+                else None
+            )
+            results.append(evaluate_perf(rules, window, hour))
+        if self._knobs("gates.stage.enabled", True):
+            book = self.aggregates.stage
+            results.append(
+                evaluate_stage(
+                    cfg=self.config.stage,
+                    pocket=pocket,
+                    side=side,
+                    side_state=book.sides.get((pocket, side)),
+                    strategy_state=book.strategies.get((pocket, strategy)),
+                    cluster=self.aggregates.cluster(pocket, now),
+                    now=now,
+                )
+            )
+        if self._knobs("gates.reentry.enabled", True):
+            base = base_strategy(strategy)
+            stack = [
+                p
+                for p in open_positions
+                if base_strategy(p.strategy) == base and Side(p.side) is side
+            ]
+            results.append(
+                evaluate_reentry(
+                    cfg=self.config.reentry,
+                    rule=self._reentry(base),
+                    side=side,
+                    price=price,
+                    now=now,
+                    last=self.aggregates.last_close.get((base, side)),
+                    stack=stack,
+                )
+            )
+        return combine(results)
+
+    def _policy(self, pocket: str, strategy: str) -> GateResult:
+        reasons: list[Reason] = []
+        size = 1.0
+        for prefix, code in (
+            (f"pockets.{pocket}.", "policy_pocket_blocked"),
+            (f"pockets.{pocket}.strategies.{strategy}.", "policy_strategy_blocked"),
+        ):
+            if not self._knobs(f"{prefix}allow_new", True):
+                reasons.append(
+                    Reason(
+                        gate=Gate.POLICY,
+                        code=code,
+                        blocking=True,
+                        hard=True,
+                        detail=f"{prefix}allow_new is false",
+                    )
+                )
+            mult = float(self._knobs(f"{prefix}size_mult", 1.0))
+            if mult != 1.0:
+                reasons.append(
+                    Reason(gate=Gate.POLICY, code="policy_size", detail=f"{prefix}size_mult {mult}")
+                )
+            size *= mult
+        if any(r.blocking for r in reasons):
+            return GateResult(allowed=False, size_multiplier=0.0, reasons=tuple(reasons))
+        return GateResult(allowed=True, size_multiplier=max(size, 0.0), reasons=tuple(reasons))
+
+    def _rules(self, pocket: str, strategy: str) -> PerfGuardRules:
+        key = (pocket, strategy)
+        rules = self._perf_rules.get(key)
+        if rules is None:
+            rules = self._perf_rules[key] = self.config.perf_rules(pocket, strategy)
+        return rules
+
+    def _reentry(self, base: str) -> ReentryRule:
+        rule = self._reentry_rules.get(base)
+        if rule is None:
+            rule = self._reentry_rules[base] = self.config.reentry_rule(base)
+        return rule
+
+    def _failed(self, code: str, exc: Exception) -> Verdict:
+        detail = f"{type(exc).__name__}: {exc}"
+        with contextlib.suppress(Exception):  # logging must not break the promise either
+            self._log.error("gates_check_failed", code=code, error=detail)
+        blocking = self.config.on_gate_error is LedgerErrorMode.BLOCK
+        reason = Reason(gate=Gate.GATES, code=code, detail=detail, blocking=blocking, hard=blocking)
+        return Verdict(
+            allowed=not blocking, size_multiplier=0.0 if blocking else 1.0, reasons=(reason,)
+        )
+
+
+def _check_inputs(strategy: str, pocket: str, price: float, now: datetime) -> None:
+    if not isinstance(now, datetime) or now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError(f"now must be a timezone-aware datetime, got {now!r}")
+    if not strategy or not pocket:
+        raise ValueError(f"strategy and pocket must be non-empty, got {strategy!r}, {pocket!r}")
+    if not isinstance(price, int | float) or not math.isfinite(price) or price <= 0:
+        raise ValueError(f"price must be a finite number > 0, got {price!r}")
+
+
+def _with_refresh(config: GatesConfig, refresh_s: float) -> GatesConfig:
+    from dataclasses import replace
+
+    return replace(config, refresh_s=refresh_s)

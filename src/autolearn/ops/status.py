@@ -1,0 +1,634 @@
+"""The operator's one-screen answer: is each mechanism working, stopped or degraded, and why.
+
+Pure: history records, operator switches, mechanism states, the effective layer, a ledger probe
+and ``now`` in; a :class:`StatusReport` out. No clock, no file, no git. Every claim carries its
+source (a history ``run_id``, ``control.json``, ``effective.json``, ``mechanisms/<m>.json`` or
+the ledger), because truth in production must be traceable (PRODUCT.md).
+
+Health of an enabled mechanism, from the age of its last run (or of its enabling, before the
+first run) against its cadence: ``ok`` up to 1.5 cadences, ``late`` up to 2, ``stopped`` beyond.
+Exit code: 2 when an enabled mechanism is stopped, 1 when degraded (late, unreadable effective
+layer, stale or unreadable ledger, torn or corrupt history), else 0.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from autolearn.core.timestamps import TimestampError, format_utc, parse_utc
+from autolearn.ops.schedules import SCHEDULES, Schedule
+
+__all__ = [
+    "BlockedPocket",
+    "Health",
+    "KnobDiff",
+    "LedgerProbe",
+    "LedgerStatus",
+    "MechanismStatus",
+    "Mode",
+    "RunRef",
+    "StatusInputs",
+    "StatusReport",
+    "build_status",
+    "enabled_state",
+    "is_run",
+    "record_time",
+]
+
+_LATE_AFTER = 1.5  # cadences
+_STOPPED_AFTER = 2.0
+_ROLLBACK_WINDOW = timedelta(hours=24)
+_BLOCK_KNOB = re.compile(
+    r"^pockets\.(?P<pocket>[^.]+)(?:\.strategies\.(?P<strategy>[^.]+))?\.allow_new$"
+)
+
+
+class Health(StrEnum):
+    OK = "ok"
+    PENDING = "pending"  # enabled recently, first run not due yet
+    LATE = "late"
+    STOPPED = "stopped"
+    DISABLED = "disabled"
+
+
+class Mode(StrEnum):
+    LIVE = "live"
+    SHADOW = "shadow"
+    FROZEN = "frozen"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LedgerProbe:
+    """What the shell learned from the ledger (``error`` when it could not be read)."""
+
+    source: str  # the ledger URL, password redacted
+    last_close_at: datetime | None = None
+    trades: int | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StatusInputs:
+    """Everything ``status`` reads, gathered by the shell."""
+
+    records: Sequence[Mapping[str, Any]]
+    history_path: str
+    history_torn: bool = False
+    history_corrupt_lines: Sequence[int] = ()
+    control: Mapping[str, Any] = field(default_factory=dict)
+    control_path: str = "control.json"
+    mechanism_states: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    effective_path: str = "effective.json"
+    effective_version: str | None = None
+    effective_values: Mapping[str, Any] = field(default_factory=dict)
+    effective_sources: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    effective_error: str | None = None
+    presets: Mapping[str, Any] = field(default_factory=dict)  # default of each overridden knob
+    owners: Mapping[str, str] = field(default_factory=dict)  # owner of each overridden knob
+    ledger: LedgerProbe
+    ledger_stale_after: timedelta = timedelta(hours=6)
+    schedules: Mapping[str, Schedule] = field(default_factory=lambda: SCHEDULES)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunRef:
+    """One history record, by its run id."""
+
+    at: datetime
+    run_id: str
+    mechanism: str
+    decision: str
+    reasons: tuple[str, ...] = ()
+    applied: bool = False
+
+    @property
+    def source(self) -> str:
+        return f"history.jsonl run_id={self.run_id}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "at": format_utc(self.at),
+            "run_id": self.run_id,
+            "mechanism": self.mechanism,
+            "decision": self.decision,
+            "reasons": list(self.reasons),
+            "applied": self.applied,
+            "source": self.source,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KnobDiff:
+    knob: str
+    owner: str
+    preset: Any
+    runtime: Any
+    source: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "knob": self.knob,
+            "owner": self.owner,
+            "preset": self.preset,
+            "runtime": self.runtime,
+            "source": self.source,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BlockedPocket:
+    pocket: str
+    strategy: str | None
+    reason: str
+    until: str | None
+    expired: bool
+    source: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "pocket": self.pocket,
+            "strategy": self.strategy,
+            "reason": self.reason,
+            "until": self.until,
+            "expired": self.expired,
+            "source": self.source,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LedgerStatus:
+    source: str
+    last_close_at: datetime | None
+    age: timedelta | None
+    stale_after: timedelta
+    trades: int | None
+    error: str | None
+
+    @property
+    def problem(self) -> str | None:
+        if self.error:
+            return f"ledger unreadable ({self.source}): {self.error}"
+        if self.last_close_at is None or self.age is None:
+            return f"ledger has no closed trade ({self.source})"
+        if self.age > self.stale_after:
+            return (
+                f"ledger stale: last close {format_utc(self.last_close_at)} is "
+                f"{_human(self.age)} old > {_human(self.stale_after)} ({self.source}); "
+                "is the bot's trade writer / `autolearn ingest` running? (weekends: market closed)"
+            )
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "last_close_at": format_utc(self.last_close_at) if self.last_close_at else None,
+            "age_s": self.age.total_seconds() if self.age is not None else None,
+            "stale_after_s": self.stale_after.total_seconds(),
+            "trades": self.trades,
+            "error": self.error,
+            "problem": self.problem,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MechanismStatus:
+    mechanism: str
+    cadence: timedelta
+    enabled: bool
+    enabled_source: str
+    mode: Mode
+    mode_source: str
+    health: Health
+    health_detail: str
+    last_run: RunRef | None
+    last_apply: RunRef | None
+    in_flight: str | None
+    verdicts: tuple[str, ...]
+    progress_source: str | None
+    lkg: str | None
+    lkg_source: str | None
+    rollbacks_24h: tuple[RunRef, ...]
+    changed_knobs: tuple[KnobDiff, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "mechanism": self.mechanism,
+            "cadence_s": self.cadence.total_seconds(),
+            "enabled": self.enabled,
+            "enabled_source": self.enabled_source,
+            "mode": self.mode.value,
+            "mode_source": self.mode_source,
+            "health": self.health.value,
+            "health_detail": self.health_detail,
+            "last_run": self.last_run.to_json() if self.last_run else None,
+            "last_apply": self.last_apply.to_json() if self.last_apply else None,
+            "in_flight": self.in_flight,
+            "verdicts": list(self.verdicts),
+            "progress_source": self.progress_source,
+            "lkg": self.lkg,
+            "lkg_source": self.lkg_source,
+            "rollbacks_24h": [r.to_json() for r in self.rollbacks_24h],
+            "changed_knobs": [d.to_json() for d in self.changed_knobs],
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StatusReport:
+    now: datetime
+    mechanisms: tuple[MechanismStatus, ...]
+    operator_rollbacks_24h: tuple[RunRef, ...]
+    diff: tuple[KnobDiff, ...]
+    blocked: tuple[BlockedPocket, ...]
+    ledger: LedgerStatus
+    effective_version: str | None
+    effective_source: str
+    history_source: str
+    history_records: int
+    problems: tuple[str, ...]
+    exit_code: int
+
+    @property
+    def overall(self) -> str:
+        return {0: "healthy", 1: "degraded", 2: "stopped"}[self.exit_code]
+
+    def mechanism(self, name: str) -> MechanismStatus:
+        return next(m for m in self.mechanisms if m.mechanism == name)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "now": format_utc(self.now),
+            "overall": self.overall,
+            "exit_code": self.exit_code,
+            "problems": list(self.problems),
+            "mechanisms": [m.to_json() for m in self.mechanisms],
+            "operator_rollbacks_24h": [r.to_json() for r in self.operator_rollbacks_24h],
+            "diff": [d.to_json() for d in self.diff],
+            "blocked": [b.to_json() for b in self.blocked],
+            "ledger": self.ledger.to_json(),
+            "effective": {"version": self.effective_version, "source": self.effective_source},
+            "history": {"source": self.history_source, "records": self.history_records},
+        }
+
+
+# -- helpers used by status and metrics ---------------------------------------------------------
+def record_time(record: Mapping[str, Any]) -> datetime | None:
+    """The record's ``at`` (UTC-aware), or ``None`` when missing or malformed."""
+    try:
+        return parse_utc(str(record.get("at", "")))
+    except TimestampError:
+        return None
+
+
+def is_run(record: Mapping[str, Any]) -> bool:
+    """A mechanism's own run, not an operator action recorded under its name (freeze, enable)."""
+    decision = str(record.get("decision", ""))
+    return not decision.startswith(("operator_", "systemd_"))
+
+
+def _ref(record: Mapping[str, Any], at: datetime) -> RunRef:
+    reasons = record.get("reasons") or []
+    return RunRef(
+        at=at,
+        run_id=str(record.get("run_id") or f"<no run_id at {format_utc(at)}>"),
+        mechanism=str(record.get("mechanism", "")),
+        decision=str(record.get("decision", "")),
+        reasons=tuple(str(r) for r in reasons) if isinstance(reasons, list) else (str(reasons),),
+        applied=bool(record.get("applied")),
+    )
+
+
+def _human(span: timedelta) -> str:
+    seconds = int(span.total_seconds())
+    if abs(seconds) < 120:
+        return f"{seconds}s"
+    if abs(seconds) < 7200:
+        return f"{seconds // 60}m"
+    if abs(seconds) < 172800:
+        return f"{seconds / 3600:.1f}h"
+    return f"{seconds / 86400:.1f}d"
+
+
+# -- per mechanism ------------------------------------------------------------------------------
+def _timed(records: Iterable[Mapping[str, Any]]) -> list[tuple[datetime, Mapping[str, Any]]]:
+    out = []
+    for record in records:
+        at = record_time(record)
+        if at is not None:
+            out.append((at, record))
+    out.sort(key=lambda pair: pair[0])
+    return out
+
+
+def _health(
+    enabled: bool,
+    enabled_at: datetime | None,
+    last_run: RunRef | None,
+    cadence: timedelta,
+    now: datetime,
+) -> tuple[Health, str]:
+    if not enabled:
+        ran = f"; last run {_human(now - last_run.at)} ago" if last_run else ""
+        return Health.DISABLED, f"not enabled{ran}"
+    anchors = [t for t in (enabled_at, last_run.at if last_run else None) if t is not None]
+    if not anchors:
+        return Health.STOPPED, "enabled but never run (and no enabling time recorded)"
+    age = now - max(anchors)
+    what = f"last run {_human(age)} ago" if last_run else f"enabled {_human(age)} ago, no run yet"
+    detail = f"{what} (cadence {_human(cadence)})"
+    if age > cadence * _STOPPED_AFTER:
+        return Health.STOPPED, f"{detail}: more than {_STOPPED_AFTER:g} cadences without a run"
+    if age > cadence * _LATE_AFTER:
+        return Health.LATE, f"{detail}: more than {_LATE_AFTER:g} cadences"
+    return (Health.OK if last_run else Health.PENDING), detail
+
+
+def _mode(
+    name: str,
+    control: Mapping[str, Any],
+    last_run: Mapping[str, Any] | None,
+    state: Mapping[str, Any],
+    control_path: str,
+) -> tuple[Mode, str]:
+    if control.get("frozen"):
+        reason = control.get("reason", "")
+        return Mode.FROZEN, f"{control_path}: frozen at {control.get('at')}: {reason}"
+    if last_run is not None and last_run.get("mode") == Mode.SHADOW.value:
+        return Mode.SHADOW, f"history.jsonl run_id={last_run.get('run_id')}"
+    if state.get("mode") == Mode.SHADOW.value:
+        return Mode.SHADOW, f"mechanisms/{name}.json mode"
+    if last_run is not None:
+        return Mode.LIVE, f"history.jsonl run_id={last_run.get('run_id')}"
+    return Mode.LIVE, "default (no run recorded yet)"
+
+
+def _verdict_text(name: str, verdict: object) -> str:
+    if not isinstance(verdict, Mapping):
+        return f"{name}: {verdict}"
+    outcome = verdict.get("outcome") or verdict.get("verdict") or verdict.get("status") or "?"
+    text = f"{name}: {outcome}"
+    needed = verdict.get("trades_needed")
+    if outcome == "inconclusive" and isinstance(needed, int) and needed > 0:
+        text += f": ~{needed} more trades"
+    if verdict.get("n_candidate") is not None:
+        text += f" (n={verdict.get('n_candidate')} vs LKG {verdict.get('n_baseline')})"
+    if verdict.get("reason"):
+        text += f" - {verdict.get('reason')}"
+    return text
+
+
+def _progress(
+    runs: Sequence[tuple[datetime, Mapping[str, Any]]],
+) -> tuple[str | None, tuple[str, ...], str | None]:
+    """In-flight change and verdicts from the latest record that reports them."""
+    for _, record in reversed(runs):
+        if "in_flight" not in record and "verdicts" not in record:
+            continue
+        flight = record.get("in_flight")
+        text = None
+        if isinstance(flight, Mapping) and flight:
+            text = ", ".join(f"{k}={v}" for k, v in sorted(flight.items()))
+        elif flight:
+            text = str(flight)
+        verdicts = record.get("verdicts") or {}
+        lines: tuple[str, ...] = ()
+        if isinstance(verdicts, Mapping):
+            if "outcome" in verdicts:
+                lines = (_verdict_text("verdict", verdicts),)
+            else:
+                lines = tuple(_verdict_text(str(k), v) for k, v in sorted(verdicts.items()))
+        return text, lines, f"history.jsonl run_id={record.get('run_id')}"
+    return None, (), None
+
+
+def _lkg(name: str, state: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    lkg = state.get("lkg")
+    if lkg is None:
+        return None, None
+    if isinstance(lkg, Mapping):
+        lkg = lkg.get("version", lkg)
+    return str(lkg), f"mechanisms/{name}.json lkg"
+
+
+def enabled_state(
+    name: str,
+    control: Mapping[str, Any],
+    records: Sequence[Mapping[str, Any]],
+    control_path: str = "control.json",
+) -> tuple[bool, datetime | None, str]:
+    """Whether the operator enabled ``name``: the control flag, else the last enable record.
+
+    The history fallback matters: a writer that replaces the control entry (a freeze written
+    without merging) must not silently turn an enabled mechanism into a disabled one.
+    """
+    if "enabled" in control:
+        enabled = bool(control.get("enabled"))
+        verb = "enabled" if enabled else "disabled"
+        return (
+            enabled,
+            record_time({"at": control.get("enabled_at", "")}),
+            f"{control_path}: {verb} at {control.get('enabled_at')}: "
+            f"{control.get('enabled_reason', '')}",
+        )
+    switches = [
+        (at, r)
+        for at, r in _timed(r for r in records if r.get("mechanism") == name)
+        if r.get("decision") in ("operator_enable", "operator_disable")
+    ]
+    if switches:
+        at, record = switches[-1]
+        enabled = record.get("decision") == "operator_enable"
+        reasons = ", ".join(map(str, record.get("reasons") or []))
+        return enabled, at, f"history.jsonl run_id={record.get('run_id')}: {reasons}"
+    return False, None, f"{control_path}: never enabled (`autolearn systemd enable {name}`)"
+
+
+def _mechanism(
+    name: str, inputs: StatusInputs, diff: Sequence[KnobDiff], now: datetime
+) -> MechanismStatus:
+    schedule = inputs.schedules[name]
+    control = inputs.control.get("mechanisms", {}).get(name, {}) or {}
+    state = inputs.mechanism_states.get(name, {}) or {}
+    mine = _timed(r for r in inputs.records if r.get("mechanism") == name)
+    runs = [(at, r) for at, r in mine if is_run(r)]
+    last_run = _ref(runs[-1][1], runs[-1][0]) if runs else None
+    applies = [(at, r) for at, r in runs if r.get("applied")]
+    last_apply = _ref(applies[-1][1], applies[-1][0]) if applies else None
+    enabled, enabled_at, enabled_source = enabled_state(
+        name, control, inputs.records, inputs.control_path
+    )
+    health, detail = _health(enabled, enabled_at, last_run, schedule.cadence, now)
+    mode, mode_source = _mode(
+        name, control, runs[-1][1] if runs else None, state, inputs.control_path
+    )
+    in_flight, verdicts, progress_source = _progress(runs)
+    lkg, lkg_source = _lkg(name, state)
+    rollbacks = tuple(
+        _ref(r, at)
+        for at, r in runs
+        if r.get("decision") == "rollback" and now - at <= _ROLLBACK_WINDOW
+    )
+    return MechanismStatus(
+        mechanism=name,
+        cadence=schedule.cadence,
+        enabled=enabled,
+        enabled_source=enabled_source,
+        mode=mode,
+        mode_source=mode_source,
+        health=health,
+        health_detail=detail,
+        last_run=last_run,
+        last_apply=last_apply,
+        in_flight=in_flight,
+        verdicts=verdicts,
+        progress_source=progress_source,
+        lkg=lkg,
+        lkg_source=lkg_source,
+        rollbacks_24h=rollbacks,
+        changed_knobs=tuple(d for d in diff if d.owner == name),
+    )
+
+
+# -- whole report -------------------------------------------------------------------------------
+def _diff(inputs: StatusInputs) -> tuple[KnobDiff, ...]:
+    out = []
+    for knob, value in sorted(inputs.effective_values.items()):
+        preset = inputs.presets.get(knob)
+        if value == preset and type(value) is type(preset):
+            continue
+        src = inputs.effective_sources.get(knob, {})
+        out.append(
+            KnobDiff(
+                knob=knob,
+                owner=inputs.owners.get(knob, "?"),
+                preset=preset,
+                runtime=value,
+                source=(
+                    f"{inputs.effective_path} version {inputs.effective_version}: "
+                    f"{src.get('writer', '?')}/{src.get('kind', '?')} at {src.get('at', '?')}"
+                ),
+            )
+        )
+    return tuple(out)
+
+
+def _block_details(
+    pocket: str, strategy: str | None, policy_state: Mapping[str, Any]
+) -> Mapping[str, Any]:
+    """The policy state's entry for a blocked pocket/strategy, whatever nesting it uses."""
+    pockets = policy_state.get("pockets")
+    if not isinstance(pockets, Mapping):
+        return {}
+    candidates: list[object] = []
+    entry = pockets.get(pocket)
+    if strategy is None:
+        candidates.append(entry)
+    else:
+        if isinstance(entry, Mapping) and isinstance(entry.get("strategies"), Mapping):
+            candidates.append(entry["strategies"].get(strategy))
+        candidates += [pockets.get(f"{pocket}.{strategy}"), pockets.get(f"{pocket}/{strategy}")]
+    return next((c for c in candidates if isinstance(c, Mapping)), {})
+
+
+def _blocked(inputs: StatusInputs, now: datetime) -> tuple[BlockedPocket, ...]:
+    policy_state = inputs.mechanism_states.get("policy", {}) or {}
+    timed = _timed(inputs.records)
+    out = []
+    for knob, value in sorted(inputs.effective_values.items()):
+        match = _BLOCK_KNOB.match(knob)
+        if match is None or value is not False:
+            continue
+        pocket, strategy = match.group("pocket"), match.group("strategy")
+        details = _block_details(pocket, strategy, policy_state)
+        blocking = next(
+            (
+                (at, r)
+                for at, r in reversed(timed)
+                if r.get("applied")
+                and any(
+                    d.get("knob") == knob and d.get("after") is False for d in r.get("diff", [])
+                )
+            ),
+            None,
+        )
+        sources = [f"{inputs.effective_path} {knob}=false"]
+        reason = str(details.get("reason") or "")
+        if blocking is not None:
+            ref = _ref(blocking[1], blocking[0])
+            sources.append(ref.source)
+            reason = reason or "; ".join(ref.reasons)
+        if details:
+            sources.append("mechanisms/policy.json")
+        until_raw = details.get("until") or details.get("blocked_until")
+        until_at = record_time({"at": until_raw}) if until_raw else None
+        out.append(
+            BlockedPocket(
+                pocket=pocket,
+                strategy=strategy,
+                reason=reason or "unknown (no policy state, no recorded reason)",
+                until=format_utc(until_at) if until_at else (str(until_raw) if until_raw else None),
+                expired=until_at is not None and until_at <= now,
+                source="; ".join(sources),
+            )
+        )
+    return tuple(out)
+
+
+def build_status(inputs: StatusInputs, now: datetime) -> StatusReport:
+    """The status of every scheduled mechanism, the blocks, the ledger and the exit code."""
+    diff = _diff(inputs)
+    mechanisms = tuple(_mechanism(m, inputs, diff, now) for m in inputs.schedules)
+    age = now - inputs.ledger.last_close_at if inputs.ledger.last_close_at else None
+    ledger = LedgerStatus(
+        source=inputs.ledger.source,
+        last_close_at=inputs.ledger.last_close_at,
+        age=age,
+        stale_after=inputs.ledger_stale_after,
+        trades=inputs.ledger.trades,
+        error=inputs.ledger.error,
+    )
+    problems: list[str] = []
+    stopped = False
+    for m in mechanisms:
+        if m.health is Health.STOPPED:
+            stopped = True
+            problems.append(f"{m.mechanism} STOPPED: {m.health_detail}")
+        elif m.health is Health.LATE:
+            problems.append(f"{m.mechanism} LATE: {m.health_detail}")
+    if inputs.effective_error:
+        problems.append(
+            f"runtime state unreadable ({inputs.effective_path}): {inputs.effective_error}; "
+            "workers run degraded on their last good version"
+        )
+    if ledger.problem:
+        problems.append(ledger.problem)
+    if inputs.history_torn:
+        problems.append(f"{inputs.history_path}: torn last line (a crash mid-append), skipped")
+    if inputs.history_corrupt_lines:
+        lines = ", ".join(map(str, inputs.history_corrupt_lines))
+        problems.append(f"{inputs.history_path}: corrupt lines {lines}")
+    operator_rollbacks = tuple(
+        _ref(r, at)
+        for at, r in _timed(inputs.records)
+        if r.get("mechanism") == "operator"
+        and r.get("decision") == "rollback"
+        and now - at <= _ROLLBACK_WINDOW
+    )
+    return StatusReport(
+        now=now,
+        mechanisms=mechanisms,
+        operator_rollbacks_24h=operator_rollbacks,
+        diff=diff,
+        blocked=_blocked(inputs, now),
+        ledger=ledger,
+        effective_version=inputs.effective_version,
+        effective_source=inputs.effective_path,
+        history_source=inputs.history_path,
+        history_records=len(inputs.records),
+        problems=tuple(problems),
+        exit_code=2 if stopped else (1 if problems else 0),
+    )

@@ -1,0 +1,66 @@
+"""Thresholds of the policy cycle (the ``policy:`` section of ``gates.yaml``).
+
+Units: ``block_below``, ``unblock_above`` and ``probation_max_loss`` are in the configured
+metrics units (the file's top-level ``units``, shared with the perf guard so both read the same
+P/L); shadow outcomes are recorded by the bot in pips, so their threshold is in pips.
+
+Pure: values only (loading lives in ``autolearn.gates.config``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import timedelta
+
+__all__ = ["PolicyConfig"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PolicyConfig:
+    """Evidence rules and the hysteresis between blocking and unblocking.
+
+    Block when ``n >= min_trades`` and the *upper* bound of the expectancy interval is below
+    ``block_below`` (confidently losing). Unblock only on stricter evidence: a mean at or above
+    ``unblock_above`` (> ``block_below``) over enough trades or shadow signals.
+    """
+
+    lookback: timedelta = timedelta(days=14)
+    min_trades: int = 12
+    confidence: float = 0.9
+    block_below: float = 0.0
+    unblock_above: float = 0.3
+    block_for: timedelta = timedelta(hours=12)
+    block_backoff: float = 2.0  # each further strike multiplies the block duration
+    max_block: timedelta = timedelta(days=7)
+    probation_size: float = 0.5
+    probation_trades: int = 10
+    probation_fail_min: int = 5
+    probation_max_loss: float = 20.0
+    shadow_min_signals: int = 8
+    shadow_unblock_above_pips: float = 0.3
+    per_strategy: bool = True
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not 0.5 <= self.confidence < 1:
+            problems.append(f"confidence: 0.5 <= confidence < 1 must hold, got {self.confidence}")
+        if not self.unblock_above > self.block_below:
+            problems.append(
+                f"unblock_above ({self.unblock_above}) must be > block_below "
+                f"({self.block_below}): the hysteresis that stops flapping"
+            )
+        if self.min_trades < 2 or self.probation_fail_min < 2 or self.shadow_min_signals < 2:
+            problems.append("min_trades, probation_fail_min, shadow_min_signals must be >= 2")
+        if self.probation_trades < 1:
+            problems.append(f"probation_trades must be >= 1, got {self.probation_trades}")
+        if not 0 < self.probation_size <= 1:
+            problems.append(f"probation_size: 0 < x <= 1 must hold, got {self.probation_size}")
+        if self.block_backoff < 1 or not math.isfinite(self.block_backoff):
+            problems.append(f"block_backoff must be >= 1, got {self.block_backoff}")
+        if self.probation_max_loss <= 0:
+            problems.append(f"probation_max_loss must be > 0, got {self.probation_max_loss}")
+        if self.block_for <= timedelta(0) or self.max_block < self.block_for:
+            problems.append("0 < block_for <= max_block must hold")
+        if problems:
+            raise ValueError("; ".join(problems))

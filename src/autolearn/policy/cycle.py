@@ -1,0 +1,275 @@
+"""The policy cycle's shell: lock, read ledger and state, decide, apply or record, return.
+
+``run_policy`` is what ``autolearn policy`` (a timer every 15 minutes) runs; it reads the local
+ledger only (the original needed BigQuery). Exactly one run record per run: through
+``store.apply`` when knobs change, else ``store.record``. ``--shadow`` decides and records the
+proposed diff but writes neither knobs nor the policy's state; a frozen policy (operator kill
+switch) decides and applies nothing. ``operator_unblock`` is the recorded human override.
+
+This module does I/O; the decisions live in ``decide.py`` and ``machine.py``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from autolearn.adapters.state import StateStore
+from autolearn.core.apply_guard import ApplyKind
+from autolearn.core.knobs import KnobValue, Owner
+from autolearn.core.model import ShadowSignal, Trade
+from autolearn.core.timestamps import format_utc
+from autolearn.errors import ConfigError, LedgerError, LockBusy, StateError
+from autolearn.gates.config import GatesConfig
+from autolearn.ledger._base import Ledger
+from autolearn.policy.decide import (
+    decide,
+    knobs_of,
+    split_scope,
+    validate_overlay,
+)
+from autolearn.policy.machine import ScopeState, Status, StepCode
+
+__all__ = ["MECHANISM", "operator_unblock", "read_states", "run_policy"]
+
+MECHANISM = "policy"
+
+
+def read_states(store: StateStore) -> dict[str, ScopeState]:
+    """The scope states persisted by the last live run (empty before the first)."""
+    doc = store.read_mechanism(MECHANISM)
+    try:
+        return {k: ScopeState.from_json(v) for k, v in dict(doc.get("scopes", {})).items()}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise StateError(
+            f"{store.mechanisms_dir}/{MECHANISM}.json: malformed scopes ({exc})"
+        ) from exc
+
+
+def run_policy(
+    *,
+    ledger: Ledger,
+    store: StateStore,
+    config: GatesConfig,
+    now: datetime,
+    shadow: bool = False,
+    run_id: str | None = None,
+) -> dict[str, Any]:
+    """One policy cycle; returns the run record (already appended to the history)."""
+    record: dict[str, Any] = {
+        "at": format_utc(now),
+        "run_id": run_id or uuid.uuid4().hex,
+        "mechanism": MECHANISM,
+        "mode": "shadow" if shadow else "live",
+        "in_flight": None,
+    }
+    try:
+        with store.lock(MECHANISM, timeout_s=0):
+            return _locked_cycle(ledger, store, config, now, shadow, record)
+    except LockBusy:
+        busy = {**record, "decision": "lock_busy", "reasons": ["lock_busy"], "applied": False}
+        store.record(busy)
+        return busy
+
+
+def _locked_cycle(
+    ledger: Ledger,
+    store: StateStore,
+    config: GatesConfig,
+    now: datetime,
+    shadow: bool,
+    record: dict[str, Any],
+) -> dict[str, Any]:
+    cfg = config.policy
+    states = read_states(store)
+    try:
+        trades, signals = _read_ledger(ledger, states, config, now)
+    except LedgerError as exc:
+        failed = {
+            **record,
+            "decision": "freeze",
+            "reasons": ["ledger_unreadable"],
+            "detail": str(exc),
+            "applied": False,
+        }
+        store.record(failed)
+        raise
+    registry = store.registry
+    decision = decide(
+        trades=trades,
+        signals=signals,
+        states=states,
+        current=store.current_values(),
+        cfg=cfg,
+        units=config.units,
+        pockets=registry.pockets,
+        now=now,
+        default_of=lambda k: None if (s := registry.find(k)) is None else s.default,
+    )
+    validate_overlay(decision.requested, registry)
+    frozen, frozen_reason = store.is_frozen(MECHANISM)
+    changed = decision.changed
+    record.update(
+        reasons=sorted({t.code.value for t in changed}) or ["no_transition"],
+        metrics={
+            "units": config.units.value,
+            "trades": len(trades),
+            "shadow_signals": len(signals),
+        },
+        verdicts={"scopes": decision.scopes, "skipped": decision.skipped},
+        transitions=[
+            {
+                "scope": t.scope,
+                "from": t.before.value,
+                "to": t.after.value,
+                "code": t.code.value,
+                "detail": t.detail,
+            }
+            for t in changed
+        ],
+    )
+    if shadow:
+        record["decision"] = "shadow"
+        return _apply(store, decision.requested, now, record, dry_run=True)
+    if frozen:
+        record.update(decision="frozen", frozen_reason=frozen_reason)
+        return _apply(store, decision.requested, now, record, dry_run=True)
+    record["decision"] = "apply" if decision.requested else "hold"
+    out = _apply(store, decision.requested, now, record, dry_run=False)
+    store.write_mechanism(
+        MECHANISM,
+        {
+            "scopes": {k: v.to_json() for k, v in sorted(decision.states.items())},
+            "last_run_at": format_utc(now),
+            "last_run_id": record["run_id"],
+        },
+    )
+    return out
+
+
+def _read_ledger(
+    ledger: Ledger, states: Mapping[str, ScopeState], config: GatesConfig, now: datetime
+) -> tuple[list[Trade], list[ShadowSignal]]:
+    since = now - config.policy.lookback
+    trades = ledger.trades(closed_since=since, closed_until=now)
+    blocked_since = [s.since for s in states.values() if s.since and s.status is Status.BLOCKED]
+    signals = ledger.shadow_signals(since=min([since, *blocked_since]))
+    return trades, signals
+
+
+def _apply(
+    store: StateStore,
+    requested: Mapping[str, KnobValue],
+    now: datetime,
+    record: dict[str, Any],
+    *,
+    dry_run: bool,
+    writer: Owner = Owner.POLICY,
+    kind: ApplyKind = ApplyKind.APPLY,
+) -> dict[str, Any]:
+    """Apply (or only record) and return the completed record as the history holds it."""
+    if not requested:
+        version = store.read_effective().version
+        done = {
+            **record,
+            "applied": False,
+            "knobs": [],
+            "diff": [],
+            "version_before": version,
+            "version_after": version,
+        }
+        store.record(done)
+        return done
+    result = store.apply(writer, requested, now, kind=kind, record=record, dry_run=dry_run)
+    done = {
+        **record,
+        "applied": result.applied,
+        "knobs": [d.to_record() for d in result.decisions],
+        "diff": result.diff,
+        "version_before": result.version_before,
+        "version_after": result.version_after,
+    }
+    if dry_run:
+        done["proposed_diff"] = [
+            {"knob": d.knob, "before": d.before, "after": d.requested}
+            for d in result.decisions
+            if d.adopted
+        ]
+    if not result.applied and record.get("decision") == "apply":
+        done["decision"] = "hold"  # every change rejected by the guard (codes in "knobs")
+    return done
+
+
+def operator_unblock(
+    *,
+    store: StateStore,
+    scope: str,
+    reason: str,
+    now: datetime,
+    to_active: bool = False,
+    config: GatesConfig,
+) -> dict[str, Any]:
+    """An operator lifts a block: the scope goes to probation (or active), recorded with why."""
+    if not reason.strip():
+        raise ConfigError("unblock needs --reason: say why the block is lifted (it is recorded)")
+    registry = store.registry
+    pocket, strategy = split_scope(scope)
+    if pocket not in registry.pockets:
+        raise ConfigError(
+            f"unknown pocket {pocket!r} in {scope!r} (known: {', '.join(registry.pockets)})"
+        )
+    target = ScopeState(
+        status=Status.ACTIVE if to_active else Status.PROBATION,
+        reason=StepCode.OPERATOR_UNBLOCK.value,
+        since=now,
+        size_mult=1.0 if to_active else config.policy.probation_size,
+    )
+    requested = knobs_of(scope, target)
+    validate_overlay(requested, registry)
+    record: dict[str, Any] = {
+        "at": format_utc(now),
+        "run_id": uuid.uuid4().hex,
+        "mechanism": MECHANISM,
+        "mode": "live",
+        "decision": "operator_unblock",
+        "reasons": [StepCode.OPERATOR_UNBLOCK.value],
+        "operator_reason": reason,
+        "scope": scope,
+        "strategy": strategy,
+        "in_flight": None,
+    }
+    with store.lock(MECHANISM, timeout_s=10):
+        states = read_states(store)
+        before = states.get(scope, ScopeState())
+        target = ScopeState(
+            status=target.status,
+            reason=target.reason,
+            since=now,
+            size_mult=target.size_mult,
+            strikes=before.strikes,
+        )
+        record["transitions"] = [
+            {
+                "scope": scope,
+                "from": before.status.value,
+                "to": target.status.value,
+                "code": StepCode.OPERATOR_UNBLOCK.value,
+                "detail": reason,
+            }
+        ]
+        out = _apply(
+            store,
+            requested,
+            now,
+            record,
+            dry_run=False,
+            writer=Owner.OPERATOR,
+            kind=ApplyKind.OPERATOR,
+        )
+        doc = store.read_mechanism(MECHANISM)
+        scopes = dict(doc.get("scopes", {}))
+        scopes[scope] = target.to_json()
+        store.write_mechanism(MECHANISM, {**doc, "scopes": scopes})
+    return out

@@ -1,0 +1,231 @@
+"""The tuner's imperative shell: lock, read, decide, apply or record, store state, return it.
+
+Everything that touches the disk, the ledger or the lock lives here; every decision lives in
+``decide.py``. Live, shadow (``--shadow`` or the tuner's own shadow mode) and operator-frozen runs
+go through the same ``decide`` and the same apply guard (``dry_run`` in shadow), so their records
+are directly comparable: ``decision`` says what happened, ``intended`` what the logic decided.
+
+Must not: decide anything, read the clock (``now`` is a parameter), or write knob values other
+than through ``StateStore.apply``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from autolearn.adapters.state import StateStore, version_of
+from autolearn.core.judge import VersionTimeline
+from autolearn.core.knobs import KnobValue, Owner
+from autolearn.core.model import Trade
+from autolearn.core.timestamps import TimestampError, format_utc, parse_utc
+from autolearn.errors import LockBusy, StateError
+from autolearn.ledger._base import Ledger
+from autolearn.tuner.config import TunerConfig
+from autolearn.tuner.decide import Decision, TuneInput, decide, finalize_state
+from autolearn.tuner.state import TunerState
+
+__all__ = ["run_cycle"]
+
+_MECHANISM = "tuner"
+
+
+def run_cycle(
+    store: StateStore,
+    ledger: Ledger,
+    config: TunerConfig,
+    now: datetime,
+    *,
+    shadow: bool = False,
+    run_id: str | None = None,
+) -> dict[str, Any]:
+    """One tuner run; returns its record (already appended to the history)."""
+    base = {
+        "at": format_utc(now),
+        "run_id": run_id or f"{format_utc(now)}-{os.getpid()}",
+        "mechanism": _MECHANISM,
+        "mode": "shadow" if shadow else "live",
+    }
+    try:
+        with store.lock(_MECHANISM, timeout_s=0):
+            return _locked_cycle(store, ledger, config, now, shadow, base)
+    except LockBusy:
+        record: dict[str, Any] = base | {
+            "decision": "lock_busy",
+            "intended": "lock_busy",
+            "reasons": ["lock_busy"],
+            "knobs": [],
+            "diff": [],
+            "metrics": {},
+            "verdicts": {},
+            "version_before": None,
+            "version_after": None,
+            "in_flight": None,
+            "applied": False,
+        }
+        store.record(record)
+        return record
+
+
+def _locked_cycle(
+    store: StateStore,
+    ledger: Ledger,
+    config: TunerConfig,
+    now: datetime,
+    shadow: bool,
+    base: dict[str, Any],
+) -> dict[str, Any]:
+    effective = store.read_effective()
+    state = TunerState.from_json(store.read_mechanism(_MECHANISM))
+    frozen, frozen_why = store.is_frozen(_MECHANISM)
+    last_close = ledger.last_close_at()
+    trades = _read_trades(ledger, _window_start(state, last_close, now, config), now, config)
+    timeline = _timeline(store, effective.version, any(not t.config_version for t in trades))
+    wanted = {t.config_version for t in trades if t.config_version}
+    wanted |= {v for _, v in timeline.points} | {timeline.initial, effective.version}
+    current = store.current_values()
+    decision = decide(
+        TuneInput(
+            trades=trades,
+            registry=store.registry,
+            version=effective.version,
+            current=current,
+            recent_changes=effective.changes,
+            writers={k: str(v.get("writer", "")) for k, v in effective.sources.items()},
+            state=state,
+            version_values=_snapshots(store, wanted),
+            timeline=timeline,
+            last_close_at=min(last_close, now) if last_close else None,
+            now=now,
+        ),
+        config,
+    )
+    live = not shadow and not frozen and decision.mode == "live"
+    record = _record(base, decision, live, frozen, frozen_why)
+    if decision.requests and decision.kind is not None:
+        record["expected_version"] = version_of(_layer_after(store, effective.values, decision))
+        result = store.apply(
+            Owner.TUNER, decision.requests, now, kind=decision.kind, record=record, dry_run=not live
+        )
+        values_after = {**current, **{d["knob"]: d["after"] for d in result.diff}}
+        record.update(
+            applied=result.applied,
+            version_before=result.version_before,
+            version_after=result.version_after,
+            knobs=[d.to_record() for d in result.decisions],
+            diff=result.diff,
+        )
+        if decision.target_version:
+            record["restored_snapshot"] = result.version_after == decision.target_version
+        new_state = finalize_state(
+            decision,
+            applied=result.applied,
+            version_after=result.version_after,
+            values_after=values_after,
+        )
+    else:
+        record.update(
+            applied=False,
+            knobs=decision.considered,
+            diff=[],
+            version_before=effective.version,
+            version_after=effective.version,
+        )
+        store.record(record)
+        new_state = decision.state
+    if live:
+        store.write_mechanism(_MECHANISM, new_state.to_json())
+    return record
+
+
+def _record(
+    base: dict[str, Any], decision: Decision, live: bool, frozen: bool, frozen_why: str
+) -> dict[str, Any]:
+    reasons = list(decision.reasons)
+    if frozen:
+        reasons.insert(0, f"operator_frozen: {frozen_why}")
+    in_flight = {
+        family: fs.in_flight.to_json()
+        for family, fs in decision.state.families.items()
+        if fs.in_flight is not None
+    }
+    return base | {
+        "mode": "live" if live else "shadow",
+        "decision": decision.decision if live else ("frozen" if frozen else "shadow"),
+        "intended": decision.decision,
+        "reasons": reasons,
+        "family": decision.family,
+        "target_version": decision.target_version,
+        "considered": decision.considered,
+        "families": decision.families,
+        "metrics": decision.metrics,
+        "verdicts": decision.verdicts,
+        "in_flight": in_flight or None,
+        "tuner_mode": decision.mode,
+    }
+
+
+def _window_start(
+    state: TunerState, last_close: datetime | None, now: datetime, config: TunerConfig
+) -> datetime:
+    """Read back ``lookback`` from the newest trade (a stale ledger still explains itself)."""
+    start = (min(now, last_close) if last_close else now) - config.lookback
+    for fs in state.families.values():
+        if fs.in_flight is not None:
+            start = min(start, fs.in_flight.started_at - config.baseline_lookback)
+    return start
+
+
+def _read_trades(
+    ledger: Ledger, since: datetime, now: datetime, config: TunerConfig
+) -> list[Trade]:
+    """The window's trades of the pockets the tuner's rules read, in close order.
+
+    One range query on the close-time index, pockets filtered here: a per-pocket query would use
+    the (pocket, strategy, close) index and scan every trade of the pocket (measured 3x slower
+    at 1M trades).
+    """
+    pockets = {*config.exit_pockets, config.micro_pocket}
+    until = now + timedelta(microseconds=1)
+    return [t for t in ledger.trades(closed_since=since, closed_until=until) if t.pocket in pockets]
+
+
+def _timeline(store: StateStore, current_version: str, needed: bool) -> VersionTimeline:
+    """Versions by time from the history: only read when legacy trades have no pinned version."""
+    if not needed:
+        return VersionTimeline((), current_version)
+    changes = []
+    for record in store.history.read().records:
+        if not record.get("applied") or not record.get("version_after"):
+            continue
+        try:
+            at = parse_utc(str(record.get("at", "")))
+        except TimestampError:
+            continue
+        changes.append((at, str(record.get("version_before", "")), str(record["version_after"])))
+    timeline = VersionTimeline.from_changes(changes)
+    return timeline if timeline.points else VersionTimeline((), current_version)
+
+
+def _snapshots(store: StateStore, versions: set[str]) -> dict[str, Mapping[str, KnobValue]]:
+    found: dict[str, Mapping[str, KnobValue]] = {}
+    for version in sorted(v for v in versions if v):
+        try:
+            found[version] = dict(store.read_snapshot(version).get("values", {}))
+        except StateError:
+            continue  # an unknown version attributes no trade (counted as unattributed)
+    return found
+
+
+def _layer_after(
+    store: StateStore, layer: Mapping[str, KnobValue], decision: Decision
+) -> dict[str, KnobValue]:
+    values = dict(layer)
+    for knob, value in decision.requests.items():
+        if value == store.registry.spec(knob).default:
+            values.pop(knob, None)
+        else:
+            values[knob] = value
+    return values

@@ -1,0 +1,548 @@
+"""The tuner's decision: trades + state + config + now -> one explained Decision value.
+
+Order of one cycle, per knob family the tuner owns (registry ``owner: tuner`` with a proposer):
+
+1. bootstrap: a family seen for the first time takes its current values as LKG (``bootstrap``);
+2. reconcile: values changed by someone else (an operator ``rollback --to`` / ``set``, or a crash
+   between apply and state write) end or adopt the change in flight, loudly;
+3. judge the change in flight on the trades *opened under* its candidate values vs the trades
+   opened under its LKG values (attribution by the pinned ``config_version``, legacy trades by
+   entry time on the version timeline): hard limits, then the sequential judge;
+   pass -> promote to LKG; fail -> roll back to LKG (cooldown, or shadow mode per ``on_fail``);
+   inconclusive past the deadline -> revert; else hold;
+4. only when nothing was judged this run and fewer than ``max_in_flight`` changes are in flight:
+   sufficiency (freeze with every reason), proposals on the current values, step-streak limit,
+   the same apply guard the store runs; the first family with an adoptable change applies.
+
+Windows are "trades opened since the family's last change", never "the last 15 minutes", so
+consecutive runs never judge overlapping windows of mixed configs (original-system.md 5.1).
+
+Pure: no I/O, no clock; the shell (``cycle.py``) reads and writes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from autolearn.core.apply_guard import ApplyKind, KnobChange, guard_changes
+from autolearn.core.judge import (
+    Outcome,
+    Verdict,
+    VersionTimeline,
+    check_hard_limits,
+    judge,
+    split_by_arm,
+)
+from autolearn.core.knobs import KnobSpec, KnobValue, Owner, step_value
+from autolearn.core.metrics import Units, pnl
+from autolearn.core.model import Trade
+from autolearn.core.registry import Registry
+from autolearn.core.timestamps import format_utc
+from autolearn.tuner.config import OnFail, TunerConfig
+from autolearn.tuner.proposers import PROPOSERS, Proposer, max_steps
+from autolearn.tuner.state import FamilyState, InFlight, TunerState
+from autolearn.tuner.sufficiency import Finding, check_sufficiency, ledger_staleness
+
+__all__ = ["Decision", "TuneInput", "decide", "finalize_state", "json_safe"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TuneInput:
+    """Everything one decision reads (the shell gathers it)."""
+
+    trades: Sequence[Trade]  # closed in the read window, in close order
+    registry: Registry
+    version: str  # the current effective config version
+    current: Mapping[str, KnobValue]  # registry defaults overlaid with the runtime layer
+    recent_changes: Mapping[str, Sequence[KnobChange]]  # for the apply guard's pace limits
+    writers: Mapping[str, str]  # knob -> last writer of its runtime value
+    state: TunerState
+    version_values: Mapping[str, Mapping[str, KnobValue]]  # runtime layer of each known version
+    timeline: VersionTimeline  # for trades without a pinned config_version
+    last_close_at: datetime | None
+    now: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Decision:
+    """What the tuner decided and why; ``state`` assumes the requested change is applied."""
+
+    decision: str  # apply | rollback | revert | promote | hold | freeze
+    reasons: tuple[str, ...]
+    kind: ApplyKind | None
+    requests: dict[str, KnobValue]
+    family: str | None  # the family acted on (apply / rollback / promote)
+    target_version: str | None  # the LKG snapshot a rollback restores
+    considered: list[dict[str, Any]]
+    metrics: dict[str, Any]
+    verdicts: dict[str, Any]
+    families: dict[str, Any]
+    mode: str  # live | shadow (the tuner's own mode from its state)
+    state: TunerState
+    state_unapplied: TunerState  # when the requested change was not applied (race, shadow)
+
+
+@dataclass(slots=True)
+class _Run:
+    """Mutable scratch of one decision (never escapes ``decide``)."""
+
+    families: dict[str, FamilyState]
+    status: dict[str, dict[str, Any]] = field(default_factory=dict)
+    verdicts: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    considered: list[dict[str, Any]] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+    rollbacks: dict[str, KnobValue] = field(default_factory=dict)
+    rollback_targets: list[str] = field(default_factory=list)
+    acted: list[tuple[str, str]] = field(default_factory=list)  # (family, action)
+    shadow_until: datetime | None = None
+
+    def note(self, family: str, code: str) -> None:
+        self.reasons.append(f"{family}:{code}")
+        self.status.setdefault(family, {}).setdefault("reasons", []).append(code)
+
+
+def decide(inp: TuneInput, config: TunerConfig) -> Decision:
+    """One tuner decision (see the module docstring for the order)."""
+    specs_by_family = {
+        f: specs for f, specs in inp.registry.families(Owner.TUNER).items() if f in PROPOSERS
+    }
+    run = _Run(families=dict(inp.state.families))
+    mode = _mode(inp.state, inp.now)
+    if inp.state.mode == "shadow" and mode == "live":
+        run.reasons.append("shadow_period_over")
+    for family, specs in specs_by_family.items():
+        _reconcile(run, family, specs, inp)
+    for family, specs in specs_by_family.items():
+        fs = run.families[family]
+        if fs.in_flight is not None:
+            _judge_family(run, family, specs, PROPOSERS[family], inp, config)
+    stale = ledger_staleness(inp.last_close_at, inp.now, config)
+    requests: dict[str, KnobValue] = {}
+    acted_family: str | None = None
+    if not run.acted:
+        requests, acted_family = _propose_all(run, specs_by_family, inp, config, stale)
+    else:
+        for family in specs_by_family:
+            if run.families[family].in_flight is None and all(f != family for f, _ in run.acted):
+                run.note(family, "deferred_after_verdict")
+    unapplied = _state_from(run, inp.state, mode)
+    return _assemble(run, inp, config, mode, requests, acted_family, stale, unapplied)
+
+
+def _assemble(
+    run: _Run,
+    inp: TuneInput,
+    config: TunerConfig,
+    mode: str,
+    requests: dict[str, KnobValue],
+    acted_family: str | None,
+    stale: Finding | None,
+    unapplied: TunerState,
+) -> Decision:
+    actions = {action for _, action in run.acted}
+    kind: ApplyKind | None = None
+    target: str | None = None
+    if actions & {"rollback", "revert"}:
+        decision = "rollback" if "rollback" in actions else "revert"
+        kind, requests = ApplyKind.ROLLBACK, dict(run.rollbacks)
+        target = run.rollback_targets[0] if run.rollback_targets else None
+        acted_family = next(f for f, a in run.acted if a == decision)
+    elif "promote" in actions:
+        decision = "promote"
+        acted_family = next(f for f, a in run.acted if a == "promote")
+    elif requests:
+        decision, kind = "apply", ApplyKind.APPLY
+    elif any(fs.in_flight is not None for fs in run.families.values()):
+        decision = "hold"
+    elif run.status and all(s.get("frozen") for s in run.status.values()):
+        decision = "freeze"
+    else:
+        decision = "hold"
+    if stale is not None:
+        run.reasons.append(stale.code)
+    metrics = {
+        "window": {
+            "trades": len(inp.trades),
+            "last_close_at": format_utc(inp.last_close_at) if inp.last_close_at else None,
+            "stale": stale.detail if stale else None,
+        },
+        "families": run.metrics,
+    }
+    return Decision(
+        decision=decision,
+        reasons=tuple(dict.fromkeys(run.reasons)),
+        kind=kind,
+        requests=requests,
+        family=acted_family,
+        target_version=target,
+        considered=json_safe(run.considered),
+        metrics=json_safe(metrics),
+        verdicts=json_safe(run.verdicts),
+        families=json_safe(run.status),
+        mode=mode,
+        state=_state_from(run, inp.state, mode),
+        state_unapplied=unapplied,
+    )
+
+
+def _mode(state: TunerState, now: datetime) -> str:
+    if state.mode == "shadow" and (state.shadow_until is None or now < state.shadow_until):
+        return "shadow"
+    return "live"
+
+
+def _state_from(run: _Run, before: TunerState, mode: str) -> TunerState:
+    if run.shadow_until is not None:
+        return TunerState(families=dict(run.families), mode="shadow", shadow_until=run.shadow_until)
+    if mode == "live":
+        return TunerState(families=dict(run.families), mode="live", shadow_until=None)
+    return TunerState(
+        families=dict(run.families), mode=before.mode, shadow_until=before.shadow_until
+    )
+
+
+def _family_values(
+    specs: Sequence[KnobSpec], values: Mapping[str, KnobValue]
+) -> dict[str, KnobValue]:
+    return {s.name: values.get(s.name, s.default) for s in specs}
+
+
+def _reconcile(run: _Run, family: str, specs: Sequence[KnobSpec], inp: TuneInput) -> None:
+    """Bootstrap the family, or notice values someone else changed."""
+    now_values = _family_values(specs, inp.current)
+    fs = run.families.get(family)
+    if fs is None:
+        run.families[family] = FamilyState(lkg_version=inp.version, lkg_values=now_values)
+        run.note(family, "lkg_bootstrap")
+        return
+    expected = fs.in_flight.values if fs.in_flight else fs.lkg_values
+    if now_values == expected:
+        return
+    changed = [k for k in now_values if now_values[k] != expected.get(k)]
+    by_operator = any(inp.writers.get(k) == Owner.OPERATOR.value for k in changed)
+    if fs.in_flight is not None and now_values == fs.lkg_values:
+        run.families[family] = replace(fs, in_flight=None, changed_at=inp.now)
+        run.note(family, "in_flight_reverted_externally")
+    elif by_operator:
+        # A human set these values: they become the LKG (never judged away by the tuner).
+        run.families[family] = replace(
+            fs,
+            lkg_version=inp.version,
+            lkg_values=now_values,
+            lkg_bootstrap=False,
+            in_flight=None,
+            changed_at=inp.now,
+        )
+        run.note(family, "operator_change")
+    else:
+        # Our own write without its state (crash between apply and state write): judge it.
+        run.families[family] = replace(
+            fs,
+            in_flight=InFlight(
+                version=inp.version,
+                values=now_values,
+                baseline_version=fs.lkg_version,
+                baseline_values=dict(fs.lkg_values),
+                started_at=inp.now,
+                steps={},
+            ),
+            changed_at=inp.now,
+        )
+        run.note(family, "recovered_in_flight")
+
+
+def _judge_family(
+    run: _Run,
+    family: str,
+    specs: Sequence[KnobSpec],
+    proposer: Proposer,
+    inp: TuneInput,
+    config: TunerConfig,
+) -> None:
+    fs = run.families[family]
+    flight = fs.in_flight
+    assert flight is not None  # the caller checked
+    defaults = {s.name: s.default for s in specs}
+
+    def arm(version: str) -> str | None:
+        layer = inp.version_values.get(version)
+        if layer is None:
+            return None
+        values = {k: layer.get(k, d) for k, d in defaults.items()}
+        if values == flight.values:
+            return "candidate"
+        return "baseline" if values == flight.baseline_values else None
+
+    relevant = [t for t in inp.trades if proposer.relevant(t, config)]
+    arms, unattributed = split_by_arm(relevant, arm, inp.timeline)
+    candidate = sorted(
+        (t for t in arms.get("candidate", []) if t.entry_at >= flight.started_at),
+        key=lambda t: (t.close_at, t.broker_trade_id, t.close_tx_id),
+    )
+    baseline = arms.get("baseline", [])
+    verdict = check_hard_limits(pnl(candidate, Units.ACCOUNT), config.hard_limits) or judge(
+        pnl(candidate), pnl(baseline), config.judge
+    )
+    if verdict.n_baseline == 0 and verdict.outcome is Outcome.FAIL:
+        verdict = replace(verdict, n_baseline=len(baseline))
+    record = verdict.to_record() | {
+        "candidate_version": flight.version,
+        "baseline_version": flight.baseline_version,
+        "started_at": format_utc(flight.started_at),
+        "unattributed": unattributed,
+    }
+    run.verdicts[family] = record
+    run.status.setdefault(family, {})["in_flight"] = flight.to_json()
+    if verdict.outcome is Outcome.PASS:
+        run.families[family] = replace(
+            fs,
+            lkg_version=flight.version,
+            lkg_values=dict(flight.values),
+            lkg_bootstrap=False,
+            in_flight=None,
+            streaks={},
+        )
+        run.acted.append((family, "promote"))
+        run.note(family, f"promote:{verdict.reason}")
+        return
+    deadline = inp.now - flight.started_at >= config.deadline or (
+        verdict.n_candidate >= config.deadline_trades
+    )
+    if verdict.outcome is Outcome.FAIL or deadline:
+        code = verdict.reason if verdict.outcome is Outcome.FAIL else "deadline_revert"
+        _roll_back(run, family, specs, fs, inp, config, code, fail=verdict.outcome is Outcome.FAIL)
+        return
+    run.note(family, f"in_flight:{verdict.reason}")
+
+
+def _roll_back(
+    run: _Run,
+    family: str,
+    specs: Sequence[KnobSpec],
+    fs: FamilyState,
+    inp: TuneInput,
+    config: TunerConfig,
+    code: str,
+    *,
+    fail: bool,
+) -> None:
+    now_values = _family_values(specs, inp.current)
+    wanted = {k: v for k, v in fs.lkg_values.items() if now_values.get(k) != v}
+    run.note(family, f"rollback:{code}")
+    if not wanted:
+        # The original "rolled back" to identical values; here that is named, not done.
+        run.note(family, "lkg_equals_current")
+    run.rollbacks.update(wanted)
+    run.rollback_targets.append(fs.lkg_version)
+    # "revert": undecided past the deadline; "rollback": judged worse or a hard limit tripped.
+    run.acted.append((family, "rollback" if fail else "revert"))
+    run.families[family] = replace(
+        fs, in_flight=None, changed_at=inp.now, cooldown_until=inp.now + config.cooldown
+    )
+    if fail and config.on_fail is OnFail.SHADOW:
+        run.shadow_until = inp.now + config.shadow_period
+        run.note(family, "on_fail_shadow")
+
+
+def _propose_all(
+    run: _Run,
+    specs_by_family: Mapping[str, Sequence[KnobSpec]],
+    inp: TuneInput,
+    config: TunerConfig,
+    stale: Finding | None,
+) -> tuple[dict[str, KnobValue], str | None]:
+    in_flight = sum(1 for fs in run.families.values() if fs.in_flight is not None)
+    order = sorted(
+        specs_by_family,
+        key=lambda f: (
+            run.families[f].changed_at or datetime.min.replace(tzinfo=inp.now.tzinfo),
+            f,
+        ),
+    )
+    chosen: dict[str, KnobValue] = {}
+    chosen_family: str | None = None
+    for family in order:
+        fs = run.families[family]
+        if fs.in_flight is not None:
+            continue
+        adoptable = _propose_family(run, family, specs_by_family[family], inp, config, stale)
+        if not adoptable:
+            continue
+        if chosen_family is None and in_flight < config.max_in_flight:
+            chosen, chosen_family = adoptable, family
+            _start_flight(run, family, specs_by_family[family], adoptable, inp)
+            run.note(family, "apply")
+        else:
+            run.note(family, "queued_max_in_flight")
+            for entry in run.considered:
+                if entry["family"] == family and entry["code"] == "adopted":
+                    entry.update(adopted=False, code="queued_max_in_flight")
+    return chosen, chosen_family
+
+
+def _propose_family(
+    run: _Run,
+    family: str,
+    specs: Sequence[KnobSpec],
+    inp: TuneInput,
+    config: TunerConfig,
+    stale: Finding | None,
+) -> dict[str, KnobValue]:
+    """Sufficiency, proposals, streak limit and guard for one family; the adoptable values."""
+    fs = run.families[family]
+    proposer = PROPOSERS[family]
+    since = fs.changed_at
+    window = [
+        t
+        for t in inp.trades
+        if proposer.relevant(t, config) and (since is None or t.entry_at >= since)
+    ]
+    findings = check_sufficiency(proposer, window, config)
+    if stale is not None:
+        findings.insert(0, stale)
+    if fs.cooldown_until is not None and inp.now < fs.cooldown_until:
+        findings.append(
+            Finding(
+                code="cooldown", detail=f"after a rollback, until {format_utc(fs.cooldown_until)}"
+            )
+        )
+    evidence = proposer.propose(window, specs, inp.current, config)
+    findings += [Finding(code=code, detail=detail) for code, detail in evidence.freeze]
+    status = run.status.setdefault(family, {})
+    status.update(
+        n_since_change=len(window),
+        changed_at=format_utc(since) if since else None,
+        lkg_version=fs.lkg_version,
+        findings=[{"code": f.code, "detail": f.detail} for f in findings],
+        frozen=bool(findings),
+    )
+    run.metrics[family] = {"n_since_change": len(window), **evidence.metrics}
+    for finding in findings:
+        run.note(family, finding.code)
+    wanted: dict[str, KnobValue] = {}
+    steps_of: dict[str, int] = {}
+    entries: dict[str, dict[str, Any]] = {}
+    specs_by_name = {s.name: s for s in specs}
+    for proposal in evidence.proposals:
+        spec = specs_by_name[proposal.knob]
+        current = inp.current.get(spec.name, spec.default)
+        limit = max_steps(spec)
+        steps = max(-limit, min(limit, proposal.steps))
+        proposed = step_value(spec, current, steps) if steps else current
+        entry = {
+            "knob": spec.name,
+            "family": family,
+            "current": current,
+            "proposed": proposed,
+            "steps": steps,
+            "rule": proposal.code,
+            "detail": proposal.detail,
+            "adopted": False,
+            "code": proposal.code,
+        }
+        entries[spec.name] = entry
+        run.considered.append(entry)
+        if findings:
+            entry["code"] = "frozen"
+        elif steps == 0:
+            entry["code"] = "no_signal"
+        elif proposed == current:
+            entry["code"] = "at_bound"
+        elif _streak_blocked(fs, spec.name, steps, config):
+            entry["code"] = "step_limit"
+        else:
+            wanted[spec.name] = proposed
+            steps_of[spec.name] = steps
+    if not findings and not wanted:
+        run.note(family, "no_signal")
+    adoptable: dict[str, KnobValue] = {}
+    for decision in guard_changes(
+        inp.registry, Owner.TUNER, inp.current, inp.recent_changes, wanted, inp.now
+    ):
+        entries[decision.knob].update(code=decision.code.value, adopted=decision.adopted)
+        if decision.adopted:
+            adoptable[decision.knob] = wanted[decision.knob]
+        else:
+            run.note(family, f"guard:{decision.code.value}")
+    run.status[family]["steps"] = {k: steps_of[k] for k in adoptable}
+    return adoptable
+
+
+def _streak_blocked(fs: FamilyState, knob: str, steps: int, config: TunerConfig) -> bool:
+    direction, count = fs.streaks.get(knob, (0, 0))
+    return direction == _sign(steps) and count >= config.max_same_direction_steps
+
+
+def _sign(x: int) -> int:
+    return (x > 0) - (x < 0)
+
+
+def _start_flight(
+    run: _Run,
+    family: str,
+    specs: Sequence[KnobSpec],
+    adopted: Mapping[str, KnobValue],
+    inp: TuneInput,
+) -> None:
+    fs = run.families[family]
+    steps = dict(run.status[family].get("steps", {}))
+    streaks = dict(fs.streaks)
+    for knob, s in steps.items():
+        direction, count = streaks.get(knob, (0, 0))
+        streaks[knob] = (_sign(s), count + 1 if direction == _sign(s) else 1)
+    values = {**_family_values(specs, inp.current), **adopted}
+    run.families[family] = replace(
+        fs,
+        in_flight=InFlight(
+            version="",  # known after the apply: finalize_state fills it in
+            values=values,
+            baseline_version=fs.lkg_version,
+            baseline_values=dict(fs.lkg_values),
+            started_at=inp.now,
+            steps=steps,
+        ),
+        changed_at=inp.now,
+        streaks=streaks,
+    )
+
+
+def finalize_state(
+    decision: Decision, *, applied: bool, version_after: str, values_after: Mapping[str, KnobValue]
+) -> TunerState:
+    """The state to store after the shell applied (or could not apply) ``decision``.
+
+    An APPLY learns its candidate version (and the values the guard really adopted) only here.
+    A change that was not applied leaves the state as if it had not been requested.
+    """
+    if decision.kind is None:
+        return decision.state
+    if not applied:
+        return decision.state_unapplied
+    if decision.kind is not ApplyKind.APPLY or decision.family is None:
+        return decision.state
+    families = dict(decision.state.families)
+    fs = families[decision.family]
+    assert fs.in_flight is not None  # set by _start_flight for an APPLY
+    values = {k: values_after.get(k, v) for k, v in fs.in_flight.values.items()}
+    families[decision.family] = replace(
+        fs, in_flight=replace(fs.in_flight, version=version_after, values=values)
+    )
+    return replace(decision.state, families=families)
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with non-finite floats as None (records are strict JSON)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, Verdict):
+        return value.to_record()
+    return value
