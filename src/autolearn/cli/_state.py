@@ -13,6 +13,7 @@ from autolearn.cli._common import app, console, settings, store, utcnow
 from autolearn.core.apply_guard import ApplyKind
 from autolearn.core.knobs import KnobType, Owner
 from autolearn.core.ownership_doc import ownership_problems, render_ownership_doc
+from autolearn.core.record_view import record_row
 from autolearn.core.registry import parse_duration
 from autolearn.core.timestamps import format_utc
 from autolearn.errors import ConfigError, InputError
@@ -133,18 +134,11 @@ def history(
             emit_json(record)
         return
     table = Table(title=f"history since {format_utc(cutoff)} ({len(records)} records)")
-    for column in ("at", "mechanism", "decision", "changes", "reasons"):
+    for column in ("at", "mechanism", "decision", "changes", "verdicts", "reasons"):
         table.add_column(column, overflow="fold")
     for r in records:
-        changes = ", ".join(f"{d['knob']}: {d['before']}->{d['after']}" for d in r.get("diff", []))
-        reasons = ", ".join(map(str, r.get("reasons", [])))
-        table.add_row(
-            str(r.get("at", ""))[:19],
-            str(r.get("mechanism", "")),
-            str(r.get("decision", "")),
-            changes or "-",
-            reasons or "-",
-        )
+        row = record_row(r)
+        table.add_row(row.at, row.mechanism, row.decision, row.changes, row.verdicts, row.reasons)
     console.print(table)
     if read.torn_last_line:
         console.print(
