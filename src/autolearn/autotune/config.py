@@ -1,0 +1,95 @@
+"""The autotune configuration: the search, the folds, the objective, the gates, the judge.
+
+Defaults live in the dataclass and nowhere else; the optional operator YAML goes through the
+same strict parser as the scalp trainer's (unknown keys and bad types are one ``ConfigError``).
+Pure apart from :func:`load_autotune_config`, which reads the optional YAML file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+from autolearn.backtest import STRATEGIES
+from autolearn.scalp_trainer.config import parse_frozen_config
+from autolearn.scalp_trainer.lifecycle import JudgeSettings
+
+__all__ = ["AutotuneConfig", "load_autotune_config"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AutotuneConfig:
+    """Every autotune setting (durations are timedeltas, P/L in pips)."""
+
+    family: str = "autotune.TrendMA"  # the registry family this mechanism owns
+    live_strategy: str = "TrendMA"  # the bot's strategy reading the knobs (its trades judge)
+    engine_strategy: str = "sma_cross"  # the backtest engine's model of it
+    # knob name suffix (after "strategies.<live_strategy>.") -> engine parameter
+    knob_map: tuple[tuple[str, str], ...] = (
+        ("fast_window", "fast"),
+        ("slow_window", "slow"),
+        ("sl_pips", "sl_pips"),
+        ("tp_pips", "tp_pips"),
+    )
+    # data
+    candles_path: str = ""  # candle file (any format load_candles reads); --candles wins
+    window: timedelta = timedelta(days=30)  # recent candles the study runs on
+    max_candle_age: timedelta = timedelta(days=3)  # newest candle older than this: hold
+    spread_pips: float = 0.8  # the engine's round-trip cost
+    # walk-forward
+    folds: int = 4
+    validate_fraction: float = 0.3
+    embargo_bars: int = 60
+    # search
+    n_trials: int = 60  # total trials of the study (all workers together)
+    seed: int = 42  # worker i uses seed + i
+    objective: str = "risk_adjusted_expectancy"
+    min_trades: int = 20  # per pooled train / validation set
+    drawdown_weight: float = 0.5
+    # storage robustness (Optuna RDB heartbeat: a dead worker's trial is failed and re-queued)
+    heartbeat_interval_s: int = 30
+    grace_period_s: int = 120
+    max_retry: int = 2
+    # gates a winner must pass to be proposed
+    min_dsr: float = 0.9  # deflated Sharpe of the winner's in-sample trades
+    min_oos_improvement: float = 0.0  # candidate OOS score - incumbent OOS score must exceed
+    # live judge of an applied change
+    verdict: JudgeSettings = field(default_factory=JudgeSettings)
+
+    def problems(self) -> list[str]:
+        """Every invariant this config breaks (empty when valid)."""
+        found: list[str] = []
+        if self.engine_strategy not in STRATEGIES:
+            found.append(
+                f"engine_strategy: unknown {self.engine_strategy!r}; known: {sorted(STRATEGIES)}"
+            )
+        for name in ("folds", "n_trials", "min_trades", "heartbeat_interval_s"):
+            if getattr(self, name) < 1:
+                found.append(f"{name}: must be >= 1, got {getattr(self, name)!r}")
+        if self.grace_period_s <= self.heartbeat_interval_s:
+            # too short a grace marks live trials failed (optuna#4234, #5470)
+            found.append("grace_period_s: must exceed heartbeat_interval_s (several beats)")
+        if not 0 < self.validate_fraction < 1:
+            found.append(f"validate_fraction: must be in (0, 1), got {self.validate_fraction!r}")
+        if not 0 <= self.min_dsr < 1:
+            found.append(f"min_dsr: must be in [0, 1), got {self.min_dsr!r}")
+        if self.spread_pips < 0 or self.drawdown_weight < 0 or self.embargo_bars < 0:
+            found.append("spread_pips, drawdown_weight and embargo_bars: must be >= 0")
+        if any(len(pair) != 2 for pair in self.knob_map):
+            found.append("knob_map: expected [knob_suffix, engine_param] pairs")
+        return found
+
+    def knob_names(self) -> dict[str, str]:
+        """Full knob name -> engine parameter."""
+        prefix = f"strategies.{self.live_strategy}."
+        return {prefix + suffix: param for suffix, param in self.knob_map}
+
+
+def load_autotune_config(path: Path | None) -> AutotuneConfig:
+    """The defaults, overridden by the YAML at ``path`` when given."""
+    if path is None:
+        return AutotuneConfig()
+    from autolearn.adapters.yamlio import load_yaml
+
+    return parse_frozen_config(AutotuneConfig, load_yaml(path), str(path))

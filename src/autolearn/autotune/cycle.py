@@ -1,0 +1,379 @@
+"""The autotune run (its own timer): judge the change in flight, else search and maybe propose.
+
+1. lock ``autotune`` (a second run records ``lock_busy``); read state and the operator switch;
+2. reconcile and judge the change in flight live on the bot's own ``TrendMA`` trades (shared
+   judge via ``lifecycle``): promote / roll back / hold. While a change is in flight, no search
+   runs (CPU stays with the bot; a new proposal would confound the verdict);
+3. otherwise (no cooldown, fresh candles): extend the Optuna study on the recent window's train
+   blocks, take the winner, deflate its Sharpe by the number of trials, evaluate incumbent,
+   winner and the bounded step on the validation blocks, and gate (``decide.gate``);
+4. ``apply`` goes through ``StateStore.apply(Owner.AUTOTUNE, ...)`` (the guard; ``dry_run`` in
+   shadow / frozen) with the run record; ``hold`` is recorded with every reason.
+
+Must not: read the clock (``now`` is a parameter) or write knob values other than via apply.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from autolearn.adapters.logs import redact
+from autolearn.adapters.state import StateStore
+from autolearn.autotune.config import AutotuneConfig
+from autolearn.autotune.decide import bounded_step, gate, summary
+from autolearn.autotune.selection import deflate
+from autolearn.autotune.study import (
+    Evaluation,
+    StudySpec,
+    candle_window,
+    default_storage_url,
+    evaluate,
+    make_spec,
+    run_workers,
+    search_space,
+    study_results,
+)
+from autolearn.autotune.walkforward import walk_forward
+from autolearn.backtest import Candles, get_strategy
+from autolearn.core.apply_guard import ApplyKind
+from autolearn.core.knobs import KnobSpec, KnobValue, Owner
+from autolearn.core.timestamps import format_utc, from_epoch_us, to_epoch_us
+from autolearn.errors import ConfigError, LockBusy
+from autolearn.ledger._base import Ledger
+from autolearn.scalp_trainer.cycle import lock_busy_record, read_timeline, read_versions
+from autolearn.scalp_trainer.decide import json_safe
+from autolearn.scalp_trainer.lifecycle import (
+    FamilyState,
+    family_values,
+    finalize,
+    judge_in_flight,
+    parse_state,
+    reconcile,
+    start_flight,
+)
+
+__all__ = ["run_cycle"]
+
+_MECHANISM = "autotune"
+
+
+def run_cycle(
+    store: StateStore,
+    ledger: Ledger,
+    config: AutotuneConfig,
+    candles: Candles,
+    candles_path: Path,
+    now: datetime,
+    *,
+    storage_url: str | None = None,
+    n_trials: int | None = None,
+    workers: int = 1,
+    shadow: bool = False,
+    run_id: str | None = None,
+) -> dict[str, Any]:
+    """One autotune run; returns its record (already appended to the history)."""
+    base = {
+        "at": format_utc(now),
+        "run_id": run_id or f"{format_utc(now)}-{os.getpid()}",
+        "mechanism": _MECHANISM,
+        "mode": "shadow" if shadow else "live",
+    }
+    try:
+        with store.lock(_MECHANISM, timeout_s=0):
+            run = _Run(store, ledger, config, now, shadow, base)
+            return run.go(candles, candles_path, storage_url, n_trials, workers)
+    except LockBusy:
+        record = lock_busy_record(base)
+        store.record(record)
+        return record
+
+
+class _Run:
+    """One locked run (the shell's scratch; never escapes ``run_cycle``)."""
+
+    def __init__(
+        self,
+        store: StateStore,
+        ledger: Ledger,
+        config: AutotuneConfig,
+        now: datetime,
+        shadow: bool,
+        base: dict[str, Any],
+    ) -> None:
+        self.store, self.ledger, self.config, self.now = store, ledger, config, now
+        self.frozen, self.frozen_why = store.is_frozen(_MECHANISM)
+        self.live = not shadow and not self.frozen
+        self.base = base
+        self.effective = store.read_effective()
+        self.specs = self._specs()
+        self.current = family_values(list(self.specs.values()), store.current_values())
+        stored = parse_state(store.read_mechanism(_MECHANISM), f"mechanisms/{_MECHANISM}.json")
+        writers = {k: str(v.get("writer", "")) for k, v in self.effective.sources.items()}
+        self.state, self.notes = reconcile(
+            stored, self.current, self.effective.version, writers, now
+        )
+
+    def _specs(self) -> dict[str, KnobSpec]:
+        family = self.store.registry.families(Owner.AUTOTUNE).get(self.config.family, [])
+        if not family:
+            raise ConfigError(
+                f"the registry has no knob of family {self.config.family!r} owned by autotune"
+            )
+        by_name = {s.name: s for s in family}
+        names = self.config.knob_names()
+        missing = sorted(set(names) - set(by_name))
+        if missing:
+            raise ConfigError(f"autotune knob_map names unregistered knobs: {missing}")
+        return {k: by_name[k] for k in names}
+
+    def go(
+        self,
+        candles: Candles,
+        candles_path: Path,
+        storage_url: str | None,
+        n_trials: int | None,
+        workers: int,
+    ) -> dict[str, Any]:
+        flight = self._judge()
+        if flight is not None:
+            return flight
+        if self.state.cooldown_until is not None and self.now < self.state.cooldown_until:
+            return self._hold([f"cooldown_until:{format_utc(self.state.cooldown_until)}"], {})
+        end_us = min(int(candles.time_us[-1]), to_epoch_us(self.now)) if len(candles) else 0
+        newest = from_epoch_us(end_us) if len(candles) else None
+        if newest is None or self.now - newest > self.config.max_candle_age:
+            seen = format_utc(newest) if newest else "none"
+            return self._hold([f"stale_candles:newest {seen}"], {})
+        window = candle_window(candles, end_us, self.config.window)
+        spec = self._spec(window, candles_path, storage_url)
+        trials = n_trials or self.config.n_trials
+        workers_out = run_workers(spec, trials, workers, self.config.seed)
+        return self._decide(spec, window, workers_out)
+
+    def _judge(self) -> dict[str, Any] | None:
+        if self.state.in_flight is None:
+            return None
+        flight = self.state.in_flight
+        trades = self.ledger.trades(
+            closed_since=flight.started_at - self.config.verdict.deadline * 2,
+            closed_until=self.now + timedelta(microseconds=1),
+            strategy=self.config.live_strategy,
+        )
+        timeline = read_timeline(
+            self.store, self.effective.version, any(not t.config_version for t in trades)
+        )
+        versions = {t.config_version for t in trades if t.config_version}
+        versions |= {flight.version, flight.baseline_version, self.effective.version}
+        versions |= {v for _, v in timeline.points} | {timeline.initial}
+        result = judge_in_flight(
+            self.state,
+            trades,
+            {k: s.default for k, s in self.specs.items()},
+            self.current,
+            read_versions(self.store, versions),
+            timeline,
+            self.now,
+            self.config.verdict,
+        )
+        extra: dict[str, Any] = {"verdicts": {self.config.family: json_safe(result.verdict)}}
+        if result.action == "rollback" and result.rollback:
+            extra["target_version"] = result.target_version
+            return self._apply(
+                result.action,
+                [result.code],
+                result.rollback,
+                ApplyKind.ROLLBACK,
+                extra,
+                proposed=result.state,
+                unapplied=self.state,
+            )
+        self.state = result.state
+        return self._hold([result.code], extra, decision=result.action)
+
+    def _spec(self, window: Candles, path: Path, storage_url: str | None) -> StudySpec:
+        c = self.config
+        return make_spec(
+            storage_url=storage_url or default_storage_url(self.store.root),
+            candles_path=path,
+            window=window,
+            strategy=c.engine_strategy,
+            dims=search_space(list(self.specs.values()), c.knob_names()),
+            folds=c.folds,
+            validate_fraction=c.validate_fraction,
+            embargo_bars=c.embargo_bars,
+            objective=c.objective,
+            min_trades=c.min_trades,
+            drawdown_weight=c.drawdown_weight,
+            spread_pips=c.spread_pips,
+            heartbeat_interval_s=c.heartbeat_interval_s,
+            grace_period_s=c.grace_period_s,
+            max_retry=c.max_retry,
+            family=c.family,
+        )
+
+    def _decide(
+        self, spec: StudySpec, window: Candles, workers_out: dict[str, Any]
+    ) -> dict[str, Any]:
+        names = self.config.knob_names()
+        results = study_results(spec)
+        study = {
+            "name": spec.study_name,
+            "storage": redact(spec.storage_url),
+            "trials": results.counts,
+            "n_tried": results.n_tried,
+            "best_trial": results.best_number,
+            "best_value": results.best_value,
+            "workers": workers_out,
+            "window": [
+                format_utc(from_epoch_us(spec.start_us)),
+                format_utc(from_epoch_us(spec.end_us)),
+            ],
+            "bars": len(window),
+            "folds": [
+                f.to_record(window.time_us)
+                for f in walk_forward(
+                    len(window),
+                    folds=spec.folds,
+                    validate_fraction=spec.validate_fraction,
+                    embargo_bars=spec.embargo_bars,
+                )
+            ],
+        }
+        if results.best_params is None:
+            return self._hold(["no_scored_trial"], {"metrics": {"study": json_safe(study)}})
+        winner = {knob: results.best_params[param] for knob, param in names.items()}
+        proposal = bounded_step(self.specs, self.current, winner)
+        strategy = get_strategy(spec.strategy)
+
+        def engine(values: dict[str, KnobValue]) -> dict[str, float]:
+            return {names[k]: float(v) for k, v in values.items()}
+
+        step_problems = strategy.check({**strategy.defaults, **engine(proposal.values)})
+        incumbent_problems = strategy.check({**strategy.defaults, **engine(self.current)})
+        oos: dict[str, Evaluation] = {
+            "winner": evaluate(window, spec, engine(proposal.winner), "validate"),
+        }
+        if not incumbent_problems:
+            oos["incumbent"] = evaluate(window, spec, engine(self.current), "validate")
+        else:  # an incumbent the engine cannot run is beaten by any scored candidate
+            oos["incumbent"] = _unscored()
+        if proposal.clipped and not step_problems:
+            oos["step"] = evaluate(window, spec, engine(proposal.values), "validate")
+        is_winner = evaluate(window, spec, engine(proposal.winner), "train")
+        dsr = deflate(is_winner.pips, results.trial_sharpes, results.n_tried)
+        verdict = gate(
+            current=self.current,
+            proposal=proposal,
+            step_valid=step_problems,
+            dsr=dsr,
+            oos=oos,
+            min_dsr=self.config.min_dsr,
+            min_oos_improvement=self.config.min_oos_improvement,
+        )
+        metrics = {
+            "study": study,
+            "deflated_sharpe": dsr.to_record(),
+            "in_sample_winner": is_winner.to_record(),
+            "oos": summary(oos),
+            "incumbent": dict(self.current),
+            "winner": dict(proposal.winner),
+            "step": dict(proposal.values),
+            "approach": proposal.clipped or None,
+        }
+        extra = {"metrics": json_safe(metrics)}
+        if verdict.decision != "apply":
+            return self._hold(list(verdict.reasons), extra)
+        return self._apply(
+            "apply",
+            list(verdict.reasons),
+            verdict.requests,
+            ApplyKind.APPLY,
+            extra,
+            proposed=start_flight(self.state, proposal.values, self.now),
+            unapplied=self.state,
+        )
+
+    def _record(self, decision: str, reasons: list[str], extra: dict[str, Any]) -> dict[str, Any]:
+        if self.frozen:
+            reasons = [f"operator_frozen: {self.frozen_why}", *reasons]
+        flight = self.state.in_flight
+        return (
+            self.base
+            | {
+                "mode": "live" if self.live else "shadow",
+                "decision": decision if self.live else ("frozen" if self.frozen else "shadow"),
+                "intended": decision,
+                "reasons": [*self.notes, *reasons],
+                "family": self.config.family,
+                "metrics": {},
+                "verdicts": {},
+                "in_flight": {self.config.family: flight.to_json()} if flight else None,
+            }
+            | extra
+        )
+
+    def _hold(
+        self, reasons: list[str], extra: dict[str, Any], decision: str = "hold"
+    ) -> dict[str, Any]:
+        record = self._record(decision, reasons, extra)
+        record.update(
+            applied=False,
+            knobs=[],
+            diff=[],
+            version_before=self.effective.version,
+            version_after=self.effective.version,
+        )
+        self.store.record(record)
+        if self.live:
+            self.store.write_mechanism(_MECHANISM, self.state.to_json())
+        return record
+
+    def _apply(
+        self,
+        decision: str,
+        reasons: list[str],
+        requests: dict[str, KnobValue],
+        kind: ApplyKind,
+        extra: dict[str, Any],
+        *,
+        proposed: FamilyState,
+        unapplied: FamilyState,
+    ) -> dict[str, Any]:
+        record = self._record(decision, reasons, extra)
+        flight = proposed.in_flight
+        record["in_flight"] = {self.config.family: flight.to_json()} if flight else None
+        result = self.store.apply(
+            Owner.AUTOTUNE, requests, self.now, kind=kind, record=record, dry_run=not self.live
+        )
+        record.update(
+            applied=result.applied,
+            version_before=result.version_before,
+            version_after=result.version_after,
+            knobs=[d.to_record() for d in result.decisions],
+            diff=result.diff,
+        )
+        if not result.applied:  # shadow / frozen: what the guard would have adopted
+            record["proposed_diff"] = [
+                {"knob": d.knob, "before": d.before, "after": d.requested}
+                for d in result.decisions
+                if d.adopted
+            ]
+        if self.live:
+            state = finalize(
+                proposed,
+                unapplied,
+                applied=result.applied,
+                version_after=result.version_after,
+                values_after={d["knob"]: d["after"] for d in result.diff},
+            )
+            self.store.write_mechanism(_MECHANISM, state.to_json())
+        return record
+
+
+def _unscored() -> Evaluation:
+    return Evaluation(
+        score=float("nan"), sharpe=float("nan"), n_trades=0, net_pips=0.0, pips=(), fold_trades=()
+    )
