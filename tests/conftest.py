@@ -1,11 +1,15 @@
-"""Shared fixtures: a frozen clock and the PostgreSQL URL (skips with a message without it)."""
+"""Shared fixtures: a frozen clock, the PostgreSQL URL (skips without it), trade builders."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
+
+from autolearn import testing
+from autolearn.core.model import ShadowSignal, Trade
 
 
 @pytest.fixture(name="now")
@@ -25,3 +29,15 @@ def fixture_pg_url() -> str:
             "when a local server answers"
         )
     return url
+
+
+@pytest.fixture(name="make_trade", scope="session")
+def fixture_make_trade() -> Callable[..., Trade]:
+    """``make_trade(close_at=..., pl_pips=..., **overrides)`` (``autolearn.testing``)."""
+    return testing.make_trade
+
+
+@pytest.fixture(name="make_signal", scope="session")
+def fixture_make_signal() -> Callable[..., ShadowSignal]:
+    """``make_signal(at=..., outcome_pips=..., **overrides)`` (``autolearn.testing``)."""
+    return testing.make_signal

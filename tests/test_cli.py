@@ -116,7 +116,7 @@ def test_demo_leaves_the_checkout_clean(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.chdir(clone)
     for name in ("AUTOLEARN_STATE_DIR", "AUTOLEARN_BOT_ROOT", "AUTOLEARN_LEDGER_URL"):
         monkeypatch.delenv(name, raising=False)
-    assert main(["demo"]) == 0
+    assert main(["demo", "--from", "2018-07-02", "--to", "2018-07-04", "--quiet"]) == 0
     assert (clone / "demo-output").exists()
     assert _porcelain(clone) == ""
 

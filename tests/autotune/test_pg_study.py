@@ -171,6 +171,18 @@ def test_a_killed_workers_trial_is_failed_and_requeued(db_url: str, tmp_path: Pa
         assert victim.poll() is None, victim.communicate()
         assert time.monotonic() < deadline
         time.sleep(0.1)
+    # Optuna only calls a RUNNING trial stale once it has a heartbeat row: kill the worker
+    # after its first heartbeat lands, not in the instant between "RUNNING" and that row
+    # (a race seen on a loaded machine).
+    plain_url = db_url.replace("postgresql+psycopg://", "postgresql://")
+    while True:
+        with psycopg.connect(plain_url) as conn:
+            (beats,) = conn.execute("SELECT count(*) FROM trial_heartbeats").fetchone() or (0,)
+        if beats:
+            break
+        assert victim.poll() is None, victim.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
     victim.send_signal(signal.SIGKILL)
     victim.communicate(timeout=10)
     time.sleep(3.5)  # past the 2 s grace period: the heartbeat is stale

@@ -15,7 +15,6 @@ Must not: read the clock (``now`` is a parameter) or write knob values other tha
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -40,14 +39,21 @@ from autolearn.autotune.walkforward import walk_forward
 from autolearn.backtest import Candles, get_strategy
 from autolearn.core.apply_guard import ApplyKind
 from autolearn.core.knobs import KnobSpec, KnobValue, Owner
+from autolearn.core.lifecycle import family_values, json_safe
 from autolearn.core.timestamps import format_utc, from_epoch_us, to_epoch_us
-from autolearn.errors import ConfigError, LockBusy
+from autolearn.errors import ConfigError
 from autolearn.ledger._base import Ledger
-from autolearn.scalp_trainer.cycle import lock_busy_record, read_timeline, read_versions
-from autolearn.scalp_trainer.decide import json_safe
+from autolearn.mechanism import (
+    applied_fields,
+    base_record,
+    outcome_fields,
+    proposed_diff,
+    run_locked,
+    unchanged_fields,
+    version_context,
+)
 from autolearn.scalp_trainer.lifecycle import (
     FamilyState,
-    family_values,
     finalize,
     judge_in_flight,
     parse_state,
@@ -75,20 +81,13 @@ def run_cycle(
     run_id: str | None = None,
 ) -> dict[str, Any]:
     """One autotune run; returns its record (already appended to the history)."""
-    base = {
-        "at": format_utc(now),
-        "run_id": run_id or f"{format_utc(now)}-{os.getpid()}",
-        "mechanism": _MECHANISM,
-        "mode": "shadow" if shadow else "live",
-    }
-    try:
-        with store.lock(_MECHANISM, timeout_s=0):
-            run = _Run(store, ledger, config, now, shadow, base)
-            return run.go(candles, candles_path, storage_url, n_trials, workers)
-    except LockBusy:
-        record = lock_busy_record(base)
-        store.record(record)
-        return record
+    base = base_record(_MECHANISM, now, shadow=shadow, run_id=run_id)
+
+    def locked() -> dict[str, Any]:
+        run = _Run(store, ledger, config, now, shadow, base)
+        return run.go(candles, candles_path, storage_url, n_trials, workers)
+
+    return run_locked(store, base, locked)
 
 
 class _Run:
@@ -104,8 +103,8 @@ class _Run:
         base: dict[str, Any],
     ) -> None:
         self.store, self.ledger, self.config, self.now = store, ledger, config, now
-        self.frozen, self.frozen_why = store.is_frozen(_MECHANISM)
-        self.live = not shadow and not self.frozen
+        self.frozen = store.is_frozen(_MECHANISM)
+        self.live = not shadow and not self.frozen[0]
         self.base = base
         self.effective = store.read_effective()
         self.specs = self._specs()
@@ -162,18 +161,15 @@ class _Run:
             closed_until=self.now + timedelta(microseconds=1),
             strategy=self.config.live_strategy,
         )
-        timeline = read_timeline(
-            self.store, self.effective.version, any(not t.config_version for t in trades)
+        timeline, version_values = version_context(
+            self.store, trades, self.effective.version, [flight.version, flight.baseline_version]
         )
-        versions = {t.config_version for t in trades if t.config_version}
-        versions |= {flight.version, flight.baseline_version, self.effective.version}
-        versions |= {v for _, v in timeline.points} | {timeline.initial}
         result = judge_in_flight(
             self.state,
             trades,
             {k: s.default for k, s in self.specs.items()},
             self.current,
-            read_versions(self.store, versions),
+            version_values,
             timeline,
             self.now,
             self.config.verdict,
@@ -297,16 +293,13 @@ class _Run:
         )
 
     def _record(self, decision: str, reasons: list[str], extra: dict[str, Any]) -> dict[str, Any]:
-        if self.frozen:
-            reasons = [f"operator_frozen: {self.frozen_why}", *reasons]
         flight = self.state.in_flight
+        outcome = outcome_fields(decision, reasons, live=self.live, frozen=self.frozen)
+        outcome["reasons"] = [*self.notes, *outcome["reasons"]]  # the state's own notes first
         return (
             self.base
+            | outcome
             | {
-                "mode": "live" if self.live else "shadow",
-                "decision": decision if self.live else ("frozen" if self.frozen else "shadow"),
-                "intended": decision,
-                "reasons": [*self.notes, *reasons],
                 "family": self.config.family,
                 "metrics": {},
                 "verdicts": {},
@@ -319,13 +312,7 @@ class _Run:
         self, reasons: list[str], extra: dict[str, Any], decision: str = "hold"
     ) -> dict[str, Any]:
         record = self._record(decision, reasons, extra)
-        record.update(
-            applied=False,
-            knobs=[],
-            diff=[],
-            version_before=self.effective.version,
-            version_after=self.effective.version,
-        )
+        record.update(unchanged_fields(self.effective.version))
         self.store.record(record)
         if self.live:
             self.store.write_mechanism(_MECHANISM, self.state.to_json())
@@ -348,19 +335,9 @@ class _Run:
         result = self.store.apply(
             Owner.AUTOTUNE, requests, self.now, kind=kind, record=record, dry_run=not self.live
         )
-        record.update(
-            applied=result.applied,
-            version_before=result.version_before,
-            version_after=result.version_after,
-            knobs=[d.to_record() for d in result.decisions],
-            diff=result.diff,
-        )
+        record.update(applied_fields(result))
         if not result.applied:  # shadow / frozen: what the guard would have adopted
-            record["proposed_diff"] = [
-                {"knob": d.knob, "before": d.before, "after": d.requested}
-                for d in result.decisions
-                if d.adopted
-            ]
+            record["proposed_diff"] = proposed_diff(result)
         if self.live:
             state = finalize(
                 proposed,

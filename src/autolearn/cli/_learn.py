@@ -8,55 +8,36 @@ record (``lock_busy``) and exit 0, never an error.
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from autolearn.adapters.logs import emit_json
-from autolearn.cli._common import app, settings, store, utcnow
-from autolearn.core.timestamps import TimestampError, parse_utc
+from autolearn.cli._common import app, settings, store
+from autolearn.cli._mechanism_opts import NowOpt, ShadowOpt, run_time
 from autolearn.errors import InputError
 
 __all__: list[str] = []
 
 
-def _when(now: str | None, shadow: bool) -> datetime:
-    if now is None:
-        return utcnow()
-    if not shadow:
-        raise InputError("--now is for --shadow runs only (a live run uses the clock)")
-    try:
-        return parse_utc(now)
-    except TimestampError as exc:
-        raise InputError(f"--now: {exc}") from exc
-
-
 @app.command("scalp-train")
 def scalp_train(
-    shadow: Annotated[
-        bool, typer.Option("--shadow", help="Decide and record, apply nothing")
-    ] = False,
+    shadow: ShadowOpt = False,
     config: Annotated[
         Path | None,
         typer.Option(envvar="AUTOLEARN_SCALP_CONFIG", help="Scalp trainer thresholds YAML"),
     ] = None,
-    now: Annotated[
-        str | None, typer.Option(help="With --shadow: decide as of this UTC time")
-    ] = None,
+    now: NowOpt = None,
 ) -> None:
     """Run the M1Scalper self-trainer once (opt-in; every 3 hours under systemd)."""
     from autolearn.ledger.sql import SqlLedger
     from autolearn.scalp_trainer import load_scalp_config, run_cycle
 
-    at = _when(now, shadow)
+    at = run_time(now, shadow)
     cfg = load_scalp_config(config)
-    ledger = SqlLedger.open(settings().ledger_url)
-    try:
+    with SqlLedger.open(settings().ledger_url) as ledger:
         record = run_cycle(store(), ledger, cfg, at, shadow=shadow)
-    finally:
-        ledger.close()
     emit_json(record)
 
 
@@ -85,16 +66,14 @@ def autotune(
         Path | None,
         typer.Option(envvar="AUTOLEARN_AUTOTUNE_CONFIG", help="Autotune settings YAML"),
     ] = None,
-    now: Annotated[
-        str | None, typer.Option(help="With --shadow: decide as of this UTC time")
-    ] = None,
+    now: NowOpt = None,
 ) -> None:
     """Run the continuous autotune once (hourly under systemd, Nice/CPUQuota/MemoryMax)."""
     from autolearn.autotune import load_autotune_config, run_cycle
     from autolearn.backtest import load_candles
     from autolearn.ledger.sql import SqlLedger
 
-    at = _when(now, shadow)
+    at = run_time(now, shadow)
     cfg = load_autotune_config(config)
     path = candles or (Path(cfg.candles_path) if cfg.candles_path else None)
     if path is None:
@@ -103,8 +82,7 @@ def autotune(
             "candles_path in the autotune config (e.g. examples/data/fx/*.csv)"
         )
     bars = load_candles(path)
-    ledger = SqlLedger.open(settings().ledger_url)
-    try:
+    with SqlLedger.open(settings().ledger_url) as ledger:
         record = run_cycle(
             store(),
             ledger,
@@ -117,6 +95,4 @@ def autotune(
             workers=workers,
             shadow=shadow,
         )
-    finally:
-        ledger.close()
     emit_json(record)

@@ -14,42 +14,27 @@ from typing import Annotated
 import typer
 
 from autolearn.adapters.logs import emit_json
-from autolearn.cli._common import app, settings, store, utcnow
-from autolearn.core.timestamps import TimestampError, parse_utc
-from autolearn.errors import InputError
+from autolearn.cli._common import app, settings, store
+from autolearn.cli._mechanism_opts import NowOpt, ShadowOpt, run_time
 
 __all__: list[str] = []
 
 
 @app.command()
 def tune(
-    shadow: Annotated[
-        bool, typer.Option("--shadow", help="Decide and record, apply nothing")
-    ] = False,
+    shadow: ShadowOpt = False,
     config: Annotated[
         Path | None,
         typer.Option(envvar="AUTOLEARN_TUNER_CONFIG", help="Tuner thresholds YAML (optional)"),
     ] = None,
-    now: Annotated[
-        str | None, typer.Option(help="With --shadow: decide as of this UTC time")
-    ] = None,
+    now: NowOpt = None,
 ) -> None:
     """Run the online tuner once (every 10 minutes under systemd)."""
     from autolearn.ledger.sql import SqlLedger
     from autolearn.tuner import load_tuner_config, run_cycle
 
-    at = utcnow()
-    if now is not None:
-        if not shadow:
-            raise InputError("--now is for --shadow runs only (a live run uses the clock)")
-        try:
-            at = parse_utc(now)
-        except TimestampError as exc:
-            raise InputError(f"--now: {exc}") from exc
+    at = run_time(now, shadow)
     cfg = load_tuner_config(config)
-    ledger = SqlLedger.open(settings().ledger_url)
-    try:
+    with SqlLedger.open(settings().ledger_url) as ledger:
         record = run_cycle(store(), ledger, cfg, at, shadow=shadow)
-    finally:
-        ledger.close()
     emit_json(record)

@@ -21,9 +21,16 @@ from autolearn.core.apply_guard import ApplyKind
 from autolearn.core.knobs import KnobValue, Owner
 from autolearn.core.model import ShadowSignal, Trade
 from autolearn.core.timestamps import format_utc
-from autolearn.errors import ConfigError, LedgerError, LockBusy, StateError
+from autolearn.errors import ConfigError, LedgerError, StateError
 from autolearn.gates.config import GatesConfig
 from autolearn.ledger._base import Ledger
+from autolearn.mechanism import (
+    applied_fields,
+    base_record,
+    proposed_diff,
+    run_locked,
+    unchanged_fields,
+)
 from autolearn.policy.decide import (
     decide,
     knobs_of,
@@ -58,20 +65,19 @@ def run_policy(
     run_id: str | None = None,
 ) -> dict[str, Any]:
     """One policy cycle; returns the run record (already appended to the history)."""
-    record: dict[str, Any] = {
-        "at": format_utc(now),
-        "run_id": run_id or uuid.uuid4().hex,
-        "mechanism": MECHANISM,
-        "mode": "shadow" if shadow else "live",
-        "in_flight": None,
-    }
-    try:
-        with store.lock(MECHANISM, timeout_s=0):
-            return _locked_cycle(ledger, store, config, now, shadow, record)
-    except LockBusy:
-        busy = {**record, "decision": "lock_busy", "reasons": ["lock_busy"], "applied": False}
-        store.record(busy)
-        return busy
+    record = base_record(MECHANISM, now, shadow=shadow, run_id=run_id or uuid.uuid4().hex)
+    record["in_flight"] = None
+    return run_locked(
+        store,
+        record,
+        lambda: _locked_cycle(ledger, store, config, now, shadow, record),
+        busy=_lock_busy,
+    )
+
+
+def _lock_busy(base: Mapping[str, Any]) -> dict[str, Any]:
+    # the policy's own, shorter busy record (no intended/knobs/verdicts), as it always was
+    return {**base, "decision": "lock_busy", "reasons": ["lock_busy"], "applied": False}
 
 
 def _locked_cycle(
@@ -171,32 +177,13 @@ def _apply(
 ) -> dict[str, Any]:
     """Apply (or only record) and return the completed record as the history holds it."""
     if not requested:
-        version = store.read_effective().version
-        done = {
-            **record,
-            "applied": False,
-            "knobs": [],
-            "diff": [],
-            "version_before": version,
-            "version_after": version,
-        }
+        done = {**record, **unchanged_fields(store.read_effective().version)}
         store.record(done)
         return done
     result = store.apply(writer, requested, now, kind=kind, record=record, dry_run=dry_run)
-    done = {
-        **record,
-        "applied": result.applied,
-        "knobs": [d.to_record() for d in result.decisions],
-        "diff": result.diff,
-        "version_before": result.version_before,
-        "version_after": result.version_after,
-    }
+    done = {**record, **applied_fields(result)}
     if dry_run:
-        done["proposed_diff"] = [
-            {"knob": d.knob, "before": d.before, "after": d.requested}
-            for d in result.decisions
-            if d.adopted
-        ]
+        done["proposed_diff"] = proposed_diff(result)
     if not result.applied and record.get("decision") == "apply":
         done["decision"] = "hold"  # every change rejected by the guard (codes in "knobs")
     return done
@@ -228,11 +215,7 @@ def operator_unblock(
     )
     requested = knobs_of(scope, target)
     validate_overlay(requested, registry)
-    record: dict[str, Any] = {
-        "at": format_utc(now),
-        "run_id": uuid.uuid4().hex,
-        "mechanism": MECHANISM,
-        "mode": "live",
+    record = base_record(MECHANISM, now, shadow=False, run_id=uuid.uuid4().hex) | {
         "decision": "operator_unblock",
         "reasons": [StepCode.OPERATOR_UNBLOCK.value],
         "operator_reason": reason,

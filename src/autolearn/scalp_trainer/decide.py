@@ -21,7 +21,6 @@ strategy into M1Scalper's knobs, original-system.md 5.7). Pure: no I/O, no clock
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,6 +29,7 @@ from typing import Any
 from autolearn.core.apply_guard import ApplyKind, KnobChange, guard_changes
 from autolearn.core.judge import VersionTimeline
 from autolearn.core.knobs import KnobSpec, KnobValue, Owner
+from autolearn.core.lifecycle import json_safe
 from autolearn.core.model import Trade
 from autolearn.core.registry import Registry
 from autolearn.core.timestamps import format_utc
@@ -276,14 +276,3 @@ def _guard(
         if verdict.adopted:
             adoptable[verdict.knob] = wanted[verdict.knob]
     return adoptable
-
-
-def json_safe(value: Any) -> Any:
-    """``value`` with non-finite floats as None (records are strict JSON)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    return value

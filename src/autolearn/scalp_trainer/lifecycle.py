@@ -6,8 +6,9 @@ the trades *opened under* it against the trades opened under the LKG with the sh
 (``autolearn.core.judge``: hard limits first, then the always-valid sequential test), and say
 whether to promote, roll back (fail or deadline) or keep waiting.
 
-The tuner has its own multi-family version of the same steps (``autolearn.tuner.decide``); this
-module is the one-family form, so the scalp trainer and autotune need not reach into the tuner.
+The tuner has its own multi-family version of the same steps (``autolearn.tuner.decide``); the
+rules both apply (what an external change means, how trades are attributed and judged) live in
+``autolearn.core.lifecycle``. This module is the one-family form around them.
 
 Pure: no I/O, no clock (``now`` is a parameter); a malformed stored state raises ``StateError``.
 """
@@ -19,19 +20,17 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from autolearn.core.judge import (
-    HardLimits,
-    JudgeParams,
-    Outcome,
-    VersionTimeline,
-    check_hard_limits,
-    judge,
-    split_by_arm,
+from autolearn.core.judge import HardLimits, JudgeParams, Outcome, VersionTimeline
+from autolearn.core.knobs import KnobSpec, KnobValue, snap_to_grid, step_value
+from autolearn.core.lifecycle import (
+    FamilyState,
+    InFlight,
+    external_change,
+    family_values,
+    judge_flight,
 )
-from autolearn.core.knobs import KnobSpec, KnobValue, Owner, snap_to_grid, step_value
-from autolearn.core.metrics import Units, pnl
 from autolearn.core.model import Trade
-from autolearn.core.timestamps import TimestampError, format_utc, parse_utc
+from autolearn.core.timestamps import TimestampError, format_utc
 from autolearn.errors import StateError
 
 __all__ = [
@@ -61,87 +60,17 @@ class JudgeSettings:
     cooldown: timedelta = timedelta(hours=12)  # no new proposal after a rollback
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class InFlight:
-    """A change waiting for its live verdict."""
-
-    version: str  # candidate config version (content address); "" until the apply is known
-    values: dict[str, KnobValue]
-    baseline_version: str
-    baseline_values: dict[str, KnobValue]
-    started_at: datetime
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "version": self.version,
-            "values": dict(sorted(self.values.items())),
-            "baseline_version": self.baseline_version,
-            "baseline_values": dict(sorted(self.baseline_values.items())),
-            "started_at": format_utc(self.started_at),
-        }
-
-    @classmethod
-    def from_json(cls, doc: Mapping[str, Any]) -> InFlight:
-        return cls(
-            version=str(doc["version"]),
-            values=dict(doc["values"]),
-            baseline_version=str(doc["baseline_version"]),
-            baseline_values=dict(doc["baseline_values"]),
-            started_at=parse_utc(doc["started_at"]),
-        )
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FamilyState:
-    """The family's learning state, stored as the mechanism's JSON."""
-
-    lkg_version: str
-    lkg_values: dict[str, KnobValue]
-    lkg_bootstrap: bool = True  # LKG is "what was there at the first run", never judged
-    changed_at: datetime | None = None
-    cooldown_until: datetime | None = None
-    in_flight: InFlight | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "lkg_version": self.lkg_version,
-            "lkg_values": dict(sorted(self.lkg_values.items())),
-            "lkg_bootstrap": self.lkg_bootstrap,
-            "changed_at": format_utc(self.changed_at) if self.changed_at else None,
-            "cooldown_until": format_utc(self.cooldown_until) if self.cooldown_until else None,
-            "in_flight": self.in_flight.to_json() if self.in_flight else None,
-        }
-
-
 def parse_state(doc: Mapping[str, Any], source: str) -> FamilyState | None:
     """The stored state (``None`` before the first run); malformed -> ``StateError``."""
     if not doc:
         return None
     try:
-        return FamilyState(
-            lkg_version=str(doc["lkg_version"]),
-            lkg_values=dict(doc["lkg_values"]),
-            lkg_bootstrap=bool(doc.get("lkg_bootstrap", False)),
-            changed_at=_time(doc.get("changed_at")),
-            cooldown_until=_time(doc.get("cooldown_until")),
-            in_flight=InFlight.from_json(doc["in_flight"]) if doc.get("in_flight") else None,
-        )
+        return FamilyState.from_json(doc)
     except (KeyError, TypeError, ValueError, TimestampError) as exc:
         raise StateError(
             f"{source}: malformed state ({type(exc).__name__}: {exc}); fix or move the file "
             "aside (the mechanism then bootstraps its LKG from the current values)"
         ) from exc
-
-
-def _time(value: object) -> datetime | None:
-    return None if value in (None, "") else parse_utc(str(value))
-
-
-def family_values(
-    specs: Sequence[KnobSpec], values: Mapping[str, KnobValue]
-) -> dict[str, KnobValue]:
-    """The family's knobs from ``values`` (registry defaults where absent)."""
-    return {s.name: values.get(s.name, s.default) for s in specs}
 
 
 def reconcile(
@@ -154,14 +83,13 @@ def reconcile(
     """Bootstrap, or explain values that differ from what the state expects (with codes)."""
     if state is None:
         return FamilyState(lkg_version=version, lkg_values=dict(now_values)), ["lkg_bootstrap"]
-    expected = state.in_flight.values if state.in_flight else state.lkg_values
-    if dict(now_values) == expected:
+    flight_values = state.in_flight.values if state.in_flight else None
+    code = external_change(state.lkg_values, flight_values, now_values, writers)
+    if code is None:
         return state, []
-    changed = [k for k in now_values if now_values[k] != expected.get(k)]
-    if state.in_flight is not None and dict(now_values) == state.lkg_values:
-        return replace(state, in_flight=None, changed_at=now), ["in_flight_reverted_externally"]
-    if any(writers.get(k) == Owner.OPERATOR.value for k in changed):
-        # A human set these values: they become the LKG (never judged away by a mechanism).
+    if code == "in_flight_reverted_externally":
+        return replace(state, in_flight=None, changed_at=now), [code]
+    if code == "operator_change":
         new = replace(
             state,
             lkg_version=version,
@@ -170,8 +98,7 @@ def reconcile(
             in_flight=None,
             changed_at=now,
         )
-        return new, ["operator_change"]
-    # Our own write without its state (crash between apply and state write): judge it.
+        return new, [code]
     flight = InFlight(
         version=version,
         values=dict(now_values),
@@ -179,7 +106,7 @@ def reconcile(
         baseline_values=dict(state.lkg_values),
         started_at=now,
     )
-    return replace(state, in_flight=flight, changed_at=now), ["recovered_in_flight"]
+    return replace(state, in_flight=flight, changed_at=now), [code]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -214,32 +141,14 @@ def judge_in_flight(
         return FlightResult(
             action="none", code="idle", state=state, rollback={}, target_version=None, verdict=None
         )
-
-    def arm(version: str) -> str | None:
-        layer = version_values.get(version)
-        if layer is None:
-            return None
-        # a version's runtime layer omits knobs at their preset: fall back to the preset
-        values = {k: layer.get(k, d) for k, d in defaults.items()}
-        if values == flight.values:
-            return "candidate"
-        return "baseline" if values == flight.baseline_values else None
-
-    arms, unattributed = split_by_arm(trades, arm, timeline)
-    candidate = sorted(
-        (t for t in arms.get("candidate", []) if t.entry_at >= flight.started_at),
-        key=lambda t: (t.close_at, t.broker_trade_id, t.close_tx_id),
-    )
-    baseline = arms.get("baseline", [])
-    verdict = check_hard_limits(pnl(candidate, Units.ACCOUNT), settings.hard_limits) or judge(
-        pnl(candidate), pnl(baseline), settings.judge
-    )
+    judged = judge_flight(flight, trades, defaults, version_values, timeline, settings)
+    verdict = judged.verdict
     record = verdict.to_record() | {
         "candidate_version": flight.version,
         "baseline_version": flight.baseline_version,
-        "n_baseline": len(baseline),
+        "n_baseline": judged.n_baseline,
         "started_at": format_utc(flight.started_at),
-        "unattributed": unattributed,
+        "unattributed": judged.unattributed,
     }
     if verdict.outcome is Outcome.PASS:
         promoted = replace(

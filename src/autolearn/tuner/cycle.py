@@ -11,18 +11,22 @@ than through ``StateStore.apply``.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
 from autolearn.adapters.state import StateStore, version_of
-from autolearn.core.judge import VersionTimeline
 from autolearn.core.knobs import KnobValue, Owner
 from autolearn.core.model import Trade
-from autolearn.core.timestamps import TimestampError, format_utc, parse_utc
-from autolearn.errors import LockBusy, StateError
 from autolearn.ledger._base import Ledger
+from autolearn.mechanism import (
+    applied_fields,
+    base_record,
+    outcome_fields,
+    run_locked,
+    unchanged_fields,
+    version_context,
+)
 from autolearn.tuner.config import TunerConfig
 from autolearn.tuner.decide import Decision, TuneInput, decide, finalize_state
 from autolearn.tuner.state import TunerState
@@ -42,31 +46,8 @@ def run_cycle(
     run_id: str | None = None,
 ) -> dict[str, Any]:
     """One tuner run; returns its record (already appended to the history)."""
-    base = {
-        "at": format_utc(now),
-        "run_id": run_id or f"{format_utc(now)}-{os.getpid()}",
-        "mechanism": _MECHANISM,
-        "mode": "shadow" if shadow else "live",
-    }
-    try:
-        with store.lock(_MECHANISM, timeout_s=0):
-            return _locked_cycle(store, ledger, config, now, shadow, base)
-    except LockBusy:
-        record: dict[str, Any] = base | {
-            "decision": "lock_busy",
-            "intended": "lock_busy",
-            "reasons": ["lock_busy"],
-            "knobs": [],
-            "diff": [],
-            "metrics": {},
-            "verdicts": {},
-            "version_before": None,
-            "version_after": None,
-            "in_flight": None,
-            "applied": False,
-        }
-        store.record(record)
-        return record
+    base = base_record(_MECHANISM, now, shadow=shadow, run_id=run_id)
+    return run_locked(store, base, lambda: _locked_cycle(store, ledger, config, now, shadow, base))
 
 
 def _locked_cycle(
@@ -79,12 +60,10 @@ def _locked_cycle(
 ) -> dict[str, Any]:
     effective = store.read_effective()
     state = TunerState.from_json(store.read_mechanism(_MECHANISM))
-    frozen, frozen_why = store.is_frozen(_MECHANISM)
+    frozen = store.is_frozen(_MECHANISM)
     last_close = ledger.last_close_at()
     trades = _read_trades(ledger, _window_start(state, last_close, now, config), now, config)
-    timeline = _timeline(store, effective.version, any(not t.config_version for t in trades))
-    wanted = {t.config_version for t in trades if t.config_version}
-    wanted |= {v for _, v in timeline.points} | {timeline.initial, effective.version}
+    timeline, version_values = version_context(store, trades, effective.version)
     current = store.current_values()
     decision = decide(
         TuneInput(
@@ -95,28 +74,22 @@ def _locked_cycle(
             recent_changes=effective.changes,
             writers={k: str(v.get("writer", "")) for k, v in effective.sources.items()},
             state=state,
-            version_values=_snapshots(store, wanted),
+            version_values=version_values,
             timeline=timeline,
             last_close_at=min(last_close, now) if last_close else None,
             now=now,
         ),
         config,
     )
-    live = not shadow and not frozen and decision.mode == "live"
-    record = _record(base, decision, live, frozen, frozen_why)
+    live = not shadow and not frozen[0] and decision.mode == "live"
+    record = _record(base, decision, live, frozen)
     if decision.requests and decision.kind is not None:
         record["expected_version"] = version_of(_layer_after(store, effective.values, decision))
         result = store.apply(
             Owner.TUNER, decision.requests, now, kind=decision.kind, record=record, dry_run=not live
         )
         values_after = {**current, **{d["knob"]: d["after"] for d in result.diff}}
-        record.update(
-            applied=result.applied,
-            version_before=result.version_before,
-            version_after=result.version_after,
-            knobs=[d.to_record() for d in result.decisions],
-            diff=result.diff,
-        )
+        record.update(applied_fields(result))
         if decision.target_version:
             record["restored_snapshot"] = result.version_after == decision.target_version
         new_state = finalize_state(
@@ -126,13 +99,7 @@ def _locked_cycle(
             values_after=values_after,
         )
     else:
-        record.update(
-            applied=False,
-            knobs=decision.considered,
-            diff=[],
-            version_before=effective.version,
-            version_after=effective.version,
-        )
+        record.update(unchanged_fields(effective.version, decision.considered))
         store.record(record)
         new_state = decision.state
     if live:
@@ -141,30 +108,27 @@ def _locked_cycle(
 
 
 def _record(
-    base: dict[str, Any], decision: Decision, live: bool, frozen: bool, frozen_why: str
+    base: dict[str, Any], decision: Decision, live: bool, frozen: tuple[bool, str]
 ) -> dict[str, Any]:
-    reasons = list(decision.reasons)
-    if frozen:
-        reasons.insert(0, f"operator_frozen: {frozen_why}")
     in_flight = {
         family: fs.in_flight.to_json()
         for family, fs in decision.state.families.items()
         if fs.in_flight is not None
     }
-    return base | {
-        "mode": "live" if live else "shadow",
-        "decision": decision.decision if live else ("frozen" if frozen else "shadow"),
-        "intended": decision.decision,
-        "reasons": reasons,
-        "family": decision.family,
-        "target_version": decision.target_version,
-        "considered": decision.considered,
-        "families": decision.families,
-        "metrics": decision.metrics,
-        "verdicts": decision.verdicts,
-        "in_flight": in_flight or None,
-        "tuner_mode": decision.mode,
-    }
+    return (
+        base
+        | outcome_fields(decision.decision, decision.reasons, live=live, frozen=frozen)
+        | {
+            "family": decision.family,
+            "target_version": decision.target_version,
+            "considered": decision.considered,
+            "families": decision.families,
+            "metrics": decision.metrics,
+            "verdicts": decision.verdicts,
+            "in_flight": in_flight or None,
+            "tuner_mode": decision.mode,
+        }
+    )
 
 
 def _window_start(
@@ -190,33 +154,6 @@ def _read_trades(
     pockets = {*config.exit_pockets, config.micro_pocket}
     until = now + timedelta(microseconds=1)
     return [t for t in ledger.trades(closed_since=since, closed_until=until) if t.pocket in pockets]
-
-
-def _timeline(store: StateStore, current_version: str, needed: bool) -> VersionTimeline:
-    """Versions by time from the history: only read when legacy trades have no pinned version."""
-    if not needed:
-        return VersionTimeline((), current_version)
-    changes = []
-    for record in store.history.read().records:
-        if not record.get("applied") or not record.get("version_after"):
-            continue
-        try:
-            at = parse_utc(str(record.get("at", "")))
-        except TimestampError:
-            continue
-        changes.append((at, str(record.get("version_before", "")), str(record["version_after"])))
-    timeline = VersionTimeline.from_changes(changes)
-    return timeline if timeline.points else VersionTimeline((), current_version)
-
-
-def _snapshots(store: StateStore, versions: set[str]) -> dict[str, Mapping[str, KnobValue]]:
-    found: dict[str, Mapping[str, KnobValue]] = {}
-    for version in sorted(v for v in versions if v):
-        try:
-            found[version] = dict(store.read_snapshot(version).get("values", {}))
-        except StateError:
-            continue  # an unknown version attributes no trade (counted as unattributed)
-    return found
 
 
 def _layer_after(

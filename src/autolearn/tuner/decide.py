@@ -22,23 +22,15 @@ Pure: no I/O, no clock; the shell (``cycle.py``) reads and writes.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from autolearn.core.apply_guard import ApplyKind, KnobChange, guard_changes
-from autolearn.core.judge import (
-    Outcome,
-    Verdict,
-    VersionTimeline,
-    check_hard_limits,
-    judge,
-    split_by_arm,
-)
+from autolearn.core.judge import Outcome, VersionTimeline
 from autolearn.core.knobs import KnobSpec, KnobValue, Owner, step_value
-from autolearn.core.metrics import Units, pnl
+from autolearn.core.lifecycle import external_change, family_values, json_safe, judge_flight
 from autolearn.core.model import Trade
 from autolearn.core.registry import Registry
 from autolearn.core.timestamps import format_utc
@@ -206,30 +198,21 @@ def _state_from(run: _Run, before: TunerState, mode: str) -> TunerState:
     )
 
 
-def _family_values(
-    specs: Sequence[KnobSpec], values: Mapping[str, KnobValue]
-) -> dict[str, KnobValue]:
-    return {s.name: values.get(s.name, s.default) for s in specs}
-
-
 def _reconcile(run: _Run, family: str, specs: Sequence[KnobSpec], inp: TuneInput) -> None:
     """Bootstrap the family, or notice values someone else changed."""
-    now_values = _family_values(specs, inp.current)
+    now_values = family_values(specs, inp.current)
     fs = run.families.get(family)
     if fs is None:
         run.families[family] = FamilyState(lkg_version=inp.version, lkg_values=now_values)
         run.note(family, "lkg_bootstrap")
         return
-    expected = fs.in_flight.values if fs.in_flight else fs.lkg_values
-    if now_values == expected:
+    flight_values = fs.in_flight.values if fs.in_flight else None
+    code = external_change(fs.lkg_values, flight_values, now_values, inp.writers)
+    if code is None:
         return
-    changed = [k for k in now_values if now_values[k] != expected.get(k)]
-    by_operator = any(inp.writers.get(k) == Owner.OPERATOR.value for k in changed)
-    if fs.in_flight is not None and now_values == fs.lkg_values:
+    if code == "in_flight_reverted_externally":
         run.families[family] = replace(fs, in_flight=None, changed_at=inp.now)
-        run.note(family, "in_flight_reverted_externally")
-    elif by_operator:
-        # A human set these values: they become the LKG (never judged away by the tuner).
+    elif code == "operator_change":
         run.families[family] = replace(
             fs,
             lkg_version=inp.version,
@@ -238,9 +221,7 @@ def _reconcile(run: _Run, family: str, specs: Sequence[KnobSpec], inp: TuneInput
             in_flight=None,
             changed_at=inp.now,
         )
-        run.note(family, "operator_change")
-    else:
-        # Our own write without its state (crash between apply and state write): judge it.
+    else:  # recovered_in_flight
         run.families[family] = replace(
             fs,
             in_flight=InFlight(
@@ -253,7 +234,7 @@ def _reconcile(run: _Run, family: str, specs: Sequence[KnobSpec], inp: TuneInput
             ),
             changed_at=inp.now,
         )
-        run.note(family, "recovered_in_flight")
+    run.note(family, code)
 
 
 def _judge_family(
@@ -267,34 +248,17 @@ def _judge_family(
     fs = run.families[family]
     flight = fs.in_flight
     assert flight is not None  # the caller checked
-    defaults = {s.name: s.default for s in specs}
-
-    def arm(version: str) -> str | None:
-        layer = inp.version_values.get(version)
-        if layer is None:
-            return None
-        values = {k: layer.get(k, d) for k, d in defaults.items()}
-        if values == flight.values:
-            return "candidate"
-        return "baseline" if values == flight.baseline_values else None
-
     relevant = [t for t in inp.trades if proposer.relevant(t, config)]
-    arms, unattributed = split_by_arm(relevant, arm, inp.timeline)
-    candidate = sorted(
-        (t for t in arms.get("candidate", []) if t.entry_at >= flight.started_at),
-        key=lambda t: (t.close_at, t.broker_trade_id, t.close_tx_id),
-    )
-    baseline = arms.get("baseline", [])
-    verdict = check_hard_limits(pnl(candidate, Units.ACCOUNT), config.hard_limits) or judge(
-        pnl(candidate), pnl(baseline), config.judge
-    )
-    if verdict.n_baseline == 0 and verdict.outcome is Outcome.FAIL:
-        verdict = replace(verdict, n_baseline=len(baseline))
+    defaults = {s.name: s.default for s in specs}
+    judged = judge_flight(flight, relevant, defaults, inp.version_values, inp.timeline, config)
+    verdict = judged.verdict
+    if verdict.n_baseline == 0 and verdict.outcome is Outcome.FAIL:  # a hard-limit verdict
+        verdict = replace(verdict, n_baseline=judged.n_baseline)
     record = verdict.to_record() | {
         "candidate_version": flight.version,
         "baseline_version": flight.baseline_version,
         "started_at": format_utc(flight.started_at),
-        "unattributed": unattributed,
+        "unattributed": judged.unattributed,
     }
     run.verdicts[family] = record
     run.status.setdefault(family, {})["in_flight"] = flight.to_json()
@@ -331,7 +295,7 @@ def _roll_back(
     *,
     fail: bool,
 ) -> None:
-    now_values = _family_values(specs, inp.current)
+    now_values = family_values(specs, inp.current)
     wanted = {k: v for k, v in fs.lkg_values.items() if now_values.get(k) != v}
     run.note(family, f"rollback:{code}")
     if not wanted:
@@ -495,7 +459,7 @@ def _start_flight(
     for knob, s in steps.items():
         direction, count = streaks.get(knob, (0, 0))
         streaks[knob] = (_sign(s), count + 1 if direction == _sign(s) else 1)
-    values = {**_family_values(specs, inp.current), **adopted}
+    values = {**family_values(specs, inp.current), **adopted}
     run.families[family] = replace(
         fs,
         in_flight=InFlight(
@@ -533,16 +497,3 @@ def finalize_state(
         fs, in_flight=replace(fs.in_flight, version=version_after, values=values)
     )
     return replace(decision.state, families=families)
-
-
-def json_safe(value: Any) -> Any:
-    """``value`` with non-finite floats as None (records are strict JSON)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    if isinstance(value, Verdict):
-        return value.to_record()
-    return value

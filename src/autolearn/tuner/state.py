@@ -1,8 +1,9 @@
 """The tuner's own state (``mechanisms/tuner.json``) as frozen values, parsed strictly.
 
 Per family: the last-known-good (LKG) version and values, when the family last changed, the
-change in flight (candidate version and values, baseline, start), the cooldown, and the
-consecutive same-direction step counters. Plus the mechanism's mode (live / shadow until ...).
+change in flight (candidate version and values, baseline, start), the cooldown (the stored form
+every mechanism shares, ``autolearn.core.lifecycle``), and the tuner's own consecutive
+same-direction step counters. Plus the mechanism's mode (live / shadow until ...).
 
 Pure: converts between dicts (as stored by ``StateStore.read_mechanism``) and values; a malformed
 document raises ``StateError`` naming the field, never a silent reset.
@@ -13,9 +14,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
-from autolearn.core.knobs import KnobValue
+from autolearn.core import lifecycle
 from autolearn.core.timestamps import TimestampError, format_utc, parse_utc
 from autolearn.errors import StateError
 
@@ -23,72 +24,37 @@ __all__ = ["FamilyState", "InFlight", "TunerState"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class InFlight:
-    """A change waiting for its verdict."""
+class InFlight(lifecycle.InFlight):
+    """A change waiting for its verdict, with the grid steps it took per knob."""
 
-    version: str  # the candidate config version (content address)
-    values: dict[str, KnobValue]  # the family's candidate values
-    baseline_version: str  # the LKG it is judged against
-    baseline_values: dict[str, KnobValue]
-    started_at: datetime
     steps: dict[str, int]  # signed grid steps per knob (for the direction counters)
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "version": self.version,
-            "values": dict(sorted(self.values.items())),
-            "baseline_version": self.baseline_version,
-            "baseline_values": dict(sorted(self.baseline_values.items())),
-            "started_at": format_utc(self.started_at),
-            "steps": dict(sorted(self.steps.items())),
-        }
+        return lifecycle.InFlight.to_json(self) | {"steps": dict(sorted(self.steps.items()))}
 
     @classmethod
-    def from_json(cls, doc: Mapping[str, Any]) -> InFlight:
-        return cls(
-            version=str(doc["version"]),
-            values=dict(doc["values"]),
-            baseline_version=str(doc["baseline_version"]),
-            baseline_values=dict(doc["baseline_values"]),
-            started_at=parse_utc(doc["started_at"]),
-            steps={str(k): int(v) for k, v in doc.get("steps", {}).items()},
-        )
+    def fields_from_json(cls, doc: Mapping[str, Any]) -> dict[str, Any]:
+        steps = {str(k): int(v) for k, v in doc.get("steps", {}).items()}
+        return lifecycle.InFlight.fields_from_json(doc) | {"steps": steps}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class FamilyState:
-    """One knob family's learning state."""
+class FamilyState(lifecycle.FamilyState):
+    """One knob family's learning state, with its same-direction step counters."""
 
-    lkg_version: str
-    lkg_values: dict[str, KnobValue]
-    lkg_bootstrap: bool = True  # LKG is "what was there at the first run", never judged
-    changed_at: datetime | None = None
-    cooldown_until: datetime | None = None
+    flight_type: ClassVar[type[lifecycle.InFlight]] = InFlight
+
     in_flight: InFlight | None = None
     streaks: dict[str, tuple[int, int]] = field(default_factory=dict)  # knob -> (dir, count)
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "lkg_version": self.lkg_version,
-            "lkg_values": dict(sorted(self.lkg_values.items())),
-            "lkg_bootstrap": self.lkg_bootstrap,
-            "changed_at": format_utc(self.changed_at) if self.changed_at else None,
-            "cooldown_until": format_utc(self.cooldown_until) if self.cooldown_until else None,
-            "in_flight": self.in_flight.to_json() if self.in_flight else None,
-            "streaks": {k: list(v) for k, v in sorted(self.streaks.items())},
-        }
+        streaks = {k: list(v) for k, v in sorted(self.streaks.items())}
+        return lifecycle.FamilyState.to_json(self) | {"streaks": streaks}
 
     @classmethod
-    def from_json(cls, doc: Mapping[str, Any]) -> FamilyState:
-        return cls(
-            lkg_version=str(doc["lkg_version"]),
-            lkg_values=dict(doc["lkg_values"]),
-            lkg_bootstrap=bool(doc.get("lkg_bootstrap", False)),
-            changed_at=_time(doc.get("changed_at")),
-            cooldown_until=_time(doc.get("cooldown_until")),
-            in_flight=InFlight.from_json(doc["in_flight"]) if doc.get("in_flight") else None,
-            streaks={str(k): (int(v[0]), int(v[1])) for k, v in doc.get("streaks", {}).items()},
-        )
+    def fields_from_json(cls, doc: Mapping[str, Any]) -> dict[str, Any]:
+        streaks = {str(k): (int(v[0]), int(v[1])) for k, v in doc.get("streaks", {}).items()}
+        return lifecycle.FamilyState.fields_from_json(doc) | {"streaks": streaks}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

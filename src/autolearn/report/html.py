@@ -1,0 +1,484 @@
+"""``autolearn report RUN``: one self-contained HTML page of a replay (plotly, inlined).
+
+Sections: the learning-vs-static comparison table; equity curves (account currency) of every
+run; knob trajectories with apply / rollback markers; the pocket block timeline (policy
+statuses) with gate denials per hour; the judge's verdicts; the run records (consecutive
+identical records folded into one row with a count).
+
+``RUN`` is a ``replay --compare`` output directory (``learning/`` and ``static/`` inside) or
+one run directory (``ledger.db``, ``state/``, ``summary.json``). The page is deterministic
+(fixed element ids, records in file order) and needs no network: plotly.js is inlined once.
+
+An adapter: it reads run artifacts and writes one file; it decides nothing.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from autolearn.adapters.history import HistoryFile
+from autolearn.core.model import Trade
+from autolearn.core.timestamps import TimestampError, parse_utc
+from autolearn.errors import InputError
+from autolearn.ledger.sql import SqlLedger
+from autolearn.replay.summary import comparison_rows
+
+__all__ = ["RunData", "build_report", "find_runs", "load_run"]
+
+_COLORS = {"learning": "#1f77b4", "static": "#7f7f7f"}
+_STATUS_COLORS = {"blocked": "#d62728", "probation": "#ff7f0e", "active": "#2ca02c"}
+_MARKERS = {
+    "apply": ("triangle-up", "#2ca02c"),
+    "rollback": ("x", "#d62728"),
+    "revert": ("x", "#ff7f0e"),
+    "operator": ("diamond", "#9467bd"),
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunData:
+    """One run's artifacts as the report reads them."""
+
+    name: str
+    path: Path
+    summary: dict[str, Any]
+    trades: list[Trade]
+    records: list[dict[str, Any]]
+
+
+def find_runs(root: Path) -> list[Path]:
+    """The run directories under ``root`` (itself, or its ``learning`` / ``static`` / others)."""
+    if (root / "summary.json").is_file():
+        return [root]
+    runs = (
+        sorted(p for p in root.iterdir() if (p / "summary.json").is_file()) if root.is_dir() else []
+    )
+    if not runs:
+        raise InputError(
+            f"{root}: no replay run here (expected summary.json, or run directories such as "
+            "learning/ and static/ from `autolearn replay --compare`)"
+        )
+    order = {"learning": 0, "static": 1}
+    return sorted(runs, key=lambda p: (order.get(p.name, 2), p.name))
+
+
+def load_run(path: Path) -> RunData:
+    """Read one run directory (summary, ledger trades, history records)."""
+    try:
+        summary = json.loads((path / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path / 'summary.json'}: unreadable run summary ({exc})") from exc
+    ledger = SqlLedger.open(f"sqlite:///{(path / 'ledger.db').resolve()}")
+    try:
+        trades = ledger.trades()
+    finally:
+        ledger.close()
+    history = path / "state" / "history.jsonl"
+    records = HistoryFile(history).read().records if history.exists() else []
+    return RunData(name=path.name, path=path, summary=summary, trades=trades, records=records)
+
+
+def _at(record: Mapping[str, Any]) -> datetime | None:
+    try:
+        return parse_utc(str(record.get("at", "")))
+    except TimestampError:
+        return None
+
+
+# -- figures ----------------------------------------------------------------------------------
+def _equity(runs: Sequence[RunData], currency: str) -> Any:
+    import plotly.graph_objects as go  # type: ignore[import-untyped,unused-ignore]
+
+    fig = go.Figure()
+    for run in runs:
+        xs: list[datetime] = []
+        ys: list[float] = []
+        total = 0.0
+        first = run.summary.get("first_bar")
+        if first:
+            xs.append(parse_utc(first))
+            ys.append(0.0)
+        for t in run.trades:
+            total += t.pl_account
+            xs.append(t.close_at)
+            ys.append(round(total, 2))
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=ys,
+                mode="lines",
+                line={"shape": "hv", "width": 2, "color": _COLORS.get(run.name)},
+                name=f"{run.name} ({len(run.trades)} trades)",
+            )
+        )
+    fig.update_layout(
+        title="Equity: cumulative net P/L per closed trade",
+        yaxis_title=f"net P/L ({currency})",
+        height=420,
+        hovermode="x unified",
+        legend={"orientation": "h", "y": -0.15},
+        margin={"l": 70, "r": 20, "t": 50, "b": 40},
+    )
+    return fig
+
+
+def _knob_changes(
+    records: Sequence[Mapping[str, Any]],
+) -> dict[str, list[tuple[datetime, Any, Any, str, str]]]:
+    """knob -> [(at, before, after, decision, mechanism)] of every applied record."""
+    out: dict[str, list[tuple[datetime, Any, Any, str, str]]] = {}
+    for r in records:
+        at = _at(r)
+        if not r.get("applied") or at is None:
+            continue
+        decision = str(r.get("decision", ""))
+        for d in r.get("diff") or ():
+            out.setdefault(str(d["knob"]), []).append(
+                (at, d.get("before"), d.get("after"), decision, str(r.get("mechanism", "")))
+            )
+    return out
+
+
+def _num(v: Any) -> float:
+    if isinstance(v, bool):
+        return 1.0 if v else 0.0
+    return float(v)
+
+
+def _knobs(run: RunData, span: tuple[datetime, datetime]) -> Any | None:
+    import plotly.graph_objects as go  # type: ignore[import-untyped,unused-ignore]
+    from plotly.subplots import make_subplots  # type: ignore[import-untyped,unused-ignore]
+
+    changes = _knob_changes(run.records)
+    if not changes:
+        return None
+    names = sorted(changes)[:16]
+    fig = make_subplots(
+        rows=len(names), cols=1, shared_xaxes=True, subplot_titles=names, vertical_spacing=0.04
+    )
+    for row, knob in enumerate(names, start=1):
+        steps = changes[knob]
+        xs = [span[0]] + [s[0] for s in steps] + [span[1]]
+        ys = [_num(steps[0][1])] + [_num(s[2]) for s in steps] + [_num(steps[-1][2])]
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=ys,
+                mode="lines",
+                line={"shape": "hv", "color": "#1f77b4"},
+                showlegend=False,
+                name=knob,
+            ),
+            row=row,
+            col=1,
+        )
+        for kind, (symbol, color) in _MARKERS.items():
+            pts = [s for s in steps if (s[3] if kind != "operator" else s[4]) == kind]
+            if not pts:
+                continue
+            fig.add_trace(
+                go.Scatter(
+                    x=[p[0] for p in pts],
+                    y=[_num(p[2]) for p in pts],
+                    mode="markers",
+                    marker={"symbol": symbol, "size": 11, "color": color},
+                    name=kind,
+                    legendgroup=kind,
+                    showlegend=row == 1 or kind not in {s[3] for s in changes[names[0]]},
+                    text=[f"{p[4]}: {p[1]} -> {p[2]}" for p in pts],
+                    hoverinfo="text+x",
+                ),
+                row=row,
+                col=1,
+            )
+    fig.update_layout(
+        title=f"Knob trajectories ({run.name}): every applied change, with its decision",
+        height=max(300, 170 * len(names) + 80),
+        margin={"l": 70, "r": 20, "t": 70, "b": 40},
+        legend={"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right", "yanchor": "bottom"},
+    )
+    return fig
+
+
+def _intervals(
+    records: Sequence[Mapping[str, Any]], end: datetime
+) -> dict[str, list[tuple[datetime, datetime, str, str]]]:
+    """scope -> [(from, to, status, code)] of every non-active status the policy set."""
+    open_: dict[str, tuple[datetime, str, str]] = {}
+    out: dict[str, list[tuple[datetime, datetime, str, str]]] = {}
+    for r in records:
+        at = _at(r)
+        if at is None or r.get("mechanism") != "policy" or not r.get("applied"):
+            continue
+        for t in r.get("transitions") or ():
+            scope = str(t.get("scope"))
+            if scope in open_:
+                start, status, code = open_.pop(scope)
+                out.setdefault(scope, []).append((start, at, status, code))
+            if t.get("to") != "active":
+                open_[scope] = (at, str(t.get("to")), str(t.get("code")))
+    for scope, (start, status, code) in open_.items():
+        out.setdefault(scope, []).append((start, end, status, code))
+    return out
+
+
+def _blocks(run: RunData, span: tuple[datetime, datetime]) -> Any:
+    import plotly.graph_objects as go  # type: ignore[import-untyped,unused-ignore]
+    from plotly.subplots import make_subplots  # type: ignore[import-untyped,unused-ignore]
+
+    fig = make_subplots(
+        rows=2,
+        cols=1,
+        shared_xaxes=True,
+        row_heights=[0.55, 0.45],
+        vertical_spacing=0.08,
+        subplot_titles=(
+            "policy status per pocket / strategy (blocked, probation; active elsewhere)",
+            "entries denied by the gates, per hour and pocket",
+        ),
+    )
+    intervals = _intervals(run.records, span[1])
+    shown: set[str] = set()
+    for scope in sorted(intervals):
+        for start, stop, status, code in intervals[scope]:
+            fig.add_trace(
+                go.Scatter(
+                    x=[start, stop],
+                    y=[scope, scope],
+                    mode="lines",
+                    line={"width": 14, "color": _STATUS_COLORS.get(status, "#999")},
+                    name=status,
+                    legendgroup=status,
+                    showlegend=status not in shown,
+                    hovertext=f"{scope}: {status} ({code}) {start:%d %H:%M} - {stop:%d %H:%M}",
+                    hoverinfo="text",
+                ),
+                row=1,
+                col=1,
+            )
+            shown.add(status)
+    if not intervals:
+        fig.add_trace(
+            go.Scatter(
+                x=list(span),
+                y=["(no block)", "(no block)"],
+                mode="lines",
+                showlegend=False,
+                line={"color": "#ddd"},
+            ),
+            row=1,
+            col=1,
+        )
+    per: dict[str, dict[str, int]] = {}
+    for hour, pocket, _code, count in run.summary.get("gate_denials_by_hour", []):
+        per.setdefault(str(pocket), {})
+        per[str(pocket)][str(hour)] = per[str(pocket)].get(str(hour), 0) + int(count)
+    for pocket in sorted(per):
+        hours = sorted(per[pocket])
+        fig.add_trace(
+            go.Bar(x=[parse_utc(h) for h in hours], y=[per[pocket][h] for h in hours], name=pocket),
+            row=2,
+            col=1,
+        )
+    fig.update_layout(
+        title=f"Blocks ({run.name})",
+        barmode="stack",
+        height=560,
+        margin={"l": 150, "r": 20, "t": 80, "b": 40},
+        legend={"orientation": "h", "y": -0.12},
+    )
+    fig.update_xaxes(range=list(span))
+    return fig
+
+
+# -- tables -----------------------------------------------------------------------------------
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], cls: str = "") -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows
+    )
+    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _verdict_rows(records: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
+    rows: list[list[Any]] = []
+    for r in records:
+        if r.get("mechanism") == "policy":
+            continue
+        for family, v in (r.get("verdicts") or {}).items():
+            if not isinstance(v, Mapping):
+                continue
+            rows.append(
+                [
+                    r.get("at", ""),
+                    r.get("mechanism", ""),
+                    family,
+                    r.get("decision", ""),
+                    v.get("outcome", ""),
+                    v.get("reason", ""),
+                    v.get("n_candidate", ""),
+                    v.get("n_baseline", ""),
+                ]
+            )
+    return _fold(rows, key=lambda row: tuple(row[1:6]), first=0)
+
+
+def _fold(rows: list[list[Any]], *, key: Any, first: int) -> list[list[Any]]:
+    """Fold consecutive rows with the same key: keep the first, add ``last at`` and a count."""
+    out: list[list[Any]] = []
+    last_key: Any = None
+    for row in rows:
+        k = key(row)
+        if out and k == last_key:
+            out[-1][-2] = row[first]
+            out[-1][-1] += 1
+            continue
+        out.append([*row, row[first], 1])
+        last_key = k
+    return out
+
+
+def _record_rows(records: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
+    rows = []
+    for r in records:
+        diff = ", ".join(
+            f"{d['knob']}: {d.get('before')} -> {d.get('after')}" for d in r.get("diff") or ()
+        )
+        reasons = ", ".join(map(str, r.get("reasons") or ()))
+        rows.append(
+            [
+                r.get("at", ""),
+                r.get("mechanism", ""),
+                r.get("decision", ""),
+                reasons[:300],
+                diff,
+                r.get("version_after") or "",
+            ]
+        )
+    return _fold(rows, key=lambda row: (row[1], row[2], row[3], row[4]), first=0)
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;
+max-width:1320px;color:#222;padding:0 16px}
+h1{font-size:1.6em;margin-bottom:4px}
+h2{margin-top:36px;border-bottom:1px solid #ddd;padding-bottom:4px}
+.meta{color:#555}table{border-collapse:collapse;font-size:13px;margin:8px 0}
+td,th{border:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top}
+th{background:#f4f4f4}
+table.compare td:nth-child(n+2){text-align:right;font-variant-numeric:tabular-nums}
+.scroll{max-height:520px;overflow:auto;border:1px solid #eee}
+"""
+
+
+def build_report(root: Path, output: Path | None = None) -> Path:
+    """Write the HTML report of the run(s) under ``root``; return its path."""
+    import plotly.io as pio  # type: ignore[import-untyped,unused-ignore]
+
+    runs = [load_run(p) for p in find_runs(root)]
+    main = runs[0]
+    first = min(parse_utc(r.summary["first_bar"]) for r in runs)
+    last = max(parse_utc(r.summary["last_bar"]) for r in runs)
+    span = (first, last)
+    currency = str(main.summary.get("config", {}).get("account_currency", "USD"))
+    figures: list[tuple[str, str, Any]] = [("equity", "Equity", _equity(runs, currency))]
+    knobs = _knobs(main, span)
+    figures.append(("knobs", "Knob trajectories", knobs))
+    figures.append(("blocks", "Pocket blocks", _blocks(main, span)))
+    parts: list[str] = []
+    plotly_included = False
+    for div_id, title, fig in figures:
+        parts.append(f"<h2 id='h-{div_id}'>{html.escape(title)}</h2>")
+        if fig is None:
+            parts.append("<p>No knob changed in this run (every mechanism froze or held).</p>")
+            continue
+        parts.append(
+            pio.to_html(
+                fig,
+                full_html=False,
+                include_plotlyjs=not plotly_included,
+                div_id=div_id,
+                config={"displaylogo": False, "responsive": True},
+            )
+        )
+        plotly_included = True
+    by_name = {r.name: r.summary for r in runs}
+    if "learning" in by_name and "static" in by_name:
+        compare = _table(
+            ["", "learning", "static"],
+            comparison_rows(by_name["learning"], by_name["static"]),
+            "compare",
+        )
+    else:
+        compare = _table(
+            ["", main.name],
+            [(a, b) for a, b, _ in comparison_rows(main.summary, main.summary)],
+            "compare",
+        )
+    verdicts = _verdict_rows(main.records)
+    records = _record_rows(main.records)
+    s = main.summary
+    mechanisms = ", ".join(s.get("config", {}).get("mechanisms", [])) or "none"
+    meta = (
+        f"{html.escape(str(s.get('instrument')))}, {s.get('bars'):,} bars from "
+        f"{html.escape(str(s.get('first_bar')))} to {html.escape(str(s.get('last_bar')))}; "
+        f"mechanisms: {html.escape(mechanisms)}; "
+        f"spread {s.get('config', {}).get('spread_pips')} pips, "
+        f"{s.get('config', {}).get('units')} units per entry"
+    )
+    doc = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>autolearn replay report</title>
+<style>{_CSS}</style></head><body>
+<h1>autolearn replay report</h1>
+<p class="meta">{meta}</p>
+<h2>Learning vs static</h2>
+{compare}
+{"".join(parts)}
+<h2 id="h-verdicts">Verdicts (tuner, scalp trainer)</h2>
+{
+        _table(
+            [
+                "first at",
+                "mechanism",
+                "family",
+                "decision",
+                "outcome",
+                "reason",
+                "candidate n",
+                "baseline n",
+                "last at",
+                "runs",
+            ],
+            verdicts,
+        )
+        if verdicts
+        else "<p>No change was judged in this run.</p>"
+    }
+<h2 id="h-records">Run records ({len(main.records):,}, consecutive identical ones folded)</h2>
+<div class="scroll">{
+        _table(
+            [
+                "first at",
+                "mechanism",
+                "decision",
+                "reasons",
+                "diff",
+                "version after",
+                "last at",
+                "runs",
+            ],
+            records,
+        )
+    }</div>
+</body></html>
+"""
+    target = output or root / "report.html"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(doc, encoding="utf-8")
+    return target
