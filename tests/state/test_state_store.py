@@ -192,6 +192,26 @@ class TestCrashConsistency:
         leftovers = [p for p in store.root.rglob("*.tmp")]
         assert leftovers == []
 
+    def test_failed_history_append_undoes_the_apply(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """An apply whose record cannot be written is undone and says so: nothing changed."""
+        store = StateStore(tmp_path / "state", REGISTRY)
+        before = store.apply(Owner.TUNER, {"exit.lowvol.upper_bound_max_sec": 3.7}, T0)
+
+        def full(*_: object) -> None:
+            raise StateError("cannot append to history: File too large")
+
+        monkeypatch.setattr(store.history, "append", full)
+        with pytest.raises(StateError, match="previous version was restored"):
+            store.apply(
+                Owner.TUNER,
+                {"exit.lowvol.upper_bound_max_sec": 3.8},
+                T0 + timedelta(hours=2),
+                record={"run_id": "x"},
+            )
+        assert store.read_effective().version == before.version_after
+
     def test_unrecorded_apply_is_recovered(self, tmp_path: Path) -> None:
         """An apply whose history append was lost is appended by the next apply."""
         store = StateStore(tmp_path / "state", REGISTRY)

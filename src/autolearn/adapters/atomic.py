@@ -24,9 +24,19 @@ DIR_MODE = 0o700
 
 
 def ensure_dir(path: Path) -> None:
-    """Create ``path`` (and parents) with restrictive permissions."""
+    """Create ``path`` and any missing parents ``0o700``, whatever the umask.
+
+    ``mkdir(parents=True)`` ignores ``mode`` for the parents it creates, so a state dir made as
+    the parent of ``locks/`` under umask 0 would be world-writable. Existing directories are
+    left as they are.
+    """
+    if path.is_dir():
+        return
+    missing = [path, *(p for p in path.parents if not p.exists())]
     try:
-        path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        for directory in reversed(missing):
+            directory.mkdir(mode=DIR_MODE, exist_ok=True)
+            directory.chmod(DIR_MODE)
     except OSError as exc:
         raise StateError(f"cannot create state directory {path}: {_reason(exc)}") from exc
 

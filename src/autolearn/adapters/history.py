@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,7 +21,39 @@ from autolearn.adapters.atomic import FILE_MODE, ensure_dir
 from autolearn.core.timestamps import TimestampError, parse_utc
 from autolearn.errors import StateError
 
-__all__ = ["HistoryFile", "HistoryRead"]
+__all__ = ["HistoryFile", "HistoryRead", "json_safe", "strict_json"]
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with non-finite floats as strings ("nan", "inf"): records stay strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def strict_json(record: Any) -> str:
+    """One compact line of strict JSON (no NaN/Infinity tokens, which jq and others reject)."""
+    return json.dumps(
+        json_safe(record), sort_keys=True, separators=(",", ":"), default=str, allow_nan=False
+    )
+
+
+def _write_all(fd: int, size_before: int, data: bytes) -> None:
+    """Write every byte or none: a short write is undone so no torn record is left behind."""
+    written = 0
+    try:
+        while written < len(data):
+            count = os.write(fd, data[written:])
+            if count <= 0:
+                raise OSError(28, "short write")
+            written += count
+    except OSError:
+        os.ftruncate(fd, size_before)
+        raise
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +71,7 @@ class HistoryFile:
 
     def append(self, record: dict[str, Any]) -> None:
         """Append one record durably (JSON, sorted keys, one line)."""
-        line = json.dumps(record, sort_keys=True, separators=(",", ":"), default=str)
+        line = strict_json(record)
         if "\n" in line:
             raise StateError("history record must serialise to one line")
         ensure_dir(self.path.parent)
@@ -54,7 +87,7 @@ class HistoryFile:
                 os.lseek(fd, size - 1, os.SEEK_SET)
                 if os.read(fd, 1) != b"\n":
                     prefix = b"\n"  # seal a torn last line so it stays a separate bad line
-            os.write(fd, prefix + line.encode() + b"\n")
+            _write_all(fd, size, prefix + line.encode() + b"\n")
             os.fsync(fd)
         except OSError as exc:
             raise StateError(f"cannot append to history {self.path}: {exc.strerror}") from exc

@@ -79,6 +79,8 @@ def get_logger(name: str = "autolearn") -> Any:
 def emit_json(record: dict[str, Any], stream: TextIO | None = None) -> None:
     """Print one run record as a single redacted JSON line (journald's canonical line)."""
     out = stream or sys.stdout
-    out.write(redact(json.dumps(record, sort_keys=True, default=str, separators=(",", ":"))))
+    from autolearn.adapters.history import strict_json  # one JSON dialect for both sinks
+
+    out.write(redact(strict_json(record)))
     out.write("\n")
     out.flush()

@@ -263,9 +263,42 @@ class StateStore:
                 last_record=full_record,
             )
             self._write_snapshot(new_effective, effective.version, writer, kind, now)
+            previous = self._read_bytes(self.effective_path)
             self._write_json(self.effective_path, new_effective.to_json(), raw=True)
-            self.record(full_record)
+            try:
+                self.record(full_record)
+            except StateError as exc:
+                raise self._undo_unrecorded(previous, new_effective.version, exc) from exc
             return result
+
+    def _read_bytes(self, path: Path) -> bytes | None:
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StateError(f"cannot read {path}: {exc.strerror}") from exc
+
+    def _undo_unrecorded(
+        self, previous: bytes | None, version: str, cause: StateError
+    ) -> StateError:
+        """The history append failed after the new version went live: put the old one back.
+
+        An apply that cannot be recorded must not stay applied silently. If even the restore
+        fails (the disk is full), the new version stays with its record kept in
+        ``effective.json`` and the next apply appends it (``recovered``); the error says which.
+        """
+        try:
+            if previous is None:
+                self.effective_path.unlink(missing_ok=True)
+            else:
+                atomic_write_bytes(self.effective_path, previous)
+        except (OSError, StateError):
+            return StateError(
+                f"version {version} was applied but its history record could not be written "
+                f"({cause}); the next run records it (marked recovered)"
+            )
+        return StateError(f"{cause}; the previous version was restored: nothing changed")
 
     def _next_effective(
         self,
@@ -343,6 +376,8 @@ class StateStore:
             return None
         except OSError as exc:
             raise StateError(f"cannot read {path}: {exc.strerror}") from exc
+        except UnicodeDecodeError as exc:
+            raise StateError(f"{path}: not UTF-8 text ({exc.reason}); the file is corrupt") from exc
         try:
             doc = json.loads(text)
         except ValueError as exc:

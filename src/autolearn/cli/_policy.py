@@ -6,15 +6,16 @@ Thin shell: resolve settings, open the ledger, run the cycle, print the one JSON
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from autolearn.adapters.logs import emit_json
 from autolearn.cli._common import app, settings, store, utcnow
-from autolearn.gates.config import GatesConfig, load_gates_config
-from autolearn.ledger.sql import SqlLedger
-from autolearn.policy.cycle import operator_unblock, run_policy
+
+if TYPE_CHECKING:  # imported inside the commands: gates pull in SQLAlchemy and numpy, and
+    # every `autolearn` invocation (even `set`) would pay for them at start-up
+    from autolearn.gates.config import GatesConfig
 
 __all__ = ["policy", "unblock"]
 
@@ -27,6 +28,8 @@ _ConfigOpt = Annotated[
 
 
 def _config(path: Path | None) -> GatesConfig:
+    from autolearn.gates.config import load_gates_config
+
     if path is None:
         tracked = settings().bot_root / "config" / "gates.yaml"
         path = tracked if tracked.exists() else None
@@ -42,6 +45,9 @@ def policy(
     config: _ConfigOpt = None,
 ) -> None:
     """Run one policy cycle: block, probation and unblock pockets and strategies."""
+    from autolearn.ledger.sql import SqlLedger
+    from autolearn.policy.cycle import run_policy
+
     cfg = _config(config)
     with SqlLedger.open(settings().ledger_url) as ledger:
         record = run_policy(ledger=ledger, store=store(), config=cfg, now=utcnow(), shadow=shadow)
@@ -58,6 +64,8 @@ def unblock(
     config: _ConfigOpt = None,
 ) -> None:
     """Lift a policy block by hand (to probation by default); the action is recorded."""
+    from autolearn.policy.cycle import operator_unblock
+
     record = operator_unblock(
         store=store(),
         scope=target,
