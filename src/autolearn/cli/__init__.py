@@ -12,14 +12,24 @@ import sys
 import typer
 
 from autolearn.adapters.logs import configure_logging, get_logger, redact
-from autolearn.cli import _demo, _ingest, _learn, _ops, _policy, _replay, _state, _tune
+from autolearn.cli import (
+    _demo,
+    _ingest,
+    _learn,
+    _ops,
+    _policy,
+    _reconcile,
+    _replay,
+    _state,
+    _tune,
+)
 from autolearn.cli._common import app
 from autolearn.errors import AutolearnError, LockBusy
 
 __all__ = ["app", "main"]
 
 # The command modules register themselves on import.
-_ = (_demo, _ingest, _learn, _ops, _policy, _replay, _state, _tune)
+_ = (_demo, _ingest, _learn, _ops, _policy, _reconcile, _replay, _state, _tune)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -35,6 +35,7 @@ from autolearn.ops.doctor import (
     check_git_clean,
     check_history,
     check_ledger,
+    check_reconcile,
     check_registry,
     check_runtime_path,
     check_signals,
@@ -50,6 +51,7 @@ from autolearn.ops.status import (
     StatusReport,
     build_status,
     enabled_state,
+    reconcile_status,
 )
 from autolearn.ops.systemd import UnitOptions, render_units, systemd_span
 
@@ -76,6 +78,10 @@ _NowOpt = Annotated[
     str | None, typer.Option("--now", help="Evaluate at this UTC time (tests, post-mortems)")
 ]
 _StaleOpt = Annotated[str, typer.Option(help="Ledger older than this is stale (e.g. 6h)")]
+_ReconcileOpt = Annotated[
+    str,
+    typer.Option(help="Degraded when reconcile (once run) has no clean run within this (e.g. 7d)"),
+]
 
 
 # -- small shared pieces ------------------------------------------------------------------------
@@ -309,7 +315,7 @@ def systemd_disable(
 
 # -- status -------------------------------------------------------------------------------------
 def _gather_status(
-    now: datetime, stale_after: timedelta
+    now: datetime, stale_after: timedelta, reconcile_within: timedelta = timedelta(days=7)
 ) -> tuple[StatusReport, list[dict[str, Any]]]:
     current = settings()
     state = store()
@@ -335,7 +341,7 @@ def _gather_status(
         history_corrupt_lines=read.corrupt_lines,
         control=state.read_control(),
         control_path=state.control_path.name,
-        mechanism_states={m: state.read_mechanism(m) for m in SCHEDULES},
+        mechanism_states={m: state.read_mechanism(m) for m in (*SCHEDULES, "reconcile")},
         effective_path=state.effective_path.name,
         effective_version=version,
         effective_values=values,
@@ -345,6 +351,7 @@ def _gather_status(
         owners=owners,
         ledger=probes.probe_ledger(current.ledger_url),
         ledger_stale_after=stale_after,
+        reconcile_clean_within=reconcile_within,
     )
     return build_status(inputs, now), read.records
 
@@ -426,6 +433,8 @@ def _print_status(report: StatusReport) -> None:
     last = format_utc(ledger.last_close_at) if ledger.last_close_at else "never"
     trades = "?" if ledger.trades is None else ledger.trades
     console.print(f"ledger: {trades} trades, last close {last} ({ledger.source})")
+    if report.reconcile is not None:
+        console.print(f"reconcile: {report.reconcile.text} ({report.reconcile.source})")
     for problem in report.problems:
         console.print(f"[yellow]- {problem}[/yellow]")
 
@@ -435,12 +444,17 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
     now: _NowOpt = None,
     ledger_stale_after: _StaleOpt = "6h",
+    reconcile_clean_within: _ReconcileOpt = "7d",
 ) -> None:
     """Working, stopped or degraded, per mechanism, with the source of every claim.
 
     Exit code: 0 healthy, 1 degraded, 2 an enabled mechanism stopped.
     """
-    report, _ = _gather_status(_now(now), _duration("--ledger-stale-after", ledger_stale_after))
+    report, _ = _gather_status(
+        _now(now),
+        _duration("--ledger-stale-after", ledger_stale_after),
+        _duration("--reconcile-clean-within", reconcile_clean_within),
+    )
     if as_json:
         doc = {"state_dir": str(settings().state_dir), **report.to_json()}
         typer.echo(json.dumps(doc, indent=1, default=str))
@@ -463,6 +477,7 @@ def doctor(
     ledger_stale_after: _StaleOpt = "6h",
     signals_window: Annotated[str, typer.Option(help="Recent trades to check")] = "96h",
     min_signal_share: Annotated[float, typer.Option(help="Least share with the signal")] = 0.7,
+    reconcile_clean_within: _ReconcileOpt = "7d",
 ) -> None:
     """Check the installation and say how to fix each problem (exit 0 ok, 1 warning, 2 error)."""
     current = settings()
@@ -497,6 +512,16 @@ def doctor(
     except StateError as exc:
         effective_error = str(exc)
     findings.append(check_history(read.torn_last_line, read.corrupt_lines, effective_error))
+    findings.append(
+        check_reconcile(
+            reconcile_status(
+                read.records,
+                state.read_mechanism("reconcile"),
+                at,
+                _duration("--reconcile-clean-within", reconcile_clean_within),
+            )
+        )
+    )
     _print_findings(findings, as_json)
     code = exit_code(findings)
     if code:

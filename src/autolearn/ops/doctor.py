@@ -18,7 +18,7 @@ from autolearn.core.model import Trade
 from autolearn.core.timestamps import format_utc
 from autolearn.ops.findings import Finding, Severity
 from autolearn.ops.schedules import unit_base
-from autolearn.ops.status import LedgerProbe
+from autolearn.ops.status import LedgerProbe, ReconcileStatus
 
 __all__ = [
     "GitFacts",
@@ -27,6 +27,7 @@ __all__ = [
     "check_git_clean",
     "check_history",
     "check_ledger",
+    "check_reconcile",
     "check_registry",
     "check_runtime_path",
     "check_signals",
@@ -210,6 +211,33 @@ def check_ledger(probe: LedgerProbe, now: datetime, stale_after: timedelta) -> F
         severity=Severity.OK,
         what=f"ledger fresh: {probe.trades} trades, last close {format_utc(probe.last_close_at)}",
         source=probe.source,
+    )
+
+
+def check_reconcile(status: ReconcileStatus) -> Finding:
+    """The ledger agrees with the broker (``autolearn reconcile``); not judged until configured."""
+    if not status.configured:
+        return Finding(
+            check="reconcile",
+            severity=Severity.INFO,
+            what=f"reconcile {status.text}",
+            fix="with OANDA access: `OANDA_TOKEN=... autolearn reconcile --account ID` daily",
+            source=status.source,
+        )
+    if status.problem:
+        return Finding(
+            check="reconcile",
+            severity=Severity.WARNING,
+            what=status.problem,
+            fix="`autolearn reconcile --account ID` lists the findings; `autolearn ingest "
+            "--oanda` re-imports missing or wrong trades",
+            source=status.source,
+        )
+    return Finding(
+        check="reconcile",
+        severity=Severity.OK,
+        what=f"reconcile {status.text}",
+        source=status.source,
     )
 
 

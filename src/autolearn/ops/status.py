@@ -8,7 +8,12 @@ the ledger), because truth in production must be traceable (PRODUCT.md).
 Health of an enabled mechanism, from the age of its last run (or of its enabling, before the
 first run) against its cadence: ``ok`` up to 1.5 cadences, ``late`` up to 2, ``stopped`` beyond.
 Exit code: 2 when an enabled mechanism is stopped, 1 when degraded (late, unreadable effective
-layer, stale or unreadable ledger, torn or corrupt history), else 0.
+layer, stale or unreadable ledger, torn or corrupt history, reconcile found a mismatch or has
+not run clean within its window), else 0.
+
+Reconcile (broker vs ledger, ``autolearn reconcile``) counts only once it has been configured,
+i.e. once any reconcile record is in the history or ``mechanisms/reconcile.json`` exists: a bot
+without OANDA access is never degraded for not reconciling, and the report says so.
 """
 
 from __future__ import annotations
@@ -31,12 +36,15 @@ __all__ = [
     "LedgerStatus",
     "MechanismStatus",
     "Mode",
+    "ReconcileState",
+    "ReconcileStatus",
     "RunRef",
     "StatusInputs",
     "StatusReport",
     "build_status",
     "enabled_state",
     "is_run",
+    "reconcile_status",
     "record_time",
 ]
 
@@ -92,6 +100,7 @@ class StatusInputs:
     owners: Mapping[str, str] = field(default_factory=dict)  # owner of each overridden knob
     ledger: LedgerProbe
     ledger_stale_after: timedelta = timedelta(hours=6)
+    reconcile_clean_within: timedelta = timedelta(days=7)
     schedules: Mapping[str, Schedule] = field(default_factory=lambda: SCHEDULES)
 
 
@@ -195,6 +204,45 @@ class LedgerStatus:
         }
 
 
+class ReconcileState(StrEnum):
+    NOT_CONFIGURED = "not_configured"  # never run: not checked, never degraded
+    NEVER_CLEAN = "never_clean"
+    CLEAN = "clean"
+    STALE = "stale"  # the last clean run is older than the window
+    MISMATCH = "mismatch"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReconcileStatus:
+    """The broker-vs-ledger check: when it last ran clean, or what it last found."""
+
+    state: ReconcileState
+    text: str
+    source: str
+    clean_within: timedelta
+    last_run: RunRef | None = None
+    last_clean_at: datetime | None = None
+    findings: int | None = None
+    problem: str | None = None
+
+    @property
+    def configured(self) -> bool:
+        return self.state is not ReconcileState.NOT_CONFIGURED
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "state": self.state.value,
+            "configured": self.configured,
+            "text": self.text,
+            "source": self.source,
+            "clean_within_s": self.clean_within.total_seconds(),
+            "last_run": self.last_run.to_json() if self.last_run else None,
+            "last_clean_at": format_utc(self.last_clean_at) if self.last_clean_at else None,
+            "findings": self.findings,
+            "problem": self.problem,
+        }
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MechanismStatus:
     mechanism: str
@@ -251,6 +299,7 @@ class StatusReport:
     history_records: int
     problems: tuple[str, ...]
     exit_code: int
+    reconcile: ReconcileStatus | None = None
 
     @property
     def overall(self) -> str:
@@ -272,6 +321,7 @@ class StatusReport:
             "ledger": self.ledger.to_json(),
             "effective": {"version": self.effective_version, "source": self.effective_source},
             "history": {"source": self.history_source, "records": self.history_records},
+            "reconcile": self.reconcile.to_json() if self.reconcile else None,
         }
 
 
@@ -493,6 +543,77 @@ def _mechanism(
     )
 
 
+# -- reconcile ----------------------------------------------------------------------------------
+_RECONCILE = "reconcile"
+_VERDICTS = ("clean", "mismatch")
+
+
+def reconcile_status(
+    records: Sequence[Mapping[str, Any]],
+    state: Mapping[str, Any],
+    now: datetime,
+    clean_within: timedelta = timedelta(days=7),
+) -> ReconcileStatus:
+    """When reconcile last ran clean, or its last mismatch; a problem only once configured."""
+    mine = _timed(r for r in records if r.get("mechanism") == _RECONCILE)
+    verdicts = [(at, r) for at, r in mine if r.get("decision") in _VERDICTS]
+    state_path = f"mechanisms/{_RECONCILE}.json"
+    if not mine and not state:
+        return ReconcileStatus(
+            state=ReconcileState.NOT_CONFIGURED,
+            text="never run (not configured: `autolearn reconcile --account ID`); not checked",
+            source=f"history.jsonl (no reconcile record); {state_path} absent",
+            clean_within=clean_within,
+        )
+    cleans = [at for at, r in verdicts if r.get("decision") == "clean"]
+    from_state = record_time({"at": state.get("last_clean_at", "")})
+    last_clean = max([*cleans, *([from_state] if from_state else [])], default=None)
+    last = _ref(verdicts[-1][1], verdicts[-1][0]) if verdicts else None
+    attempt = ""
+    if mine and (last is None or mine[-1][0] > last.at):
+        at, record = mine[-1]
+        attempt = f"; last attempt {_human(now - at)} ago: {record.get('decision')}"
+    source = last.source if last else f"{state_path} last_clean_at"
+    window = _human(clean_within)
+    if last is not None and last.decision == "mismatch":
+        findings = verdicts[-1][1].get("findings_total")
+        count = findings if isinstance(findings, int) else None
+        text = f"mismatch: {count if count is not None else '?'} findings at {format_utc(last.at)}"
+        return ReconcileStatus(
+            state=ReconcileState.MISMATCH,
+            text=text + attempt,
+            source=source,
+            clean_within=clean_within,
+            last_run=last,
+            last_clean_at=last_clean,
+            findings=count,
+            problem=f"reconcile {text} ({source}): the ledger disagrees with the broker; "
+            "`autolearn reconcile` lists them, `autolearn ingest --oanda` repairs most",
+        )
+    if last_clean is None:
+        return ReconcileStatus(
+            state=ReconcileState.NEVER_CLEAN,
+            text=f"never ran clean{attempt}",
+            source=f"history.jsonl; {state_path}",
+            clean_within=clean_within,
+            last_run=last,
+            problem=f"reconcile configured but never ran clean{attempt} (history.jsonl)",
+        )
+    age = now - last_clean
+    text = f"last clean {_human(age)} ago{attempt}"
+    stale = age > clean_within
+    return ReconcileStatus(
+        state=ReconcileState.STALE if stale else ReconcileState.CLEAN,
+        text=text,
+        source=source,
+        clean_within=clean_within,
+        last_run=last,
+        last_clean_at=last_clean,
+        findings=0 if last is not None else None,
+        problem=(f"reconcile: no clean run within {window} ({text}; {source})" if stale else None),
+    )
+
+
 # -- whole report -------------------------------------------------------------------------------
 def _diff(inputs: StatusInputs) -> tuple[KnobDiff, ...]:
     out = []
@@ -611,6 +732,14 @@ def build_status(inputs: StatusInputs, now: datetime) -> StatusReport:
     if inputs.history_corrupt_lines:
         lines = ", ".join(map(str, inputs.history_corrupt_lines))
         problems.append(f"{inputs.history_path}: corrupt lines {lines}")
+    reconcile = reconcile_status(
+        inputs.records,
+        inputs.mechanism_states.get(_RECONCILE, {}) or {},
+        now,
+        inputs.reconcile_clean_within,
+    )
+    if reconcile.problem:
+        problems.append(reconcile.problem)
     operator_rollbacks = tuple(
         _ref(r, at)
         for at, r in _timed(inputs.records)
@@ -631,4 +760,5 @@ def build_status(inputs: StatusInputs, now: datetime) -> StatusReport:
         history_records=len(inputs.records),
         problems=tuple(problems),
         exit_code=2 if stopped else (1 if problems else 0),
+        reconcile=reconcile,
     )
