@@ -1,0 +1,157 @@
+"""Trade / ShadowSignal <-> ledger rows: conversion, checks before storing, batching into chunks.
+
+A value is refused (``LedgerError``) when both backends cannot store it identically: text with
+a NUL character (PostgreSQL rejects it) or a lone surrogate (not valid UTF-8), and ``units``
+beyond a 64-bit integer. Times become epoch microseconds; ``extra`` becomes canonical JSON
+(sorted keys) so an unchanged signal compares equal to its stored row.
+
+Pure: no connection, no clock (``ingested_at_us`` is added by the caller), no schema objects.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+
+from autolearn.core.model import ShadowSignal, Side, Trade, TradeState
+from autolearn.core.timestamps import from_epoch_us, to_epoch_us
+from autolearn.errors import LedgerError
+
+__all__ = ["check_text", "chunks", "shadow_from_row", "shadow_row", "trade_from_row", "trade_row"]
+
+_INT64_MAX = 2**63 - 1
+
+_T = TypeVar("_T")
+
+
+def chunks(items: Iterable[_T], size: int) -> Iterator[list[_T]]:
+    """``items`` in lists of ``size`` (the last one shorter), consumed lazily."""
+    chunk: list[_T] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def check_text(fields: Mapping[str, object]) -> None:
+    """Refuse text both backends cannot store identically (NUL: PostgreSQL; lone surrogates)."""
+    for name, value in fields.items():
+        if not isinstance(value, str) or (value.isascii() and "\x00" not in value):
+            continue  # the common case, kept cheap: this runs for every field of every row
+        if "\x00" in value:
+            raise LedgerError(f"{name} {value!r} contains a NUL character; refusing to store it")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise LedgerError(f"{name} {value!r} is not valid Unicode text: {exc}") from exc
+
+
+def trade_row(t: Trade) -> dict[str, Any]:
+    """The ``trades`` row of ``t`` (without ``ingested_at_us``); raises ``LedgerError``."""
+    if t.units > _INT64_MAX:
+        raise LedgerError(f"trade {t.broker_trade_id}: units {t.units} exceed a 64-bit integer")
+    row: dict[str, Any] = {
+        "broker_trade_id": t.broker_trade_id,
+        "close_tx_id": t.close_tx_id,
+        "instrument": t.instrument,
+        "pocket": t.pocket,
+        "strategy": t.strategy,
+        "side": t.side.value,
+        "units": t.units,
+        "entry_price": float(t.entry_price),
+        "close_price": float(t.close_price),
+        "entry_at_us": to_epoch_us(t.entry_at),
+        "close_at_us": to_epoch_us(t.close_at),
+        "pl_pips": float(t.pl_pips),
+        "pl_account": float(t.pl_account),
+        "broker_close_reason": t.broker_close_reason,
+        "exit_reason": t.exit_reason,
+        "regime_macro": t.regime_macro,
+        "regime_micro": t.regime_micro,
+        "config_version": t.config_version,
+        "client_order_id": t.client_order_id,
+        "state": t.state.value,
+        "source": t.source,
+    }
+    check_text(row)
+    return row
+
+
+def trade_from_row(r: sa.RowMapping) -> Trade:
+    """The ``Trade`` stored in ``trades`` row ``r``."""
+    return Trade(
+        broker_trade_id=r["broker_trade_id"],
+        close_tx_id=r["close_tx_id"],
+        instrument=r["instrument"],
+        pocket=r["pocket"],
+        strategy=r["strategy"],
+        side=Side(r["side"]),
+        units=int(r["units"]),
+        entry_price=float(r["entry_price"]),
+        close_price=float(r["close_price"]),
+        entry_at=from_epoch_us(r["entry_at_us"]),
+        close_at=from_epoch_us(r["close_at_us"]),
+        pl_pips=float(r["pl_pips"]),
+        pl_account=float(r["pl_account"]),
+        broker_close_reason=r["broker_close_reason"],
+        exit_reason=r["exit_reason"],
+        regime_macro=r["regime_macro"],
+        regime_micro=r["regime_micro"],
+        config_version=r["config_version"],
+        client_order_id=r["client_order_id"],
+        state=TradeState(r["state"]),
+        source=r["source"],
+    )
+
+
+def _optional_float(value: float | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def shadow_row(s: ShadowSignal) -> dict[str, Any]:
+    """The ``shadow_signals`` row of ``s`` (without ``ingested_at_us``); raises ``LedgerError``."""
+    row: dict[str, Any] = {
+        "signal_id": s.signal_id,
+        "at_us": to_epoch_us(s.at),
+        "instrument": s.instrument,
+        "pocket": s.pocket,
+        "strategy": s.strategy,
+        "side": s.side.value,
+        "price": float(s.price),
+        "sl_pips": _optional_float(s.sl_pips),
+        "tp_pips": _optional_float(s.tp_pips),
+        "config_version": s.config_version,
+        "reason": s.reason,
+        "outcome_pips": _optional_float(s.outcome_pips),
+        "outcome_at_us": None if s.outcome_at is None else to_epoch_us(s.outcome_at),
+        "extra": json.dumps(dict(s.extra), sort_keys=True, ensure_ascii=False),
+    }
+    check_text(row)
+    return row
+
+
+def shadow_from_row(r: sa.RowMapping) -> ShadowSignal:
+    """The ``ShadowSignal`` stored in ``shadow_signals`` row ``r``."""
+    extra = json.loads(r["extra"])
+    return ShadowSignal(
+        signal_id=r["signal_id"],
+        at=from_epoch_us(r["at_us"]),
+        instrument=r["instrument"],
+        pocket=r["pocket"],
+        strategy=r["strategy"],
+        side=Side(r["side"]),
+        price=float(r["price"]),
+        sl_pips=_optional_float(r["sl_pips"]),
+        tp_pips=_optional_float(r["tp_pips"]),
+        config_version=r["config_version"],
+        reason=r["reason"],
+        outcome_pips=_optional_float(r["outcome_pips"]),
+        outcome_at=None if r["outcome_at_us"] is None else from_epoch_us(r["outcome_at_us"]),
+        extra={str(k): str(v) for k, v in extra.items()},
+    )

@@ -1,0 +1,147 @@
+"""The ledger's SQL schema: tables, indexes, ``schema_version``, and creating / checking it.
+
+Storage decisions (original-system.md 2.1, 3.6): times are BigInteger epoch microseconds
+(``*_at_us``), never strings; trades are keyed by ``(broker_trade_id, close_tx_id)``, never by a
+local row id; text key columns use the byte ("C") collation on PostgreSQL so both backends and
+Python sort identically; the ``meta`` table holds ``schema_version`` and a different one is
+refused before anything is touched.
+
+Deployed ledgers exist: this module must not change a table, column or index without raising
+``SCHEMA_VERSION`` and shipping a migration. It defines and checks the schema only; it opens no
+engine and manages no transaction (the caller passes a connection).
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Connection
+
+from autolearn.errors import LedgerError
+from autolearn.ledger._engine import dialect_insert
+
+__all__ = [
+    "NOT_CONTENT",
+    "SCHEMA_VERSION",
+    "SHADOW_KEY",
+    "TRADE_KEY",
+    "create_schema",
+    "cursors_table",
+    "meta_table",
+    "metadata",
+    "schema_ready",
+    "shadow_table",
+    "trades_table",
+]
+
+SCHEMA_VERSION = 1
+
+# Byte-order collation on PostgreSQL so ORDER BY and watermark compares match SQLite and Python.
+_Key = sa.Text().with_variant(postgresql.TEXT(collation="C"), "postgresql")
+
+metadata = sa.MetaData()
+
+meta_table = sa.Table(
+    "meta",
+    metadata,
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+trades_table = sa.Table(
+    "trades",
+    metadata,
+    sa.Column("broker_trade_id", _Key, nullable=False),
+    sa.Column("close_tx_id", _Key, nullable=False),
+    sa.Column("instrument", _Key, nullable=False),
+    sa.Column("pocket", _Key, nullable=False),
+    sa.Column("strategy", _Key, nullable=False),
+    sa.Column("side", sa.Text, nullable=False),
+    sa.Column("units", sa.BigInteger, nullable=False),
+    sa.Column("entry_price", sa.Double, nullable=False),
+    sa.Column("close_price", sa.Double, nullable=False),
+    sa.Column("entry_at_us", sa.BigInteger, nullable=False),
+    sa.Column("close_at_us", sa.BigInteger, nullable=False),
+    sa.Column("pl_pips", sa.Double, nullable=False),
+    sa.Column("pl_account", sa.Double, nullable=False),
+    sa.Column("broker_close_reason", _Key, nullable=False),
+    sa.Column("exit_reason", _Key, nullable=False),
+    sa.Column("regime_macro", sa.Text, nullable=False),
+    sa.Column("regime_micro", sa.Text, nullable=False),
+    sa.Column("config_version", sa.Text, nullable=False),
+    sa.Column("client_order_id", sa.Text, nullable=False),
+    sa.Column("state", sa.Text, nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("ingested_at_us", sa.BigInteger, nullable=False),
+    sa.PrimaryKeyConstraint("broker_trade_id", "close_tx_id", name="pk_trades"),
+    sa.Index("ix_trades_order", "close_at_us", "broker_trade_id", "close_tx_id"),
+    sa.Index("ix_trades_pocket_strategy", "pocket", "strategy", "close_at_us"),
+)
+
+shadow_table = sa.Table(
+    "shadow_signals",
+    metadata,
+    sa.Column("signal_id", _Key, primary_key=True),
+    sa.Column("at_us", sa.BigInteger, nullable=False),
+    sa.Column("instrument", _Key, nullable=False),
+    sa.Column("pocket", _Key, nullable=False),
+    sa.Column("strategy", _Key, nullable=False),
+    sa.Column("side", sa.Text, nullable=False),
+    sa.Column("price", sa.Double, nullable=False),
+    sa.Column("sl_pips", sa.Double, nullable=True),
+    sa.Column("tp_pips", sa.Double, nullable=True),
+    sa.Column("config_version", sa.Text, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("outcome_pips", sa.Double, nullable=True),
+    sa.Column("outcome_at_us", sa.BigInteger, nullable=True),
+    sa.Column("extra", sa.Text, nullable=False),  # canonical JSON (sorted keys)
+    sa.Column("ingested_at_us", sa.BigInteger, nullable=False),
+    sa.Index("ix_shadow_signals_at", "at_us", "signal_id"),
+)
+
+cursors_table = sa.Table(
+    "cursors",
+    metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("updated_at_us", sa.BigInteger, nullable=False),
+)
+
+TRADE_KEY = ("broker_trade_id", "close_tx_id")
+SHADOW_KEY = ("signal_id",)
+# Bookkeeping columns: not part of a row's content when deciding "unchanged".
+NOT_CONTENT = frozenset({"ingested_at_us"})
+
+
+def schema_ready(conn: Connection, *, url_for_errors: str) -> bool:
+    """True when every table and the version exist; raises on a foreign version."""
+    inspector = sa.inspect(conn)
+    if not inspector.has_table("meta"):
+        return False
+    stored = conn.execute(
+        sa.select(meta_table.c.value).where(meta_table.c.key == "schema_version")
+    ).scalar_one_or_none()
+    _check_version(stored, url_for_errors)
+    return stored is not None and all(inspector.has_table(t) for t in metadata.tables)
+
+
+def create_schema(conn: Connection) -> None:
+    """Create the missing tables and record ``SCHEMA_VERSION`` (inside the caller's write)."""
+    metadata.create_all(conn, checkfirst=True)
+    stmt = dialect_insert(conn, meta_table).values(key="schema_version", value=str(SCHEMA_VERSION))
+    conn.execute(stmt.on_conflict_do_nothing(index_elements=["key"]))
+
+
+def _check_version(stored: str | None, url_for_errors: str) -> None:
+    if stored is None:
+        return
+    try:
+        version = int(stored)
+    except ValueError:
+        version = -1
+    if version != SCHEMA_VERSION:
+        raise LedgerError(
+            f"ledger {url_for_errors}: schema_version {stored!r} in table meta, this autolearn "
+            f"understands only {SCHEMA_VERSION}; upgrade autolearn (a newer schema is never "
+            "written by an older version) or point at another ledger"
+        )
