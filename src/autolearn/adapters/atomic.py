@@ -64,7 +64,6 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)
         tmp_name = ""
-        fsync_dir(directory)
     except OSError as exc:
         raise StateError(
             f"cannot write {path}: {_reason(exc)}; the previous version is intact"
@@ -73,6 +72,14 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         if tmp_name:
             with contextlib.suppress(OSError):
                 os.unlink(tmp_name)
+    try:
+        fsync_dir(directory)
+    except OSError as exc:
+        # The new file is in place (readers see it) but its rename may not survive a power cut.
+        raise StateError(
+            f"wrote {path} but could not sync its directory: {_reason(exc)}; the new version "
+            "is visible now and may be lost on a power failure"
+        ) from exc
 
 
 def _reason(exc: OSError) -> str:

@@ -34,7 +34,15 @@ def git_toplevel(directory: Path) -> Path | None:
     except (OSError, subprocess.TimeoutExpired):
         return None  # no git binary: nothing can be tracked by it
     if out.returncode != 0:
-        return None
+        if "not a git repository" in out.stderr:
+            return None
+        # Any other refusal (e.g. "detected dubious ownership" when the service user does not
+        # own the checkout) must not read as "nothing is tracked": fail closed.
+        raise StateError(
+            f"cannot ask git about {probe}: {out.stderr.strip()[:300]}; fix git's complaint "
+            f"(for dubious ownership: `git config --global --add safe.directory <checkout>` "
+            f"for the service user) so autolearn can check it never writes a tracked file"
+        )
     return Path(out.stdout.strip()).resolve()
 
 

@@ -123,6 +123,37 @@ class HistoryFile:
             records.append(record)
         return HistoryRead(records, torn_last, corrupt)
 
+    def size(self) -> int:
+        """Bytes in the file now (0 when it does not exist yet)."""
+        try:
+            return self.path.stat().st_size
+        except FileNotFoundError:
+            return 0
+        except OSError as exc:
+            raise StateError(f"cannot stat history {self.path}: {exc.strerror}") from exc
+
+    def read_from(self, offset: int) -> list[dict[str, Any]]:
+        """Whole records that start at or after byte ``offset`` (all of them if it is stale)."""
+        try:
+            with self.path.open("rb") as handle:
+                size = handle.seek(0, 2)
+                start = offset if 0 <= offset <= size else 0  # truncated or rotated: read all
+                handle.seek(start)
+                raw = handle.read()
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise StateError(f"cannot read history {self.path}: {exc.strerror}") from exc
+        out = []
+        for line in raw.split(b"\n"):
+            try:
+                record = json.loads(line) if line.strip() else None
+            except ValueError:
+                continue  # a torn fragment: not a record
+            if isinstance(record, dict):
+                out.append(record)
+        return out
+
     def since(self, cutoff: datetime | None) -> Iterator[dict[str, Any]]:
         """Records whose ``at`` is at or after ``cutoff`` (all when ``None``)."""
         for record in self.read().records:

@@ -65,6 +65,8 @@ class Effective:
     changes: dict[str, list[KnobChange]] = field(default_factory=dict)
     updated_at: datetime | None = None
     last_record: dict[str, Any] | None = None
+    # history size when ``last_record`` was about to be appended: recovery scans from here
+    last_record_offset: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -78,6 +80,7 @@ class Effective:
             },
             "updated_at": format_utc(self.updated_at) if self.updated_at else None,
             "last_record": self.last_record,
+            "last_record_offset": self.last_record_offset,
         }
 
 
@@ -143,6 +146,7 @@ class StateStore:
                 changes=changes,
                 updated_at=parse_utc(updated) if updated else None,
                 last_record=doc.get("last_record"),
+                last_record_offset=int(doc.get("last_record_offset", 0)),
             )
         except (KeyError, TypeError, ValueError, TimestampError) as exc:
             raise StateError(f"{self.effective_path}: malformed state ({exc})") from exc
@@ -231,45 +235,95 @@ class StateStore:
         """
         with self.lock("effective", timeout_s=30):
             effective = self.read_effective()
-            self._recover_unrecorded(effective)
+            return self._apply_locked(effective, writer, requested, now, kind, record, dry_run)
+
+    def restore(
+        self,
+        version: str,
+        writer: Owner | str,
+        now: datetime,
+        *,
+        kind: ApplyKind = ApplyKind.OPERATOR,
+        record: Mapping[str, Any] | None = None,
+    ) -> ApplyResult:
+        """Make the runtime layer exactly snapshot ``version``, or change nothing.
+
+        The target is computed under the merged-view lock, so a mechanism's apply cannot slip
+        in between reading the current values and writing the restored ones. If the guard
+        would refuse any knob (removed from the registry, now out of bounds, not owned by
+        ``writer``), nothing is written and ``StateError`` lists them: a partial rollback
+        is never presented as a rollback.
+        """
+        target = dict(self.read_snapshot(version).get("values", {}))
+        with self.lock("effective", timeout_s=30):
+            effective = self.read_effective()
+            wanted: dict[str, object] = {}
+            for knob in effective.values:
+                spec = self.registry.find(knob)
+                wanted[knob] = spec.default if spec is not None else None
+            wanted.update(target)
             current = {**self.registry.defaults(), **effective.values}
-            decisions = guard_changes(
-                self.registry, writer, current, effective.changes, requested, now, kind
-            )
-            adopted = {
-                d.knob: _typed(self.registry.spec(d.knob), d.requested)
-                for d in decisions
-                if d.adopted
-            }
-            diff = [
-                {"knob": k, "before": current.get(k, self.registry.spec(k).default), "after": v}
-                for k, v in sorted(adopted.items())
+            refused = [
+                d
+                for d in guard_changes(
+                    self.registry, writer, current, effective.changes, wanted, now, kind
+                )
+                if not d.adopted and d.code.value != "no_change"
             ]
-            if dry_run or not adopted:
-                result = ApplyResult(decisions, effective.version, effective.version, [])
-                if record is not None:
-                    self.record(_complete(record, result, now, applied=False, proposed=diff))
-                return result
-            new_effective = self._next_effective(effective, adopted, writer, kind, now)
-            result = ApplyResult(decisions, effective.version, new_effective.version, diff)
-            full_record = _complete(record or {}, result, now, applied=True, proposed=diff)
-            full_record.setdefault("mechanism", str(writer))
-            new_effective = Effective(
-                version=new_effective.version,
-                values=new_effective.values,
-                sources=new_effective.sources,
-                changes=new_effective.changes,
-                updated_at=now,
-                last_record=full_record,
-            )
-            self._write_snapshot(new_effective, effective.version, writer, kind, now)
-            previous = self._read_bytes(self.effective_path)
-            self._write_json(self.effective_path, new_effective.to_json(), raw=True)
-            try:
-                self.record(full_record)
-            except StateError as exc:
-                raise self._undo_unrecorded(previous, new_effective.version, exc) from exc
+            if refused:
+                details = "; ".join(f"{d.knob}: {d.code.value} ({d.detail})" for d in refused)
+                raise StateError(f"cannot restore {version} exactly, nothing changed: {details}")
+            return self._apply_locked(effective, writer, wanted, now, kind, record, False)
+
+    def _apply_locked(
+        self,
+        effective: Effective,
+        writer: Owner | str,
+        requested: Mapping[str, object],
+        now: datetime,
+        kind: ApplyKind,
+        record: Mapping[str, Any] | None,
+        dry_run: bool,
+    ) -> ApplyResult:
+        """The body of :meth:`apply`; the caller holds the ``effective`` lock."""
+        self._recover_unrecorded(effective)
+        current = {**self.registry.defaults(), **effective.values}
+        decisions = guard_changes(
+            self.registry, writer, current, effective.changes, requested, now, kind
+        )
+        adopted = {
+            d.knob: _typed(self.registry.spec(d.knob), d.requested) for d in decisions if d.adopted
+        }
+        diff = [
+            {"knob": k, "before": current.get(k, self.registry.spec(k).default), "after": v}
+            for k, v in sorted(adopted.items())
+        ]
+        if dry_run or not adopted:
+            result = ApplyResult(decisions, effective.version, effective.version, [])
+            if record is not None:
+                self.record(_complete(record, result, now, applied=False, proposed=diff))
             return result
+        new_effective = self._next_effective(effective, adopted, writer, kind, now)
+        result = ApplyResult(decisions, effective.version, new_effective.version, diff)
+        full_record = _complete(record or {}, result, now, applied=True, proposed=diff)
+        full_record.setdefault("mechanism", str(writer))
+        new_effective = Effective(
+            version=new_effective.version,
+            values=new_effective.values,
+            sources=new_effective.sources,
+            changes=new_effective.changes,
+            updated_at=now,
+            last_record=full_record,
+            last_record_offset=self.history.size(),
+        )
+        self._write_snapshot(new_effective, effective.version, writer, kind, now)
+        previous = self._read_bytes(self.effective_path)
+        self._write_json(self.effective_path, new_effective.to_json(), raw=True)
+        try:
+            self.record(full_record)
+        except StateError as exc:
+            raise self._undo_unrecorded(previous, new_effective.version, exc) from exc
+        return result
 
     def _read_bytes(self, path: Path) -> bytes | None:
         try:
@@ -351,11 +405,16 @@ class StateStore:
         )
 
     def _recover_unrecorded(self, effective: Effective) -> None:
-        """Append the last apply's record if a crash left it out of the history."""
+        """Append the last apply's record if a crash left it out of the history.
+
+        The record was due at or after ``last_record_offset``; other runs may have appended
+        records since, so everything from that offset is scanned (never a fixed tail, which
+        would re-append a record that scrolled out of it).
+        """
         last = effective.last_record
         if not last or "run_id" not in last:
             return
-        for record in reversed(self.history.read().records[-200:]):
+        for record in self.history.read_from(effective.last_record_offset):
             if record.get("run_id") == last["run_id"]:
                 return
         self.record({**last, "recovered": True})
@@ -407,7 +466,8 @@ def _typed(spec: KnobSpec, value: object) -> KnobValue:
         return bool(value)
     if spec.type is KnobType.INT:
         return int(value)  # type: ignore[call-overload,no-any-return]
-    return round(float(value), spec.decimals)  # type: ignore[arg-type]
+    # "+ 0.0" turns -0.0 into 0.0: both are the same value and must hash to one version.
+    return round(float(value), spec.decimals) + 0.0  # type: ignore[arg-type]
 
 
 def _complete(

@@ -157,19 +157,15 @@ def rollback(
     """Restore any earlier snapshot (an operator action, recorded with its diff)."""
     state = store()
     now = utcnow()
-    target = state.read_snapshot(to)
-    with state.lock("operator", timeout_s=10):
-        current = state.read_effective()
-        wanted: dict[str, Any] = {k: state.registry.spec(k).default for k in current.values}
-        wanted.update(target.get("values", {}))
-        record = {
-            "mechanism": "operator",
-            "decision": "rollback",
-            "run_id": _run_id(now),
-            "reasons": [f"operator: {reason}"],
-            "target_version": to,
-        }
-        result = state.apply(Owner.OPERATOR, wanted, now, kind=ApplyKind.OPERATOR, record=record)
+    record = {
+        "mechanism": "operator",
+        "decision": "rollback",
+        "run_id": _run_id(now),
+        "reasons": [f"operator: {reason}"],
+        "target_version": to,
+        "restored_snapshot": True,
+    }
+    result = state.restore(to, Owner.OPERATOR, now, kind=ApplyKind.OPERATOR, record=record)
     emit_json(
         {
             "decision": "rollback",

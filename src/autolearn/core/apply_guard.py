@@ -164,4 +164,5 @@ def _typed(spec: KnobSpec, value: object) -> KnobValue:
         return bool(value)
     if spec.type is KnobType.INT:
         return int(value)  # type: ignore[call-overload,no-any-return]
-    return round(float(value), spec.decimals)  # type: ignore[arg-type]
+    # "+ 0.0" turns -0.0 into 0.0: both are the same value and must hash to one version.
+    return round(float(value), spec.decimals) + 0.0  # type: ignore[arg-type]

@@ -85,7 +85,10 @@ def _as_number(spec: KnobSpec, value: object) -> float | None:
         return None
     if spec.type is KnobType.INT and isinstance(value, float) and not value.is_integer():
         return None
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an int beyond float range: not a legal value, not a crash
+        return None
 
 
 def problems_with_value(spec: KnobSpec, value: object) -> list[str]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ __all__ = ["REGISTRY_SCHEMA_VERSION", "Registry", "parse_duration", "parse_regis
 REGISTRY_SCHEMA_VERSION = 1
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.([A-Za-z_][A-Za-z0-9_]*|\*|\{pocket\}))+$")
 _SEGMENT = r"[A-Za-z0-9_]+"
+_MAX_DURATION_S = 10 * 365 * 86400.0
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
 _KNOB_KEYS = {
     "owner",
@@ -45,14 +47,17 @@ _KNOB_KEYS = {
 
 def parse_duration(text: object) -> timedelta:
     """``"90s"``, ``"30m"``, ``"6h"``, ``"1d"`` (or a number of seconds) as a timedelta."""
-    if isinstance(text, int | float) and not isinstance(text, bool) and text >= 0:
-        return timedelta(seconds=float(text))
-    if isinstance(text, str):
+    seconds: float | None = None
+    if _is_number(text) and float(text) >= 0:  # type: ignore[arg-type]
+        seconds = float(text)  # type: ignore[arg-type]
+    elif isinstance(text, str):
         match = _DURATION.match(text)
         if match:
             unit = {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
-            return timedelta(seconds=float(match.group(1)) * unit)
-    raise ValueError(f"expected a duration like '30m' or '6h', got {text!r}")
+            seconds = float(match.group(1)) * unit
+    if seconds is None or seconds > _MAX_DURATION_S:
+        raise ValueError(f"expected a duration like '30m' or '6h' (at most 10 years), got {text!r}")
+    return timedelta(seconds=seconds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +210,9 @@ def _parse_knob(name: str, raw: object, problems: list[str]) -> KnobSpec | None:
         step = _positive(
             raw.get("step", 1 if knob_type is KnobType.INT else None), f"{where}.step", problems
         )
+        if knob_type is KnobType.FLOAT and "step" not in raw:
+            # Values are rounded to the grid's decimals; without a grid a float knob has none.
+            problems.append(f"{where}.step: a float knob needs a step (its grid)")
         max_step = _positive(raw.get("max_step", step), f"{where}.max_step", problems)
         if step and max_step and abs(max_step / step - round(max_step / step)) > 1e-6:
             problems.append(f"{where}.max_step: {max_step:g} must be a multiple of step {step:g}")
@@ -238,13 +246,19 @@ def _parse_knob(name: str, raw: object, problems: list[str]) -> KnobSpec | None:
 
 
 def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    """A finite int or float (NaN would silently disable a limit: ``x > nan`` is False)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
 
 
 def _positive(value: object, where: str, problems: list[str]) -> float | None:
     if value is None:
         return None
-    if not _is_number(value) or float(value) <= 0:  # type: ignore[arg-type]
+    if not _is_number(value) or float(value) <= 0:  # type: ignore[arg-type]  # NaN/inf refused
         problems.append(f"{where}: expected a number > 0, got {value!r}")
         return None
     return float(value)  # type: ignore[arg-type]
