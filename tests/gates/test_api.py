@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -174,16 +175,86 @@ class ExplodingLedger:
         raise RuntimeError("boom")
 
 
+def _exploding_knobs(key: str, default: object) -> object:
+    raise RuntimeError(f"knob store broken reading {key}")
+
+
 def test_internal_errors_never_escape() -> None:
     """An unexpected exception inside becomes a gate_error denial (or an allow when configured)."""
-    gates = Gates(ledger=ExplodingLedger(), config=GatesConfig())  # type: ignore[arg-type]
+    ledger = ListLedger([])
+    gates = Gates(ledger=ledger, config=GatesConfig(), knobs=_exploding_knobs)  # type: ignore[arg-type]
     v = gates.check_entry("S", "micro", Side.LONG, 150.0, T0)
     assert not v.allowed and v.codes == ("gate_error",)
     lenient = Gates(
-        ledger=ExplodingLedger(),  # type: ignore[arg-type]
+        ledger=ledger,  # type: ignore[arg-type]
         config=GatesConfig(on_gate_error=LedgerErrorMode.ALLOW),
+        knobs=_exploding_knobs,
     )
     assert lenient.check_entry("S", "micro", Side.LONG, 150.0, T0).allowed
+
+
+def test_unexpected_read_error_denies_every_entry_as_ledger_unreadable() -> None:
+    """Any exception from the ledger read denies every call with ledger_unreadable, not just one."""
+    clock = Clock()
+    gates = Gates(ledger=ExplodingLedger(), config=GatesConfig(refresh_s=5.0), clock=clock)  # type: ignore[arg-type]
+    for tick in (0.0, 1.0, 4.9, 5.0, 11.0):  # within refresh_s of a failed read, and after
+        clock.t = tick
+        v = gates.check_entry("S", "micro", Side.LONG, 150.0, T0)
+        assert not v.allowed and v.codes == ("ledger_unreadable",), (tick, v)
+        assert "RuntimeError: boom" in (v.reasons[0].detail or "")
+    lenient = Gates(
+        ledger=ExplodingLedger(),  # type: ignore[arg-type]
+        config=GatesConfig(on_ledger_error=LedgerErrorMode.ALLOW),
+    )
+    v = lenient.check_entry("S", "micro", Side.LONG, 150.0, T0)
+    assert v.allowed and "ledger_unreadable" in v.codes
+
+
+def test_undecodable_ledger_row_fails_closed_until_a_refresh_succeeds(
+    paths: tuple[str, Path], make_trade: Callable[..., Trade]
+) -> None:
+    """A stored row that no longer validates denies every entry until it is fixed and re-read."""
+    url, _ = paths
+    ledger = SqlLedger.open(url)
+    ledger.upsert_trades(
+        [
+            make_trade(close_at=T0, pl_pips=-1.0, strategy="S", close_price=150.0),
+            make_trade(
+                close_at=T0 - timedelta(minutes=5),
+                pl_pips=1.0,
+                strategy="X",
+                broker_trade_id="bad",
+                close_price=150.0,
+            ),
+        ]
+    )
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:  # what another writer or an older version might have left
+        conn.execute(
+            sa.text(
+                "UPDATE trades SET entry_at_us = close_at_us + 1000000 "
+                "WHERE broker_trade_id = 'bad'"
+            )
+        )
+    clock = Clock()
+    gates = _open(paths, clock, refresh_s=5.0)
+    now = T0 + timedelta(seconds=10)
+    for tick in (0.0, 1.0, 6.0):
+        clock.t = tick
+        v = gates.check_entry("S", "micro", Side.LONG, 150.0, now)
+        assert not v.allowed and v.codes == ("ledger_unreadable",), (tick, v)
+        assert "'bad'" in (v.reasons[0].detail or "")
+    with engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM trades WHERE broker_trade_id = 'bad'"))
+    engine.dispose()
+    clock.t = 6.5  # within refresh_s of the last failed read: still denied
+    assert gates.check_entry("S", "micro", Side.LONG, 150.0, now).codes == ("ledger_unreadable",)
+    clock.t = 11.0
+    v = gates.check_entry("S", "micro", Side.LONG, 150.0, now)
+    assert gates.ledger_error is None
+    assert not v.allowed and v.blocking_codes == ("cooldown",)  # S's loss 10 s ago is now seen
+    ledger.close()
+    gates.close()
 
 
 class ListLedger:

@@ -285,6 +285,65 @@ class TestShadowSignals:
         assert [s.signal_id for s in got] == ["2"]
 
 
+class TestUndecodableRows:
+    """Rows another writer (or an older version) stored that no longer validate."""
+
+    @staticmethod
+    def corrupt(ledger_url: str, statement: str) -> None:
+        engine = sa.create_engine(ledger_url)
+        with engine.begin() as conn:
+            conn.execute(sa.text(statement))
+        engine.dispose()
+
+    def test_trade_row_that_fails_validation_is_a_ledger_error_naming_it(
+        self, ledger: SqlLedger, ledger_url: str, make_trade: MakeTrade
+    ) -> None:
+        """A stored trade closing before it opened makes every read a LedgerError naming its key."""
+        ledger.upsert_trades([make_trade(broker_trade_id="ok"), make_trade(broker_trade_id="bad")])
+        self.corrupt(
+            ledger_url,
+            "UPDATE trades SET entry_at_us = close_at_us + 1000000 WHERE broker_trade_id = 'bad'",
+        )
+        pattern = r"trades row \(broker_trade_id='bad', close_tx_id='10'\) cannot be decoded"
+        for read in (ledger.trades, lambda: ledger.trades_after(None)):
+            with pytest.raises(LedgerError, match=pattern) as caught:
+                read()
+            assert isinstance(caught.value.__cause__, LedgerError)
+            assert isinstance(caught.value.__cause__.__cause__, ValueError)
+        assert ledger.trades(strategy="nobody") == []  # the ledger itself is still usable
+
+    def test_trade_row_with_an_unknown_side_is_a_ledger_error(
+        self, ledger: SqlLedger, ledger_url: str, make_trade: MakeTrade
+    ) -> None:
+        """An enum value this version does not know is reported with the table and key."""
+        ledger.upsert_trades([make_trade(broker_trade_id="x")])
+        self.corrupt(ledger_url, "UPDATE trades SET side = 'sideways'")
+        with pytest.raises(LedgerError, match=r"trades row \(broker_trade_id='x'.*sideways"):
+            ledger.trades()
+
+    @pytest.mark.parametrize(
+        ("column", "value"),
+        [("extra", "'not json'"), ("extra", "'[1, 2]'"), ("signal_id", "''")],
+    )
+    def test_shadow_row_that_fails_to_decode_is_a_ledger_error_naming_it(
+        self, ledger: SqlLedger, ledger_url: str, column: str, value: str
+    ) -> None:
+        """Broken JSON, non-object JSON or an empty id in shadow_signals is a LedgerError."""
+        signal = ShadowSignal(
+            signal_id="s9",
+            at=T0,
+            instrument="USD_JPY",
+            pocket="micro",
+            strategy="MomentumPulse",
+            side=Side.SHORT,
+            price=151.5,
+        )
+        ledger.upsert_shadow_signals([signal])
+        self.corrupt(ledger_url, f"UPDATE shadow_signals SET {column} = {value}")
+        with pytest.raises(LedgerError, match=r"shadow_signals row \(signal_id='.*'\) cannot be"):
+            ledger.shadow_signals()
+
+
 class TestCursors:
     def test_cursor_lifecycle(self, ledger: SqlLedger) -> None:
         """A missing cursor is None; set stores; set again overwrites; names are independent."""

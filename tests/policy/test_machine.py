@@ -114,6 +114,52 @@ class TestProbation:
         state, _, _ = step(many, ev(LOSING[:6]), NONE, CFG, NOW)
         assert state.until == NOW + CFG.max_block
 
+    def test_many_strikes_block_for_max_block_without_overflow(self) -> None:
+        """A scope failing probation a 32nd time is blocked for max_block (it used to overflow)."""
+        bad = ev([-3.0, -2.5, -4.0, -3.2, -2.8, -3.1])
+        state, code, _ = step(replace(self.probation, strikes=31), bad, NONE, CFG, NOW)
+        assert state.status is Status.BLOCKED and code is StepCode.PROBATION_FAILED
+        assert state.until == NOW + CFG.max_block
+
+    def test_strikes_stop_counting_once_blocks_last_max_block(self) -> None:
+        """Strikes stop at the first one that reaches max_block, so forgiveness stays quick."""
+        # Defaults: 12 h doubling reaches 7 d at the 5th strike (12 h * 2**4 = 8 d > 7 d).
+        state, _, _ = step(replace(self.probation, strikes=1000), ev([-25.0]), NONE, CFG, NOW)
+        assert state.strikes == 5 and state.until == NOW + CFG.max_block
+        for _ in range(2):  # two passed probations take two strikes off, not 2 of 1000
+            state, code, _ = step(
+                replace(state, status=Status.PROBATION), ev(WINNING[:10]), NONE, CFG, NOW
+            )
+            assert code is StepCode.PROBATION_PASSED
+        reblocked, _, _ = step(replace(state, status=Status.PROBATION), ev([-25.0]), NONE, CFG, NOW)
+        assert reblocked.strikes == 4 and reblocked.until == NOW + timedelta(days=4)  # 12 h * 2**3
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    strikes=st.integers(0, 10**9),
+    block_hours=st.floats(0.01, 48),
+    extra_hours=st.floats(0, 10**5),
+    backoff=st.floats(1, 1e6, allow_nan=False, allow_infinity=False),
+)
+def test_block_duration_is_monotone_and_bounded_for_any_strikes(
+    strikes: int, block_hours: float, extra_hours: float, backoff: float
+) -> None:
+    """Any strike count blocks for between block_for and max_block, never less for more strikes."""
+    cfg = replace(
+        CFG,
+        block_for=timedelta(hours=block_hours),
+        max_block=timedelta(hours=block_hours + extra_hours),
+        block_backoff=backoff,
+    )
+    start = ScopeState(status=Status.PROBATION, since=NOW, size_mult=0.5, strikes=strikes)
+    one, _, _ = step(start, ev([-25.0]), NONE, cfg, NOW)
+    two, _, _ = step(replace(start, strikes=strikes + 1), ev([-25.0]), NONE, cfg, NOW)
+    assert one.until is not None and two.until is not None
+    assert cfg.block_for <= one.until - NOW <= cfg.max_block
+    assert one.until <= two.until
+    assert 1 <= one.strikes <= strikes + 1
+
 
 def test_state_round_trips_through_json() -> None:
     """A scope state survives its JSON form unchanged."""

@@ -11,11 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from autolearn.adapters.state import StateStore
+from autolearn.core.apply_guard import ApplyKind
 from autolearn.core.judge import VersionTimeline
 from autolearn.core.knobs import is_on_grid
 from autolearn.core.model import Side, Trade
 from autolearn.ledger.sql import SqlLedger
 from autolearn.scalp_trainer import Decision, ScalpInput, ScalpTrainerConfig, decide, run_cycle
+from autolearn.scalp_trainer.lifecycle import finalize
 from autolearn.scalp_trainer.rules import quantile_interval
 from autolearn.settings import load_registry
 
@@ -127,6 +129,21 @@ def test_ladder_and_distance_rules_move_by_at_most_max_step() -> None:
     assert req["M1Scalper.fallback.sl_floor"] == pytest.approx(6.3)
     sl = next(c for c in decision.considered if c["knob"] == "M1Scalper.fallback.sl_floor")
     assert sl["approach"].startswith("clipped")
+
+
+def test_an_apply_the_store_did_not_adopt_leaves_no_change_in_flight() -> None:
+    """An APPLY not applied (guard raced, shadow) stores the state as if nothing was requested."""
+    decision = run_decide(make_trades(300, win_rate=0.75, stop_pips=8.0))
+    assert decision.kind is ApplyKind.APPLY and decision.state.in_flight is not None
+    state = finalize(
+        decision.state,
+        decision.state_unapplied,
+        applied=False,
+        version_after="v000000000000",
+        values_after={},
+    )
+    assert state.in_flight is None and state.changed_at is None
+    assert state.lkg_values == {s.name: s.default for s in FAMILY}
 
 
 @settings(max_examples=25, deadline=None)

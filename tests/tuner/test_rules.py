@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from autolearn.adapters.state import StateStore
+from autolearn.core.apply_guard import ApplyKind
 from autolearn.core.judge import VersionTimeline
 from autolearn.core.knobs import Owner
 from autolearn.core.model import Side, Trade
@@ -25,7 +27,7 @@ from autolearn.tuner import (
     parse_tuner_config,
     run_cycle,
 )
-from autolearn.tuner.decide import TuneInput
+from autolearn.tuner.decide import TuneInput, finalize_state
 from autolearn.tuner.proposers import max_steps
 
 REGISTRY = load_registry(None)
@@ -142,6 +144,26 @@ def test_with_exit_reasons_the_exit_rule_moves_the_current_value() -> None:
     )
     assert decision.requests["exit.lowvol.upper_bound_max_sec"] == 3.8  # 4.0 - max_step 0.2
     assert decision.requests["exit.lowvol.min_grace_before_scratch_ms"] == 110  # no scratches
+
+
+def test_an_apply_the_store_did_not_adopt_leaves_no_change_in_flight() -> None:
+    """An APPLY not applied (guard raced, shadow) stores the state as if nothing was requested."""
+    trades = [_trade(i, exit_reason="hard_timeout" if i % 2 else "tp_hit") for i in range(300)]
+    inp = _input(trades)
+    current = {**REGISTRY.defaults(), "exit.lowvol.upper_bound_max_sec": 4.0}
+    inp = TuneInput(
+        **{**{f: getattr(inp, f) for f in inp.__dataclass_fields__}, "current": current}
+    )
+    decision = decide(inp, CONFIG)
+    assert decision.kind is ApplyKind.APPLY and decision.family is not None
+    assert decision.state.families[decision.family].in_flight is not None  # had it been applied
+    state = finalize_state(decision, applied=False, version_after="v0", values_after=current)
+    family = state.families[decision.family]
+    assert family.in_flight is None and family.changed_at is None and family.streaks == {}
+    assert family.lkg_values["exit.lowvol.upper_bound_max_sec"] == 4.0
+    # The next run therefore proposes the same change again instead of judging a phantom flight.
+    again = decide(replace(inp, state=state), CONFIG)
+    assert again.kind is ApplyKind.APPLY and again.requests == decision.requests
 
 
 def test_pocket_is_never_a_regime() -> None:

@@ -10,8 +10,10 @@ Order: policy knobs (``pockets.<p>[.strategies.<S>].allow_new`` / ``size_mult``,
 ``autolearn.runtime.Tuning``) -> perf guard -> stage tracker -> re-entry gate; every gate's
 reasons are kept, the multipliers multiply. New trades are read from the ledger at most every
 ``refresh_s`` of the injected monotonic clock. ``check_entry`` never raises: an unreadable
-ledger answers per ``on_ledger_error`` (default: deny with ``ledger_unreadable``), any other
-failure per ``on_gate_error`` (default: deny with ``gate_error`` / ``invalid_input``).
+ledger (any exception while reading it, e.g. a stored row that no longer decodes) answers per
+``on_ledger_error`` (default: deny with ``ledger_unreadable``) on every call until a refresh
+succeeds; any other failure per ``on_gate_error`` (default: deny with ``gate_error`` /
+``invalid_input``).
 
 This module is the shell around the pure gates: it owns the ledger connection and the clock.
 """
@@ -172,10 +174,16 @@ class Gates:
                 # trades_after(mark), but SQLite answers its OR-expanded predicate with a
                 # full index scan (O(ledger) per refresh), while this is an index search.
                 self.aggregates.ingest(self._ledger.trades(closed_since=mark[0]))
-        except (AutolearnError, OSError) as exc:
-            if self.ledger_error != str(exc):
-                self._log.error("gates_ledger_unreadable", error=str(exc))
-            self.ledger_error = str(exc)
+        except Exception as exc:
+            # Any failure of the read, not only the expected LedgerError (a driver bug, a row
+            # an older writer left undecodable), leaves the ledger unreadable. The error stays
+            # set until a refresh succeeds, so every entry until then follows on_ledger_error;
+            # _refreshed_at still advances so a broken ledger is retried every refresh_s, not
+            # on every entry.
+            detail = str(exc) if isinstance(exc, AutolearnError) else f"{type(exc).__name__}: {exc}"
+            if self.ledger_error != detail:
+                self._log.error("gates_ledger_unreadable", error=detail)
+            self.ledger_error = detail
             return
         self.ledger_error = None
 

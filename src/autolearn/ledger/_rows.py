@@ -5,6 +5,10 @@ a NUL character (PostgreSQL rejects it) or a lone surrogate (not valid UTF-8), a
 beyond a 64-bit integer. Times become epoch microseconds; ``extra`` becomes canonical JSON
 (sorted keys) so an unchanged signal compares equal to its stored row.
 
+A stored row that no longer decodes (another writer or an older version left it inconsistent,
+e.g. ``close_at`` before ``entry_at``) is reported as ``LedgerError`` naming the table and the
+row's key, never as the model's bare ``ValueError``: readers treat the ledger as unreadable.
+
 Pure: no connection, no clock (``ingested_at_us`` is added by the caller), no schema objects.
 """
 
@@ -83,8 +87,28 @@ def trade_row(t: Trade) -> dict[str, Any]:
     return row
 
 
+# What a corrupt stored value raises while being decoded: the model's validation (ValueError,
+# TimestampError), a NULL or wrong type (TypeError), an epoch beyond datetime (OverflowError).
+_DECODE_ERRORS = (ValueError, TypeError, OverflowError)
+
+
+def _undecodable(table: str, key: str, exc: Exception) -> LedgerError:
+    return LedgerError(
+        f"{table} row {key} cannot be decoded: {exc}; "
+        "fix or delete that row (it was not written by this version's checks)"
+    )
+
+
 def trade_from_row(r: sa.RowMapping) -> Trade:
-    """The ``Trade`` stored in ``trades`` row ``r``."""
+    """The ``Trade`` stored in ``trades`` row ``r``; an undecodable row raises ``LedgerError``."""
+    try:
+        return _trade_from_row(r)
+    except _DECODE_ERRORS as exc:
+        key = f"(broker_trade_id={r['broker_trade_id']!r}, close_tx_id={r['close_tx_id']!r})"
+        raise _undecodable("trades", key, exc) from exc
+
+
+def _trade_from_row(r: sa.RowMapping) -> Trade:
     return Trade(
         broker_trade_id=r["broker_trade_id"],
         close_tx_id=r["close_tx_id"],
@@ -137,8 +161,18 @@ def shadow_row(s: ShadowSignal) -> dict[str, Any]:
 
 
 def shadow_from_row(r: sa.RowMapping) -> ShadowSignal:
-    """The ``ShadowSignal`` stored in ``shadow_signals`` row ``r``."""
+    """The ``ShadowSignal`` stored in ``shadow_signals`` row ``r``; an undecodable row raises
+    ``LedgerError``."""
+    try:
+        return _shadow_from_row(r)
+    except _DECODE_ERRORS as exc:
+        raise _undecodable("shadow_signals", f"(signal_id={r['signal_id']!r})", exc) from exc
+
+
+def _shadow_from_row(r: sa.RowMapping) -> ShadowSignal:
     extra = json.loads(r["extra"])
+    if not isinstance(extra, dict):
+        raise TypeError(f"extra must be a JSON object, got {r['extra']!r}")
     return ShadowSignal(
         signal_id=r["signal_id"],
         at=from_epoch_us(r["at_us"]),

@@ -14,7 +14,8 @@ The tables live in ``_schema.py``, engines in ``_engine.py``, value <-> row conv
 ``SCHEMA_VERSION`` are re-exported here because callers import them from this module.
 
 An adapter (imperative shell): it owns no decision and must not import anything from the
-learning loops. Every database failure leaves as ``LedgerError`` with the URL's password redacted.
+learning loops. Every database failure, and every stored row that no longer decodes, leaves as
+``LedgerError`` with the URL's password redacted.
 """
 
 from __future__ import annotations
@@ -368,7 +369,10 @@ class SqlLedger:
         self, operation: str, query: sa.Select[Any], convert: Callable[[sa.RowMapping], _T]
     ) -> list[_T]:
         with self._translate(operation), self._engine.connect() as conn:
-            return [convert(row._mapping) for row in conn.execute(query)]
+            try:
+                return [convert(row._mapping) for row in conn.execute(query)]
+            except LedgerError as exc:  # an undecodable row (_rows.py): say which ledger
+                raise LedgerError(f"ledger {self._url}: {operation} failed: {exc}") from exc
 
     # ----------------------------------------------------------------------------------------
     # Plumbing

@@ -227,9 +227,8 @@ def _from_probation(
 def _block(
     state: ScopeState, now: datetime, cfg: PolicyConfig, code: StepCode, ev: Evidence
 ) -> tuple[ScopeState, StepCode, str]:
-    strikes = state.strikes + 1
-    seconds = cfg.block_for.total_seconds() * cfg.block_backoff ** (strikes - 1)
-    duration = min(timedelta(seconds=seconds), cfg.max_block)
+    strikes = min(state.strikes + 1, _saturating_strike(cfg))
+    duration = _block_duration(strikes, cfg)
     blocked = ScopeState(
         status=Status.BLOCKED,
         reason=code.value,
@@ -245,6 +244,38 @@ def _block(
     )
     detail = f"{ev.text()}; {why}; blocked for {duration} (strike {strikes})"
     return blocked, code, detail
+
+
+def _saturating_strike(cfg: PolicyConfig) -> int:
+    """The first strike whose block lasts ``max_block``; strikes are capped there.
+
+    Further strikes could not lengthen a block, and an unbounded count both overflowed the
+    backoff (``timedelta``/float ``**`` after ~32 strikes) and made forgiveness (one strike off
+    per passed probation) take as many passes as there had ever been failures.
+    """
+    base, cap, backoff = (
+        cfg.block_for.total_seconds(),
+        cfg.max_block.total_seconds(),
+        cfg.block_backoff,
+    )
+    if backoff <= 1 or base >= cap:
+        return 1
+    exponent = max(0, math.ceil(math.log(cap / base) / math.log(backoff)))
+    # The float log may land one off the exact smallest exponent; one step each way settles it.
+    if exponent > 0 and base * backoff ** (exponent - 1) >= cap:
+        exponent -= 1
+    elif base * backoff**exponent < cap:
+        exponent += 1
+    return exponent + 1
+
+
+def _block_duration(strikes: int, cfg: PolicyConfig) -> timedelta:
+    """``block_for * block_backoff ** (strikes - 1)`` capped at ``max_block``; never overflows."""
+    exponent = min(max(strikes, 1), _saturating_strike(cfg)) - 1
+    seconds = cfg.block_for.total_seconds() * cfg.block_backoff**exponent
+    if seconds >= cfg.max_block.total_seconds():
+        return cfg.max_block
+    return timedelta(seconds=seconds)
 
 
 def _probation(state: ScopeState, now: datetime, cfg: PolicyConfig, code: StepCode) -> ScopeState:

@@ -22,6 +22,7 @@ Pure: no I/O, no clock; the shell (``cycle.py``) reads and writes.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -113,6 +114,11 @@ def decide(inp: TuneInput, config: TunerConfig) -> Decision:
         fs = run.families[family]
         if fs.in_flight is not None:
             _judge_family(run, family, specs, PROPOSERS[family], inp, config)
+    # The state if the change proposed below is not applied (the store's guard raced, shadow):
+    # reconcile and verdicts stand, no flight starts. Taken before _propose_all, whose
+    # _start_flight gives the chosen family a flight, a new changed_at and its streaks; copied
+    # deeply so no later step can reach into it through a shared dict.
+    unapplied = copy.deepcopy(_state_from(run, inp.state, mode))
     stale = ledger_staleness(inp.last_close_at, inp.now, config)
     requests: dict[str, KnobValue] = {}
     acted_family: str | None = None
@@ -122,7 +128,6 @@ def decide(inp: TuneInput, config: TunerConfig) -> Decision:
         for family in specs_by_family:
             if run.families[family].in_flight is None and all(f != family for f, _ in run.acted):
                 run.note(family, "deferred_after_verdict")
-    unapplied = _state_from(run, inp.state, mode)
     return _assemble(run, inp, config, mode, requests, acted_family, stale, unapplied)
 
 
