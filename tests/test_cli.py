@@ -158,3 +158,37 @@ def test_ingest_oanda_from_a_local_v20_server(
     out, err = capfd.readouterr()
     assert token not in out + err
     assert _porcelain(bot) == ""
+
+
+def test_ingest_oanda_since_id_skips_older_transactions(
+    bot: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a first run, --since-id starts after that transaction: older closes are not imported."""
+    from autolearn.ledger.sql import SqlLedger
+    from autolearn.oanda.fake_server import FakeV20Server
+
+    session = json.loads((REPO / "tests/data/oanda/usd_jpy_session.json").read_text())
+    closes = sorted(int(e["close_tx_id"]) for e in session["expected"])
+    cut = closes[len(closes) // 2 - 1]  # the id of a close: everything after it is newer
+    token = "tok-" + "x" * 24
+    ledger_url = f"sqlite:///{bot / 'logs' / 'ledger.db'}"
+    monkeypatch.setenv("OANDA_TOKEN", token)
+    with FakeV20Server(
+        account_id=session["account_id"], token=token, transactions=session["transactions"]
+    ) as server:
+        args = [
+            "--ledger",
+            ledger_url,
+            "ingest",
+            "--oanda",
+            "--account",
+            session["account_id"],
+            "--oanda-url",
+            server.base_url,
+            "--since-id",
+            str(cut),
+        ]
+        assert main(args) == 0
+    with SqlLedger.open(ledger_url) as ledger:
+        stored = sorted(int(t.close_tx_id) for t in ledger.trades())
+    assert stored == [c for c in closes if c > cut]

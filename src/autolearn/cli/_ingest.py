@@ -51,6 +51,10 @@ def _ingest(
     oanda_url: Annotated[
         str, typer.Option(envvar="OANDA_API_URL", help="v20 REST base URL")
     ] = "https://api-fxpractice.oanda.com",
+    since_id: Annotated[
+        str,
+        typer.Option(help="First run only: start after this transaction id (default: all history)"),
+    ] = "0",
 ) -> None:
     """Import closed trades into the ledger (idempotent: re-running changes nothing)."""
     current = settings()
@@ -61,7 +65,7 @@ def _ingest(
         register_secret(token)
         from autolearn.cli._oanda import ingest_oanda
 
-        ingest_oanda(current.ledger_url, oanda_url, token, account)
+        ingest_oanda(current.ledger_url, oanda_url, token, account, since_id=since_id)
         return
     if not paths:
         raise InputError("give files to import, or --oanda")

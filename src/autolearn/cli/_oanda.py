@@ -8,7 +8,9 @@ from autolearn.cli._common import console, utcnow
 __all__ = ["ingest_oanda"]
 
 
-def ingest_oanda(ledger_url: str, base_url: str, token: str, account_id: str) -> None:
+def ingest_oanda(
+    ledger_url: str, base_url: str, token: str, account_id: str, *, since_id: str = "0"
+) -> None:
     """Import every fill since the stored cursor; print the report and one JSON record."""
     from autolearn.ledger.sql import SqlLedger
     from autolearn.oanda.client import V20Client
@@ -17,7 +19,9 @@ def ingest_oanda(ledger_url: str, base_url: str, token: str, account_id: str) ->
     ledger = SqlLedger.open(ledger_url)
     try:
         with V20Client(token=token, base_url=base_url) as client:
-            report = ingest_transactions(client, account_id, ledger, now=utcnow())
+            report = ingest_transactions(
+                client, account_id, ledger, now=utcnow(), initial_since_id=since_id
+            )
     finally:
         ledger.close()
     console.print(report.format())
