@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from autolearn.adapters.state import version_of
+from autolearn.adapters.state import presets_digest, version_of
 from autolearn.cli import main
-from autolearn.settings import packaged_registry_text
+from autolearn.settings import load_registry, packaged_registry_text
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -83,7 +83,8 @@ class TestOperatorStory:
         info = json.loads(capsys.readouterr().out)
         assert (info["value"], info["layer"], info["writer"]) == (4.0, "runtime", "operator")
         # the base version is the content hash of an empty runtime layer (presets only)
-        assert main(["rollback", "--to", version_of({}), "--reason", "undo widen"]) == 0
+        base = version_of({}, presets_digest(load_registry(None)))
+        assert main(["rollback", "--to", base, "--reason", "undo widen"]) == 0
         out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         assert out["diff"] == [{"knob": knob, "before": 4.0, "after": 3.6}]
         assert main(["history", "--since", "1h", "--json"]) == 0

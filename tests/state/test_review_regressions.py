@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from autolearn.adapters import gitguard
-from autolearn.adapters.state import StateStore, version_of
+from autolearn.adapters.state import StateStore
 from autolearn.core.apply_guard import ApplyKind, GuardCode, guard_changes
 from autolearn.core.knobs import Owner
 from autolearn.core.registry import parse_registry
@@ -80,7 +80,7 @@ class TestGuardValues:
         result = store.apply(
             Owner.OPERATOR, {"pockets.micro.size_mult": -0.0}, NOW, kind=ApplyKind.OPERATOR
         )
-        assert result.version_after == version_of({"pockets.micro.size_mult": 0.0})
+        assert result.version_after == store.version_of({"pockets.micro.size_mult": 0.0})
 
 
 def test_recovery_does_not_duplicate_after_many_records(tmp_path: Path) -> None:
@@ -123,3 +123,31 @@ def test_gitguard_fails_closed_when_git_refuses(tmp_path: Path) -> None:
         assert (repo / "logs" / "tuning" / "history.jsonl").read_text() == ""
     finally:
         gitguard.git_toplevel.cache_clear()
+
+
+def _registry_with_default(knob: str, default: float):  # -> Registry
+    doc = copy.deepcopy(yaml.safe_load(packaged_registry_text()))
+    doc["knobs"][knob]["default"] = default
+    doc["knobs"][knob]["doc"] = "edited"  # a doc-only edit must not matter
+    return parse_registry(doc)
+
+
+def test_a_preset_change_is_a_new_config_version(tmp_path: Path) -> None:
+    """Same overrides over different presets get a different version, attributable by snapshot."""
+    from autolearn.runtime import Tuning
+
+    store = StateStore(tmp_path / "s", REGISTRY)
+    applied = store.apply(Owner.TUNER, {UPPER: 3.7}, NOW, record={"run_id": "a"})
+    share = "alloc.regime.quiet_low_vol.micro_share"
+    deployed = _registry_with_default(share, 0.4)  # a deploy moved a preset
+    after = StateStore(tmp_path / "s", deployed)
+    rebased = after.read_effective()
+    assert rebased.version != applied.version_after and rebased.values == {UPPER: 3.7}
+    assert Tuning(after.root, deployed, refresh_s=0).config_version == rebased.version
+    assert after.read_snapshot(rebased.version)["values"] == {UPPER: 3.7}  # attributable now
+    nxt = after.apply(Owner.POLICY, {"pockets.micro.allow_new": False}, NOW, record={"run_id": "b"})
+    assert nxt.version_before == rebased.version
+    assert (after.snapshots_dir / f"{rebased.version}.json").exists()  # kept for attribution
+    assert after.read_snapshot(applied.version_after)["values"] == {UPPER: 3.7}  # old one too
+    doc_only = _registry_with_default(share, 0.35)  # same presets, edited docs
+    assert StateStore(tmp_path / "t", doc_only).base_version() == store.base_version()

@@ -92,7 +92,7 @@ class TestApply:
         assert first.version_after != second.version_after
         snap = store.read_snapshot(first.version_after)
         assert snap["values"] == {"exit.lowvol.upper_bound_max_sec": 3.7}
-        assert version_of(snap["values"]) == first.version_after
+        assert version_of(snap["values"], snap["presets"]) == first.version_after
         # back to the preset: the runtime layer empties and the version is the base version
         back = store.apply(
             Owner.TUNER,
@@ -270,4 +270,4 @@ def test_any_sequence_of_applies_stays_legal(tmp_path: Path, moves) -> None:
             s = REGISTRY.spec(name)
             if s.lower is not None:
                 assert s.lower <= value <= s.upper and is_on_grid(s, float(value))
-        assert version_of(store.read_effective().values) == store.read_effective().version
+        assert store.version_of(store.read_effective().values) == store.read_effective().version

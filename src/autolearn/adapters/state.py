@@ -21,7 +21,7 @@ import hashlib
 import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,7 @@ __all__ = [
     "ApplyResult",
     "Effective",
     "StateStore",
+    "presets_digest",
     "version_of",
 ]
 
@@ -49,9 +50,21 @@ _MECHANISM_NAME = frozenset(o.value for o in Owner) | {"reconcile", "gates", "re
 _KEEP_CHANGES = timedelta(days=2)
 
 
-def version_of(values: Mapping[str, KnobValue]) -> str:
-    """Content address of a runtime layer: the same values always give the same version."""
-    canonical = json.dumps(dict(values), sort_keys=True, separators=(",", ":"))
+def presets_digest(registry: Registry) -> str:
+    """Fingerprint of the registry's defaults (the presets), not of its comments or docs."""
+    canonical = json.dumps(registry.defaults(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def version_of(values: Mapping[str, KnobValue], presets: str = "") -> str:
+    """Content address of an effective config: runtime overrides *and* the presets under them.
+
+    The same overrides over different presets are different configs (a deploy that changes a
+    default must not keep the version id the judge attributes trades by), so the presets'
+    digest is part of the address.
+    """
+    payload: dict[str, Any] = {"values": dict(values), "presets": presets}
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
     return "v" + hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
@@ -67,6 +80,7 @@ class Effective:
     last_record: dict[str, Any] | None = None
     # history size when ``last_record`` was about to be appended: recovery scans from here
     last_record_offset: int = 0
+    presets: str = ""  # digest of the registry defaults this version was addressed with
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -81,6 +95,7 @@ class Effective:
             "updated_at": format_utc(self.updated_at) if self.updated_at else None,
             "last_record": self.last_record,
             "last_record_offset": self.last_record_offset,
+            "presets": self.presets,
         }
 
 
@@ -110,6 +125,7 @@ class StateStore:
         self.control_path = self.root / "control.json"
         self.history = HistoryFile(self.root / "history.jsonl")
         self.locks_dir = self.root / "locks"
+        self.presets = presets_digest(registry)
 
     # -- locks -------------------------------------------------------------------------------
     @contextmanager
@@ -121,14 +137,23 @@ class StateStore:
             yield
 
     # -- reading -----------------------------------------------------------------------------
+    def version_of(self, values: Mapping[str, KnobValue]) -> str:
+        """The version id of ``values`` over this registry's presets."""
+        return version_of(values, self.presets)
+
     def base_version(self) -> str:
-        return version_of({})
+        """The version of the presets alone (no runtime override)."""
+        return self.version_of({})
 
     def read_effective(self) -> Effective:
-        """The current merged runtime layer (empty = presets only). Strict: corrupt -> error."""
+        """The current merged runtime layer (empty = presets only). Strict: corrupt -> error.
+
+        After a deploy changed the presets, the stored layer is *rebased*: same overrides, new
+        version id (its snapshot is synthesized on read and written by the next apply).
+        """
         doc = self._read_json(self.effective_path)
         if doc is None:
-            return Effective(version=self.base_version(), values={})
+            return Effective(version=self.base_version(), values={}, presets=self.presets)
         try:
             values = dict(doc["values"])
             changes = {
@@ -147,14 +172,17 @@ class StateStore:
                 updated_at=parse_utc(updated) if updated else None,
                 last_record=doc.get("last_record"),
                 last_record_offset=int(doc.get("last_record_offset", 0)),
+                presets=str(doc.get("presets", "")),
             )
         except (KeyError, TypeError, ValueError, TimestampError) as exc:
             raise StateError(f"{self.effective_path}: malformed state ({exc})") from exc
-        if version_of(values) != effective.version:
+        if version_of(values, effective.presets) != effective.version:
             raise StateError(
                 f"{self.effective_path}: values do not match version {effective.version} "
                 "(edited by hand?); restore with `autolearn rollback --to VERSION`"
             )
+        if effective.presets != self.presets:  # presets changed by a deploy: rebase
+            effective = replace(effective, version=self.version_of(values), presets=self.presets)
         return effective
 
     def current_values(self) -> dict[str, KnobValue]:
@@ -166,11 +194,19 @@ class StateStore:
         if not version.startswith("v") or not version[1:].isalnum():
             raise StateError(f"invalid version id {version!r}")
         if version == self.base_version():
-            return {"version": version, "values": {}, "created_at": None}
+            return {"version": version, "values": {}, "presets": self.presets, "created_at": None}
         doc = self._read_json(self.snapshots_dir / f"{version}.json")
         if doc is None:
+            effective = self.read_effective()
+            if effective.version == version:  # rebased, not yet written: it is the live layer
+                return {
+                    "version": version,
+                    "values": dict(effective.values),
+                    "presets": self.presets,
+                    "created_at": None,
+                }
             raise StateError(f"no snapshot {version} in {self.snapshots_dir}")
-        if version_of(doc.get("values", {})) != version:
+        if version_of(doc.get("values", {}), str(doc.get("presets", ""))) != version:
             raise StateError(f"snapshot {version} is corrupt (content does not match its id)")
         return doc
 
@@ -315,7 +351,9 @@ class StateStore:
             updated_at=now,
             last_record=full_record,
             last_record_offset=self.history.size(),
+            presets=self.presets,
         )
+        self._write_snapshot(effective, "", writer, ApplyKind.REBASE, now)  # no-op unless rebased
         self._write_snapshot(new_effective, effective.version, writer, kind, now)
         previous = self._read_bytes(self.effective_path)
         self._write_json(self.effective_path, new_effective.to_json(), raw=True)
@@ -376,10 +414,10 @@ class StateStore:
             kept = [c for c in changes.get(knob, []) if now - c.at <= _KEEP_CHANGES]
             changes[knob] = [*kept, KnobChange(at=now, before=before, after=value)]
             sources[knob] = {"writer": str(writer), "kind": kind.value, "at": format_utc(now)}
-        version = version_of(values)
+        version = self.version_of(values)
         for source in sources.values():
             source.setdefault("version", version)
-        return Effective(version, values, sources, changes, now)
+        return Effective(version, values, sources, changes, now, presets=self.presets)
 
     def _write_snapshot(
         self,
@@ -390,13 +428,14 @@ class StateStore:
         now: datetime,
     ) -> None:
         path = self.snapshots_dir / f"{effective.version}.json"
-        if path.exists():
+        if path.exists() or effective.version == self.base_version():
             return  # content-addressed and immutable: the same values are already stored
         self._write_json(
             path,
             {
                 "version": effective.version,
                 "values": dict(sorted(effective.values.items())),
+                "presets": effective.presets,
                 "parent": parent,
                 "writer": str(writer),
                 "kind": kind.value,

@@ -26,6 +26,7 @@ class ApplyKind(StrEnum):
     APPLY = "apply"  # a mechanism's learned proposal: every limit applies
     ROLLBACK = "rollback"  # back to a recorded snapshot of the mechanism's own knobs
     OPERATOR = "operator"  # a human (rollback --to, set): any owner, still bounds and grid
+    REBASE = "rebase"  # the presets changed under unchanged overrides (a deploy): no knob moves
 
 
 class GuardCode(StrEnum):

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from autolearn.adapters.state import StateStore, version_of
+from autolearn.adapters.state import StateStore
 from autolearn.core.knobs import KnobValue, Owner
 from autolearn.core.model import Trade
 from autolearn.ledger._base import Ledger
@@ -84,7 +84,9 @@ def _locked_cycle(
     live = not shadow and not frozen[0] and decision.mode == "live"
     record = _record(base, decision, live, frozen)
     if decision.requests and decision.kind is not None:
-        record["expected_version"] = version_of(_layer_after(store, effective.values, decision))
+        record["expected_version"] = store.version_of(
+            _layer_after(store, effective.values, decision)
+        )
         result = store.apply(
             Owner.TUNER, decision.requests, now, kind=decision.kind, record=record, dry_run=not live
         )
