@@ -3,6 +3,11 @@
 Readers tolerate a torn last line (a crash mid-append): it is skipped and counted, and the next
 append starts on a fresh line so the torn fragment never merges with a good record (the pattern
 of Optuna's journal file storage). A torn line anywhere else means corruption and is reported.
+
+``read_runs`` is what readers use: every record typed as a
+:class:`~autolearn.core.run_record.RunRecord`; a line that is JSON but not a valid run record
+(a field of the wrong type, a newer schema) is skipped and reported with its line number and
+the field at fault, beside the corrupt lines, so no reader crashes on one bad record.
 """
 
 from __future__ import annotations
@@ -18,10 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from autolearn.adapters.atomic import FILE_MODE, ensure_dir
+from autolearn.core.run_record import RunRecord
 from autolearn.core.timestamps import TimestampError, parse_utc
 from autolearn.errors import StateError
 
-__all__ = ["HistoryFile", "HistoryRead", "json_safe", "strict_json"]
+__all__ = ["HistoryFile", "HistoryRead", "RunsRead", "json_safe", "strict_json"]
 
 
 def json_safe(value: Any) -> Any:
@@ -63,6 +69,21 @@ class HistoryRead:
     corrupt_lines: list[int]
 
 
+@dataclass(frozen=True, slots=True)
+class RunsRead:
+    """The history's records typed; ``malformed`` is ``(line, why)`` of each one skipped."""
+
+    runs: list[RunRecord]
+    torn_last_line: bool
+    corrupt_lines: list[int]
+    malformed: list[tuple[int, str]]
+
+    @property
+    def unreadable_lines(self) -> list[int]:
+        """Corrupt and malformed lines together, in file order (the torn last line aside)."""
+        return sorted([*self.corrupt_lines, *(line for line, _ in self.malformed)])
+
+
 class HistoryFile:
     """The decision history at ``path``."""
 
@@ -96,14 +117,31 @@ class HistoryFile:
 
     def read(self) -> HistoryRead:
         """All records; a torn last line is skipped and flagged, other bad lines are listed."""
+        numbered, torn_last, corrupt = self._scan()
+        return HistoryRead([record for _, record in numbered], torn_last, corrupt)
+
+    def read_runs(self) -> RunsRead:
+        """All records typed; malformed ones are skipped and listed, like corrupt lines."""
+        numbered, torn_last, corrupt = self._scan()
+        runs: list[RunRecord] = []
+        malformed: list[tuple[int, str]] = []
+        for line, record in numbered:
+            try:
+                runs.append(RunRecord.from_json(record))
+            except StateError as exc:
+                malformed.append((line, str(exc)))
+        return RunsRead(runs, torn_last, corrupt, malformed)
+
+    def _scan(self) -> tuple[list[tuple[int, dict[str, Any]]], bool, list[int]]:
+        """``(line number, record)`` of each JSON object, the torn flag, the corrupt lines."""
         try:
             raw = self.path.read_bytes()
         except FileNotFoundError:
-            return HistoryRead([], False, [])
+            return [], False, []
         except OSError as exc:
             raise StateError(f"cannot read history {self.path}: {exc.strerror}") from exc
         lines = raw.split(b"\n")
-        records: list[dict[str, Any]] = []
+        records: list[tuple[int, dict[str, Any]]] = []
         corrupt: list[int] = []
         torn_last = False
         last_index = len(lines) - 1
@@ -120,8 +158,8 @@ class HistoryFile:
                 else:
                     corrupt.append(index + 1)
                 continue
-            records.append(record)
-        return HistoryRead(records, torn_last, corrupt)
+            records.append((index + 1, record))
+        return records, torn_last, corrupt
 
     def size(self) -> int:
         """Bytes in the file now (0 when it does not exist yet)."""

@@ -6,6 +6,7 @@ import json
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from autolearn.adapters.logs import emit_json
@@ -122,16 +123,18 @@ def history(
     except ValueError as exc:
         raise InputError(f"--since: {exc}") from exc
     state = store()
-    read = state.history.read()
+    read = state.history.read_runs()
     cutoff = utcnow() - window
     records = [
         r
-        for r in state.history.since(cutoff)
-        if mechanism is None or r.get("mechanism") == mechanism
+        for r in read.runs
+        if r.at is not None and r.at >= cutoff and (mechanism is None or r.mechanism == mechanism)
     ]
     if as_json:
         for record in records:
-            emit_json(record)
+            emit_json(record.to_json())
+        for line, why in read.malformed:  # stdout stays JSON lines; the note goes to stderr
+            typer.echo(f"skipped malformed history line {line}: {why}", err=True)
         return
     table = Table(title=f"history since {format_utc(cutoff)} ({len(records)} records)")
     for column in ("at", "mechanism", "decision", "changes", "verdicts", "reasons"):
@@ -147,6 +150,8 @@ def history(
         )
     if read.corrupt_lines:
         console.print(f"[red]corrupt history lines: {read.corrupt_lines}[/red]")
+    for line, why in read.malformed:
+        console.print(f"[red]malformed history line {line} (skipped): {escape(why)}[/red]")
 
 
 @app.command()

@@ -2,14 +2,17 @@
 
 Every mechanism writes the same record shape (``decision``, ``intended``, ``diff`` or
 ``proposed_diff``, ``verdicts``, ``reasons``, ``target_version``). This module turns one record into
-short columns a person reads at a glance. Pure: dict in, strings out.
+short columns a person reads at a glance. Pure: a :class:`RunRecord` (or its JSON) in, strings out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from autolearn.core.run_record import KnobDiff, RunRecord, VerdictRecord
+from autolearn.core.timestamps import format_utc
 
 __all__ = ["RecordRow", "record_row"]
 
@@ -26,54 +29,56 @@ class RecordRow:
     reasons: str
 
 
-def _changes(record: Mapping[str, Any]) -> str:
-    diff = record.get("diff") or []
-    text = ", ".join(f"{d.get('knob')}: {d.get('before')}->{d.get('after')}" for d in diff)
-    if not text and record.get("proposed_diff"):
-        proposed = record["proposed_diff"]
-        text = "would: " + ", ".join(
-            f"{d.get('knob')}: {d.get('before')}->{d.get('after')}" for d in proposed
-        )
-    target = record.get("target_version")
+def _listed(diff: Sequence[KnobDiff]) -> str:
+    return ", ".join(f"{d.knob}: {d.before}->{d.after}" for d in diff)
+
+
+def _changes(record: RunRecord) -> str:
+    text = _listed(record.diff)
+    if not text and record.proposed_diff:
+        text = "would: " + _listed(record.proposed_diff)
+    target = record.target_version
     if target:
-        restored = record.get("restored_snapshot")
-        mark = " (restored)" if restored else ""
+        mark = " (restored)" if record.restored_snapshot else ""
         text = f"{text} -> {target}{mark}" if text else f"-> {target}{mark}"
     return text or "-"
 
 
-def _verdicts(record: Mapping[str, Any]) -> str:
-    verdicts = record.get("verdicts") or {}
-    if isinstance(verdicts, Mapping) and "outcome" in verdicts:
-        verdicts = {"": verdicts}
+def _verdicts(record: RunRecord) -> str:
+    verdicts: Mapping[str, VerdictRecord] = (
+        {"": record.verdicts} if isinstance(record.verdicts, VerdictRecord) else record.verdicts
+    )
     parts = []
-    for family, verdict in sorted(verdicts.items()) if isinstance(verdicts, Mapping) else ():
-        if not isinstance(verdict, Mapping):
-            continue
-        text = f"{verdict.get('outcome')} {verdict.get('n_candidate', '?')}/"
-        text += f"{verdict.get('n_baseline', '?')}"
-        needed = verdict.get("trades_needed")
-        if verdict.get("outcome") == "inconclusive" and needed:
+    for family, verdict in sorted(verdicts.items()):
+        n_candidate = verdict.n_candidate if verdict.has("n_candidate") else "?"
+        n_baseline = verdict.n_baseline if verdict.has("n_baseline") else "?"
+        text = f"{verdict.outcome} {n_candidate}/{n_baseline}"
+        needed = verdict.trades_needed
+        if verdict.outcome == "inconclusive" and needed:
             text += f" ~{needed} more"
         parts.append(f"{family}: {text}" if family else text)
     return "; ".join(parts) or "-"
 
 
-def record_row(record: Mapping[str, Any]) -> RecordRow:
-    """The columns of one record: when, who, decision (with intent), changes, verdicts, why."""
-    decision = str(record.get("decision", ""))
-    intended = record.get("intended")
-    if intended and intended != decision:
-        decision = f"{decision} (intended {intended})"
-    reasons = [str(r) for r in record.get("reasons", [])]
+def record_row(record: RunRecord | Mapping[str, Any]) -> RecordRow:
+    """The columns of one record: when, who, decision (with intent), changes, verdicts, why.
+
+    Raises:
+        StateError: ``record`` is JSON that is not a valid run record (see ``RunRecord``).
+    """
+    run = record if isinstance(record, RunRecord) else RunRecord.from_json(record)
+    decision = run.decision
+    if run.intended and run.intended != decision:
+        decision = f"{decision} (intended {run.intended})"
+    reasons = run.reasons
     shown = ", ".join(reasons[:_MAX_REASONS])
     if len(reasons) > _MAX_REASONS:
         shown += f" (+{len(reasons) - _MAX_REASONS} more)"
     return RecordRow(
-        at=str(record.get("at", ""))[:19],
-        mechanism=str(record.get("mechanism", "")),
+        at=format_utc(run.at)[:19] if run.at is not None else "",
+        mechanism=run.mechanism,
         decision=decision,
-        changes=_changes(record),
-        verdicts=_verdicts(record),
+        changes=_changes(run),
+        verdicts=_verdicts(run),
         reasons=shown or "-",
     )

@@ -2,7 +2,9 @@
 
 Pure: a :class:`StatusReport` and the history records in, the text of ``autolearn.prom`` out
 (the shell writes it atomically so the collector never reads half a file). Counters are counts
-over the append-only history, so they only grow.
+over the append-only history, so they only grow. Records are typed
+(:class:`~autolearn.core.run_record.RunRecord`) or JSON objects parsed here; one that does not
+parse is not counted (``build_status`` reports it, and ``autolearn_status_code`` shows it).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from autolearn.core.run_record import RunRecord, VerdictRecord, parse_runs
 from autolearn.ops.status import Health, StatusReport, is_run
 
 __all__ = ["render_metrics"]
@@ -37,19 +40,15 @@ class _Exposition:
         self.lines += [_sample(name, labels, value) for labels, value in samples]
 
 
-def _verdict_outcomes(record: Mapping[str, Any]) -> list[str]:
-    verdicts = record.get("verdicts")
-    if not isinstance(verdicts, Mapping):
-        return []
-    if "outcome" in verdicts:
-        return [str(verdicts["outcome"])]
-    return [
-        str(v["outcome"]) for v in verdicts.values() if isinstance(v, Mapping) and "outcome" in v
-    ]
+def _verdict_outcomes(record: RunRecord) -> list[str]:
+    if isinstance(record.verdicts, VerdictRecord):
+        return [str(record.verdicts.outcome)]
+    return [str(v.outcome) for v in record.verdicts.values() if v.has("outcome")]
 
 
-def render_metrics(report: StatusReport, records: Sequence[Mapping[str, Any]]) -> str:
+def render_metrics(report: StatusReport, records: Sequence[RunRecord | Mapping[str, Any]]) -> str:
     """The whole ``autolearn.prom`` text (every metric named ``autolearn_*``)."""
+    runs, _ = parse_runs(records)
     out = _Exposition()
     mechs = report.mechanisms
     out.family(
@@ -86,16 +85,14 @@ def render_metrics(report: StatusReport, records: Sequence[Mapping[str, Any]]) -
         "1 for the mechanism's current mode (live, shadow, frozen).",
         [({"mechanism": m.mechanism, "mode": m.mode.value}, 1.0) for m in mechs],
     )
-    decisions = Counter((str(r.get("mechanism", "")), str(r.get("decision", ""))) for r in records)
+    decisions = Counter((r.mechanism, r.decision) for r in runs)
     out.family(
         "autolearn_decisions_total",
         "counter",
         "Run records in the history by mechanism and decision.",
         [({"mechanism": m, "decision": d}, n) for (m, d), n in sorted(decisions.items())],
     )
-    rollbacks = Counter(
-        str(r.get("mechanism", "")) for r in records if r.get("decision") == "rollback"
-    )
+    rollbacks = Counter(r.mechanism for r in runs if r.decision == "rollback")
     out.family(
         "autolearn_rollbacks_total",
         "counter",
@@ -103,10 +100,7 @@ def render_metrics(report: StatusReport, records: Sequence[Mapping[str, Any]]) -
         [({"mechanism": m}, n) for m, n in sorted(rollbacks.items())],
     )
     verdicts = Counter(
-        (str(r.get("mechanism", "")), outcome)
-        for r in records
-        if is_run(r)
-        for outcome in _verdict_outcomes(r)
+        (r.mechanism, outcome) for r in runs if is_run(r) for outcome in _verdict_outcomes(r)
     )
     out.family(
         "autolearn_verdicts_total",

@@ -1,6 +1,7 @@
 """The operator's one-screen answer: is each mechanism working, stopped or degraded, and why.
 
-Pure: history records, operator switches, mechanism states, the effective layer, a ledger probe
+Pure: history records (typed :class:`~autolearn.core.run_record.RunRecord` values, or JSON
+objects parsed here), operator switches, mechanism states, the effective layer, a ledger probe
 and ``now`` in; a :class:`StatusReport` out. No clock, no file, no git. Every claim carries its
 source (a history ``run_id``, ``control.json``, ``effective.json``, ``mechanisms/<m>.json`` or
 the ledger), because truth in production must be traceable (PRODUCT.md).
@@ -8,8 +9,8 @@ the ledger), because truth in production must be traceable (PRODUCT.md).
 Health of an enabled mechanism, from the age of its last run (or of its enabling, before the
 first run) against its cadence: ``ok`` up to 1.5 cadences, ``late`` up to 2, ``stopped`` beyond.
 Exit code: 2 when an enabled mechanism is stopped, 1 when degraded (late, unreadable effective
-layer, stale or unreadable ledger, torn or corrupt history, reconcile found a mismatch or has
-not run clean within its window), else 0.
+layer, stale or unreadable ledger, torn, corrupt or malformed history, reconcile found a mismatch
+or has not run clean within its window), else 0.
 
 Reconcile (broker vs ledger, ``autolearn reconcile``) counts only once it has been configured,
 i.e. once any reconcile record is in the history or ``mechanisms/reconcile.json`` exists: a bot
@@ -25,6 +26,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from autolearn.core.run_record import RunRecord, VerdictRecord, parse_runs
 from autolearn.core.timestamps import TimestampError, format_utc, parse_utc
 from autolearn.ops.schedules import SCHEDULES, Schedule
 
@@ -51,6 +53,7 @@ __all__ = [
 _LATE_AFTER = 1.5  # cadences
 _STOPPED_AFTER = 2.0
 _ROLLBACK_WINDOW = timedelta(hours=24)
+_MALFORMED_SHOWN = 3
 _BLOCK_KNOB = re.compile(
     r"^pockets\.(?P<pocket>[^.]+)(?:\.strategies\.(?P<strategy>[^.]+))?\.allow_new$"
 )
@@ -82,12 +85,17 @@ class LedgerProbe:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StatusInputs:
-    """Everything ``status`` reads, gathered by the shell."""
+    """Everything ``status`` reads, gathered by the shell.
 
-    records: Sequence[Mapping[str, Any]]
+    ``records`` are typed (``HistoryFile.read_runs``) or JSON objects, parsed here; one that
+    does not parse is skipped and reported like ``history_malformed`` (``(line, why)``).
+    """
+
+    records: Sequence[RunRecord | Mapping[str, Any]]
     history_path: str
     history_torn: bool = False
     history_corrupt_lines: Sequence[int] = ()
+    history_malformed: Sequence[tuple[int, str]] = ()
     control: Mapping[str, Any] = field(default_factory=dict)
     control_path: str = "control.json"
     mechanism_states: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -327,28 +335,26 @@ class StatusReport:
 
 # -- helpers used by status and metrics ---------------------------------------------------------
 def record_time(record: Mapping[str, Any]) -> datetime | None:
-    """The record's ``at`` (UTC-aware), or ``None`` when missing or malformed."""
+    """The ``at`` of a JSON object (UTC-aware), or ``None`` when missing or malformed."""
     try:
         return parse_utc(str(record.get("at", "")))
     except TimestampError:
         return None
 
 
-def is_run(record: Mapping[str, Any]) -> bool:
+def is_run(record: RunRecord) -> bool:
     """A mechanism's own run, not an operator action recorded under its name (freeze, enable)."""
-    decision = str(record.get("decision", ""))
-    return not decision.startswith(("operator_", "systemd_"))
+    return not record.decision.startswith(("operator_", "systemd_"))
 
 
-def _ref(record: Mapping[str, Any], at: datetime) -> RunRef:
-    reasons = record.get("reasons") or []
+def _ref(record: RunRecord, at: datetime) -> RunRef:
     return RunRef(
         at=at,
-        run_id=str(record.get("run_id") or f"<no run_id at {format_utc(at)}>"),
-        mechanism=str(record.get("mechanism", "")),
-        decision=str(record.get("decision", "")),
-        reasons=tuple(str(r) for r in reasons) if isinstance(reasons, list) else (str(reasons),),
-        applied=bool(record.get("applied")),
+        run_id=record.run_id or f"<no run_id at {format_utc(at)}>",
+        mechanism=record.mechanism,
+        decision=record.decision,
+        reasons=record.reasons,
+        applied=record.applied,
     )
 
 
@@ -364,12 +370,8 @@ def _human(span: timedelta) -> str:
 
 
 # -- per mechanism ------------------------------------------------------------------------------
-def _timed(records: Iterable[Mapping[str, Any]]) -> list[tuple[datetime, Mapping[str, Any]]]:
-    out = []
-    for record in records:
-        at = record_time(record)
-        if at is not None:
-            out.append((at, record))
+def _timed(records: Iterable[RunRecord]) -> list[tuple[datetime, RunRecord]]:
+    out = [(r.at, r) for r in records if r.at is not None]
     out.sort(key=lambda pair: pair[0])
     return out
 
@@ -400,58 +402,56 @@ def _health(
 def _mode(
     name: str,
     control: Mapping[str, Any],
-    last_run: Mapping[str, Any] | None,
+    last_run: RunRecord | None,
     state: Mapping[str, Any],
     control_path: str,
 ) -> tuple[Mode, str]:
     if control.get("frozen"):
         reason = control.get("reason", "")
         return Mode.FROZEN, f"{control_path}: frozen at {control.get('at')}: {reason}"
-    if last_run is not None and last_run.get("mode") == Mode.SHADOW.value:
-        return Mode.SHADOW, f"history.jsonl run_id={last_run.get('run_id')}"
+    if last_run is not None and last_run.mode == Mode.SHADOW.value:
+        return Mode.SHADOW, f"history.jsonl run_id={last_run.run_id}"
     if state.get("mode") == Mode.SHADOW.value:
         return Mode.SHADOW, f"mechanisms/{name}.json mode"
     if last_run is not None:
-        return Mode.LIVE, f"history.jsonl run_id={last_run.get('run_id')}"
+        return Mode.LIVE, f"history.jsonl run_id={last_run.run_id}"
     return Mode.LIVE, "default (no run recorded yet)"
 
 
-def _verdict_text(name: str, verdict: object) -> str:
-    if not isinstance(verdict, Mapping):
+def _verdict_text(name: str, verdict: VerdictRecord | object) -> str:
+    if not isinstance(verdict, VerdictRecord):
         return f"{name}: {verdict}"
-    outcome = verdict.get("outcome") or verdict.get("verdict") or verdict.get("status") or "?"
+    extra = verdict.extra
+    outcome = verdict.outcome or extra.get("verdict") or extra.get("status") or "?"
     text = f"{name}: {outcome}"
-    needed = verdict.get("trades_needed")
-    if outcome == "inconclusive" and isinstance(needed, int) and needed > 0:
+    needed = verdict.trades_needed
+    if outcome == "inconclusive" and needed is not None and needed > 0:
         text += f": ~{needed} more trades"
-    if verdict.get("n_candidate") is not None:
-        text += f" (n={verdict.get('n_candidate')} vs LKG {verdict.get('n_baseline')})"
-    if verdict.get("reason"):
-        text += f" - {verdict.get('reason')}"
+    if verdict.n_candidate is not None:
+        text += f" (n={verdict.n_candidate} vs LKG {verdict.n_baseline})"
+    if verdict.reason:
+        text += f" - {verdict.reason}"
     return text
 
 
 def _progress(
-    runs: Sequence[tuple[datetime, Mapping[str, Any]]],
+    runs: Sequence[tuple[datetime, RunRecord]],
 ) -> tuple[str | None, tuple[str, ...], str | None]:
     """In-flight change and verdicts from the latest record that reports them."""
     for _, record in reversed(runs):
-        if "in_flight" not in record and "verdicts" not in record:
+        if not record.has("in_flight") and not record.has("verdicts"):
             continue
-        flight = record.get("in_flight")
+        flight = record.in_flight
         text = None
-        if isinstance(flight, Mapping) and flight:
+        if flight:
             text = ", ".join(f"{k}={v}" for k, v in sorted(flight.items()))
-        elif flight:
-            text = str(flight)
-        verdicts = record.get("verdicts") or {}
-        lines: tuple[str, ...] = ()
-        if isinstance(verdicts, Mapping):
-            if "outcome" in verdicts:
-                lines = (_verdict_text("verdict", verdicts),)
-            else:
-                lines = tuple(_verdict_text(str(k), v) for k, v in sorted(verdicts.items()))
-        return text, lines, f"history.jsonl run_id={record.get('run_id')}"
+        lines: tuple[str, ...]
+        if isinstance(record.verdicts, VerdictRecord):
+            lines = (_verdict_text("verdict", record.verdicts),)
+        else:
+            entries: dict[str, object] = {**record.verdicts, **record.other_verdicts}
+            lines = tuple(_verdict_text(k, entries[k]) for k in sorted(entries))
+        return text, lines, f"history.jsonl run_id={record.run_id}"
     return None, (), None
 
 
@@ -467,13 +467,14 @@ def _lkg(name: str, state: Mapping[str, Any]) -> tuple[str | None, str | None]:
 def enabled_state(
     name: str,
     control: Mapping[str, Any],
-    records: Sequence[Mapping[str, Any]],
+    records: Sequence[RunRecord | Mapping[str, Any]],
     control_path: str = "control.json",
 ) -> tuple[bool, datetime | None, str]:
     """Whether the operator enabled ``name``: the control flag, else the last enable record.
 
     The history fallback matters: a writer that replaces the control entry (a freeze written
-    without merging) must not silently turn an enabled mechanism into a disabled one.
+    without merging) must not silently turn an enabled mechanism into a disabled one. A
+    record that does not parse is skipped (``build_status`` reports it).
     """
     if "enabled" in control:
         enabled = bool(control.get("enabled"))
@@ -484,33 +485,36 @@ def enabled_state(
             f"{control_path}: {verb} at {control.get('enabled_at')}: "
             f"{control.get('enabled_reason', '')}",
         )
+    runs, _ = parse_runs(records)
     switches = [
         (at, r)
-        for at, r in _timed(r for r in records if r.get("mechanism") == name)
-        if r.get("decision") in ("operator_enable", "operator_disable")
+        for at, r in _timed(r for r in runs if r.mechanism == name)
+        if r.decision in ("operator_enable", "operator_disable")
     ]
     if switches:
         at, record = switches[-1]
-        enabled = record.get("decision") == "operator_enable"
-        reasons = ", ".join(map(str, record.get("reasons") or []))
-        return enabled, at, f"history.jsonl run_id={record.get('run_id')}: {reasons}"
+        enabled = record.decision == "operator_enable"
+        reasons = ", ".join(record.reasons)
+        return enabled, at, f"history.jsonl run_id={record.run_id}: {reasons}"
     return False, None, f"{control_path}: never enabled (`autolearn systemd enable {name}`)"
 
 
 def _mechanism(
-    name: str, inputs: StatusInputs, diff: Sequence[KnobDiff], now: datetime
+    name: str,
+    inputs: StatusInputs,
+    records: Sequence[RunRecord],
+    diff: Sequence[KnobDiff],
+    now: datetime,
 ) -> MechanismStatus:
     schedule = inputs.schedules[name]
     control = inputs.control.get("mechanisms", {}).get(name, {}) or {}
     state = inputs.mechanism_states.get(name, {}) or {}
-    mine = _timed(r for r in inputs.records if r.get("mechanism") == name)
+    mine = _timed(r for r in records if r.mechanism == name)
     runs = [(at, r) for at, r in mine if is_run(r)]
     last_run = _ref(runs[-1][1], runs[-1][0]) if runs else None
-    applies = [(at, r) for at, r in runs if r.get("applied")]
+    applies = [(at, r) for at, r in runs if r.applied]
     last_apply = _ref(applies[-1][1], applies[-1][0]) if applies else None
-    enabled, enabled_at, enabled_source = enabled_state(
-        name, control, inputs.records, inputs.control_path
-    )
+    enabled, enabled_at, enabled_source = enabled_state(name, control, records, inputs.control_path)
     health, detail = _health(enabled, enabled_at, last_run, schedule.cadence, now)
     mode, mode_source = _mode(
         name, control, runs[-1][1] if runs else None, state, inputs.control_path
@@ -518,9 +522,7 @@ def _mechanism(
     in_flight, verdicts, progress_source = _progress(runs)
     lkg, lkg_source = _lkg(name, state)
     rollbacks = tuple(
-        _ref(r, at)
-        for at, r in runs
-        if r.get("decision") == "rollback" and now - at <= _ROLLBACK_WINDOW
+        _ref(r, at) for at, r in runs if r.decision == "rollback" and now - at <= _ROLLBACK_WINDOW
     )
     return MechanismStatus(
         mechanism=name,
@@ -549,14 +551,15 @@ _VERDICTS = ("clean", "mismatch")
 
 
 def reconcile_status(
-    records: Sequence[Mapping[str, Any]],
+    records: Sequence[RunRecord | Mapping[str, Any]],
     state: Mapping[str, Any],
     now: datetime,
     clean_within: timedelta = timedelta(days=7),
 ) -> ReconcileStatus:
     """When reconcile last ran clean, or its last mismatch; a problem only once configured."""
-    mine = _timed(r for r in records if r.get("mechanism") == _RECONCILE)
-    verdicts = [(at, r) for at, r in mine if r.get("decision") in _VERDICTS]
+    runs, _ = parse_runs(records)  # one that does not parse is skipped (build_status reports it)
+    mine = _timed(r for r in runs if r.mechanism == _RECONCILE)
+    verdicts = [(at, r) for at, r in mine if r.decision in _VERDICTS]
     state_path = f"mechanisms/{_RECONCILE}.json"
     if not mine and not state:
         return ReconcileStatus(
@@ -565,18 +568,18 @@ def reconcile_status(
             source=f"history.jsonl (no reconcile record); {state_path} absent",
             clean_within=clean_within,
         )
-    cleans = [at for at, r in verdicts if r.get("decision") == "clean"]
+    cleans = [at for at, r in verdicts if r.decision == "clean"]
     from_state = record_time({"at": state.get("last_clean_at", "")})
     last_clean = max([*cleans, *([from_state] if from_state else [])], default=None)
     last = _ref(verdicts[-1][1], verdicts[-1][0]) if verdicts else None
     attempt = ""
     if mine and (last is None or mine[-1][0] > last.at):
         at, record = mine[-1]
-        attempt = f"; last attempt {_human(now - at)} ago: {record.get('decision')}"
+        attempt = f"; last attempt {_human(now - at)} ago: {record.decision}"
     source = last.source if last else f"{state_path} last_clean_at"
     window = _human(clean_within)
     if last is not None and last.decision == "mismatch":
-        findings = verdicts[-1][1].get("findings_total")
+        findings = verdicts[-1][1].extra.get("findings_total")
         count = findings if isinstance(findings, int) else None
         text = f"mismatch: {count if count is not None else '?'} findings at {format_utc(last.at)}"
         return ReconcileStatus(
@@ -655,9 +658,11 @@ def _block_details(
     return next((c for c in candidates if isinstance(c, Mapping)), {})
 
 
-def _blocked(inputs: StatusInputs, now: datetime) -> tuple[BlockedPocket, ...]:
+def _blocked(
+    inputs: StatusInputs, records: Sequence[RunRecord], now: datetime
+) -> tuple[BlockedPocket, ...]:
     policy_state = inputs.mechanism_states.get("policy", {}) or {}
-    timed = _timed(inputs.records)
+    timed = _timed(records)
     out = []
     for knob, value in sorted(inputs.effective_values.items()):
         match = _BLOCK_KNOB.match(knob)
@@ -669,10 +674,7 @@ def _blocked(inputs: StatusInputs, now: datetime) -> tuple[BlockedPocket, ...]:
             (
                 (at, r)
                 for at, r in reversed(timed)
-                if r.get("applied")
-                and any(
-                    d.get("knob") == knob and d.get("after") is False for d in r.get("diff", [])
-                )
+                if r.applied and any(d.knob == knob and d.after is False for d in r.diff)
             ),
             None,
         )
@@ -699,10 +701,21 @@ def _blocked(inputs: StatusInputs, now: datetime) -> tuple[BlockedPocket, ...]:
     return tuple(out)
 
 
+def _malformed_problem(inputs: StatusInputs, unparsed: Sequence[tuple[int, str]]) -> str | None:
+    found = [f"line {line}: {why}" for line, why in inputs.history_malformed]
+    found += [f"record #{index + 1}: {why}" for index, why in unparsed]
+    if not found:
+        return None
+    shown = "; ".join(found[:_MALFORMED_SHOWN])
+    more = f"; +{len(found) - _MALFORMED_SHOWN} more" if len(found) > _MALFORMED_SHOWN else ""
+    return f"{inputs.history_path}: {len(found)} malformed records skipped ({shown}{more})"
+
+
 def build_status(inputs: StatusInputs, now: datetime) -> StatusReport:
     """The status of every scheduled mechanism, the blocks, the ledger and the exit code."""
+    records, unparsed = parse_runs(inputs.records)
     diff = _diff(inputs)
-    mechanisms = tuple(_mechanism(m, inputs, diff, now) for m in inputs.schedules)
+    mechanisms = tuple(_mechanism(m, inputs, records, diff, now) for m in inputs.schedules)
     age = now - inputs.ledger.last_close_at if inputs.ledger.last_close_at else None
     ledger = LedgerStatus(
         source=inputs.ledger.source,
@@ -732,8 +745,11 @@ def build_status(inputs: StatusInputs, now: datetime) -> StatusReport:
     if inputs.history_corrupt_lines:
         lines = ", ".join(map(str, inputs.history_corrupt_lines))
         problems.append(f"{inputs.history_path}: corrupt lines {lines}")
+    malformed = _malformed_problem(inputs, unparsed)
+    if malformed:
+        problems.append(malformed)
     reconcile = reconcile_status(
-        inputs.records,
+        records,
         inputs.mechanism_states.get(_RECONCILE, {}) or {},
         now,
         inputs.reconcile_clean_within,
@@ -742,22 +758,20 @@ def build_status(inputs: StatusInputs, now: datetime) -> StatusReport:
         problems.append(reconcile.problem)
     operator_rollbacks = tuple(
         _ref(r, at)
-        for at, r in _timed(inputs.records)
-        if r.get("mechanism") == "operator"
-        and r.get("decision") == "rollback"
-        and now - at <= _ROLLBACK_WINDOW
+        for at, r in _timed(records)
+        if r.mechanism == "operator" and r.decision == "rollback" and now - at <= _ROLLBACK_WINDOW
     )
     return StatusReport(
         now=now,
         mechanisms=mechanisms,
         operator_rollbacks_24h=operator_rollbacks,
         diff=diff,
-        blocked=_blocked(inputs, now),
+        blocked=_blocked(inputs, records, now),
         ledger=ledger,
         effective_version=inputs.effective_version,
         effective_source=inputs.effective_path,
         history_source=inputs.history_path,
-        history_records=len(inputs.records),
+        history_records=len(records),
         problems=tuple(problems),
         exit_code=2 if stopped else (1 if problems else 0),
         reconcile=reconcile,

@@ -9,14 +9,15 @@ identical records folded into one row with a count).
 one run directory (``ledger.db``, ``state/``, ``summary.json``). The page is deterministic
 (fixed element ids, records in file order) and needs no network: plotly.js is inlined once.
 
-An adapter: it reads run artifacts and writes one file; it decides nothing.
+An adapter: it reads run artifacts and writes one file; it decides nothing. History records
+are read typed (``HistoryFile.read_runs``); unreadable lines are skipped and named on the page.
 """
 
 from __future__ import annotations
 
 import html
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -24,7 +25,8 @@ from typing import Any
 
 from autolearn.adapters.history import HistoryFile
 from autolearn.core.model import Trade
-from autolearn.core.timestamps import TimestampError, parse_utc
+from autolearn.core.run_record import RunRecord, VerdictRecord
+from autolearn.core.timestamps import format_utc, parse_utc
 from autolearn.errors import InputError
 from autolearn.ledger.sql import SqlLedger
 from autolearn.replay.summary import comparison_rows
@@ -49,7 +51,8 @@ class RunData:
     path: Path
     summary: dict[str, Any]
     trades: list[Trade]
-    records: list[dict[str, Any]]
+    records: list[RunRecord]
+    history_problems: tuple[str, ...] = ()  # unreadable history lines, skipped
 
 
 def find_runs(root: Path) -> list[Path]:
@@ -80,15 +83,27 @@ def load_run(path: Path) -> RunData:
     finally:
         ledger.close()
     history = path / "state" / "history.jsonl"
-    records = HistoryFile(history).read().records if history.exists() else []
-    return RunData(name=path.name, path=path, summary=summary, trades=trades, records=records)
+    records: list[RunRecord] = []
+    problems: list[str] = []
+    if history.exists():
+        read = HistoryFile(history).read_runs()
+        records = read.runs
+        problems += [f"line {line}: {why}" for line, why in read.malformed]
+        problems += [f"line {line}: not JSON" for line in read.corrupt_lines]
+        if read.torn_last_line:
+            problems.append("last line torn (a crash mid-append)")
+    return RunData(
+        name=path.name,
+        path=path,
+        summary=summary,
+        trades=trades,
+        records=records,
+        history_problems=tuple(problems),
+    )
 
 
-def _at(record: Mapping[str, Any]) -> datetime | None:
-    try:
-        return parse_utc(str(record.get("at", "")))
-    except TimestampError:
-        return None
+def _at_text(record: RunRecord) -> str:
+    return format_utc(record.at) if record.at is not None else ""
 
 
 # -- figures ----------------------------------------------------------------------------------
@@ -129,19 +144,16 @@ def _equity(runs: Sequence[RunData], currency: str) -> Any:
 
 
 def _knob_changes(
-    records: Sequence[Mapping[str, Any]],
+    records: Sequence[RunRecord],
 ) -> dict[str, list[tuple[datetime, Any, Any, str, str]]]:
     """knob -> [(at, before, after, decision, mechanism)] of every applied record."""
     out: dict[str, list[tuple[datetime, Any, Any, str, str]]] = {}
     for r in records:
-        at = _at(r)
-        if not r.get("applied") or at is None:
+        at = r.at
+        if not r.applied or at is None:
             continue
-        decision = str(r.get("decision", ""))
-        for d in r.get("diff") or ():
-            out.setdefault(str(d["knob"]), []).append(
-                (at, d.get("before"), d.get("after"), decision, str(r.get("mechanism", "")))
-            )
+        for d in r.diff:
+            out.setdefault(d.knob, []).append((at, d.before, d.after, r.decision, r.mechanism))
     return out
 
 
@@ -207,16 +219,16 @@ def _knobs(run: RunData, span: tuple[datetime, datetime]) -> Any | None:
 
 
 def _intervals(
-    records: Sequence[Mapping[str, Any]], end: datetime
+    records: Sequence[RunRecord], end: datetime
 ) -> dict[str, list[tuple[datetime, datetime, str, str]]]:
     """scope -> [(from, to, status, code)] of every non-active status the policy set."""
     open_: dict[str, tuple[datetime, str, str]] = {}
     out: dict[str, list[tuple[datetime, datetime, str, str]]] = {}
     for r in records:
-        at = _at(r)
-        if at is None or r.get("mechanism") != "policy" or not r.get("applied"):
+        at = r.at
+        if at is None or r.mechanism != "policy" or not r.applied:
             continue
-        for t in r.get("transitions") or ():
+        for t in r.extra.get("transitions") or ():  # the policy's own field
             scope = str(t.get("scope"))
             if scope in open_:
                 start, status, code = open_.pop(scope)
@@ -306,24 +318,27 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], cls: str = "")
     return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
-def _verdict_rows(records: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
+_VERDICT_COLUMNS = ("outcome", "reason", "n_candidate", "n_baseline")
+
+
+def _verdict_field(verdict: VerdictRecord, key: str) -> Any:
+    return getattr(verdict, key) if verdict.has(key) else ""
+
+
+def _verdict_rows(records: Sequence[RunRecord]) -> list[list[Any]]:
     rows: list[list[Any]] = []
     for r in records:
-        if r.get("mechanism") == "policy":
+        # the policy's verdicts are its scopes; an older flat verdict names no family
+        if r.mechanism == "policy" or isinstance(r.verdicts, VerdictRecord):
             continue
-        for family, v in (r.get("verdicts") or {}).items():
-            if not isinstance(v, Mapping):
-                continue
+        for family, v in r.verdicts.items():
             rows.append(
                 [
-                    r.get("at", ""),
-                    r.get("mechanism", ""),
+                    _at_text(r),
+                    r.mechanism,
                     family,
-                    r.get("decision", ""),
-                    v.get("outcome", ""),
-                    v.get("reason", ""),
-                    v.get("n_candidate", ""),
-                    v.get("n_baseline", ""),
+                    r.decision,
+                    *(_verdict_field(v, k) for k in _VERDICT_COLUMNS),
                 ]
             )
     return _fold(rows, key=lambda row: tuple(row[1:6]), first=0)
@@ -344,21 +359,19 @@ def _fold(rows: list[list[Any]], *, key: Any, first: int) -> list[list[Any]]:
     return out
 
 
-def _record_rows(records: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
+def _record_rows(records: Sequence[RunRecord]) -> list[list[Any]]:
     rows = []
     for r in records:
-        diff = ", ".join(
-            f"{d['knob']}: {d.get('before')} -> {d.get('after')}" for d in r.get("diff") or ()
-        )
-        reasons = ", ".join(map(str, r.get("reasons") or ()))
+        diff = ", ".join(f"{d.knob}: {d.before} -> {d.after}" for d in r.diff)
+        reasons = ", ".join(r.reasons)
         rows.append(
             [
-                r.get("at", ""),
-                r.get("mechanism", ""),
-                r.get("decision", ""),
+                _at_text(r),
+                r.mechanism,
+                r.decision,
                 reasons[:300],
                 diff,
-                r.get("version_after") or "",
+                r.version_after or "",
             ]
         )
     return _fold(rows, key=lambda row: (row[1], row[2], row[3], row[4]), first=0)
@@ -423,6 +436,13 @@ def build_report(root: Path, output: Path | None = None) -> Path:
         )
     verdicts = _verdict_rows(main.records)
     records = _record_rows(main.records)
+    skipped = (
+        "<p>Unreadable history lines, skipped: "
+        + html.escape("; ".join(main.history_problems))
+        + "</p>\n"
+        if main.history_problems
+        else ""
+    )
     s = main.summary
     mechanisms = ", ".join(s.get("config", {}).get("mechanisms", [])) or "none"
     meta = (
@@ -461,7 +481,7 @@ def build_report(root: Path, output: Path | None = None) -> Path:
         else "<p>No change was judged in this run.</p>"
     }
 <h2 id="h-records">Run records ({len(main.records):,}, consecutive identical ones folded)</h2>
-<div class="scroll">{
+{skipped}<div class="scroll">{
         _table(
             [
                 "first at",
