@@ -336,7 +336,7 @@ def test_config_rejects_unknown_keys_and_bad_values(tmp_path: Path) -> None:
     text = str(err.value)
     for expected in (
         "perf_guard.rules.pf_minn: unknown key",
-        "perf_guard.rules.mode: 'panic'",
+        "perf_guard.rules.mode: expected one of 'block', 'reduce', 'warn', got 'panic'",
         "stage.cooldown_s.micro",
         "hysteresis",
     ):

@@ -13,6 +13,7 @@ import typer
 
 from autolearn.adapters.logs import configure_logging, get_logger, redact
 from autolearn.cli import (
+    _config,
     _demo,
     _ingest,
     _learn,
@@ -29,7 +30,7 @@ from autolearn.errors import AutolearnError, LockBusy
 __all__ = ["app", "main"]
 
 # The command modules register themselves on import.
-_ = (_demo, _ingest, _learn, _ops, _policy, _reconcile, _replay, _state, _tune)
+_ = (_config, _demo, _ingest, _learn, _ops, _policy, _reconcile, _replay, _state, _tune)
 
 
 def main(argv: list[str] | None = None) -> int:

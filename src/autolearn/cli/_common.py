@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -12,7 +13,7 @@ from rich.console import Console
 from autolearn.adapters.state import StateStore
 from autolearn.settings import Settings
 
-__all__ = ["app", "console", "settings", "store", "utcnow"]
+__all__ = ["app", "console", "gates_config_path", "gates_overrides", "settings", "store", "utcnow"]
 
 app = typer.Typer(
     name="autolearn",
@@ -58,3 +59,18 @@ def store() -> StateStore:
 def utcnow() -> datetime:
     """The shell's clock (the core never reads it)."""
     return datetime.now(UTC)
+
+
+def gates_config_path(path: Path | None) -> Path | None:
+    """The gates/policy YAML: ``path``, else ``<bot>/config/gates.yaml`` if present, else None
+    (the packaged defaults)."""
+    if path is None:
+        tracked = settings().bot_root / "config" / "gates.yaml"
+        path = tracked if tracked.exists() else None
+    return path
+
+
+def gates_overrides() -> Mapping[str, Any] | None:
+    """The runtime overrides of the gates config (state dir, never a tracked file)."""
+    overrides: Mapping[str, Any] | None = store().read_mechanism("gates").get("overrides")
+    return overrides or None

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from autolearn.adapters.logs import emit_json
-from autolearn.cli._common import app, settings, store, utcnow
+from autolearn.cli._common import app, gates_config_path, gates_overrides, settings, store, utcnow
 
 if TYPE_CHECKING:  # imported inside the commands: gates pull in SQLAlchemy and numpy, and
     # every `autolearn` invocation (even `set`) would pay for them at start-up
@@ -30,11 +30,7 @@ _ConfigOpt = Annotated[
 def _config(path: Path | None) -> GatesConfig:
     from autolearn.gates.config import load_gates_config
 
-    if path is None:
-        tracked = settings().bot_root / "config" / "gates.yaml"
-        path = tracked if tracked.exists() else None
-    overrides = store().read_mechanism("gates").get("overrides") or None
-    return load_gates_config(path, overrides)
+    return load_gates_config(gates_config_path(path), gates_overrides())
 
 
 @app.command()

@@ -1,8 +1,9 @@
 """Gate (and policy) configuration: the packaged ``data/gates.yaml``, the bot's tracked
 ``config/gates.yaml`` over it, and runtime overrides over both (never written to a tracked file).
 
-Parse, don't pass dicts: every section becomes a frozen dataclass; unknown keys are errors; all
-problems are collected with their dotted path and raised together as one ``ConfigError``.
+Parse, don't pass dicts: every section becomes a frozen dataclass through the one strict loader
+(``autolearn.core.config_loader``); unknown keys are errors; all problems are collected with their
+dotted path and raised together as one ``ConfigError``.
 Per-pocket and per-strategy overrides are partial documents merged over the section and
 validated at load time (so a typo in a threshold fails the load, not an entry at 3 a.m.).
 
@@ -12,10 +13,8 @@ This module reads YAML files; it must not decide anything.
 from __future__ import annotations
 
 import math
-import types
-import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
 from importlib import resources
@@ -23,8 +22,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from autolearn.adapters.yamlio import load_yaml, load_yaml_text
+from autolearn.core.config_loader import config_to_doc, load_config
 from autolearn.core.metrics import Units
-from autolearn.core.registry import parse_duration
 from autolearn.errors import ConfigError
 from autolearn.policy.config import PolicyConfig
 
@@ -298,7 +297,6 @@ def load_gates_config(
 
 def parse_gates_config(doc: object, source: str = "<gates config>") -> GatesConfig:
     """Validate a loaded document; ``ConfigError`` lists every problem with its dotted path."""
-    problems: list[str] = []
     if isinstance(doc, Mapping) and "perf_guard" in doc and isinstance(doc["perf_guard"], Mapping):
         # The perf guard section is flat in YAML (rules + pockets + strategies side by side).
         pg = dict(doc["perf_guard"])
@@ -308,27 +306,28 @@ def parse_gates_config(doc: object, source: str = "<gates config>") -> GatesConf
             "strategies": pg.get("strategies") or {},
         }
         doc = {**doc, "perf_guard": nested}
-    config = _build(GatesConfig, doc, "", problems)
-    if not problems:
-        for kind, table in (
-            ("pockets", config.perf_guard.pockets),
-            ("strategies", config.perf_guard.strategies),
-        ):
-            for name, partial in table.items():
-                _resolve_into(
-                    config.perf_guard.rules, [partial], f"perf_guard.{kind}.{name}", problems
-                )
-        for name, partial in config.reentry.strategies.items():
-            _resolve_into(
-                config.reentry.defaults, [partial], f"reentry.strategies.{name}", problems
-            )
+    try:
+        config = load_config(GatesConfig, doc, source)
+    except ConfigError as exc:
+        raise ConfigError(f"invalid gates config {source}:", exc.problems) from exc
+    # The overrides are partial documents (typed ``Mapping[str, Any]``, so the loader passes them
+    # through): each is checked here merged over its section, as ``perf_rules`` will merge it.
+    problems: list[str] = []
+    for kind, table in (
+        ("pockets", config.perf_guard.pockets),
+        ("strategies", config.perf_guard.strategies),
+    ):
+        for name, partial in table.items():
+            _resolve_into(config.perf_guard.rules, [partial], f"perf_guard.{kind}.{name}", problems)
+    for name, partial in config.reentry.strategies.items():
+        _resolve_into(config.reentry.defaults, [partial], f"reentry.strategies.{name}", problems)
     if problems:
         raise ConfigError(f"invalid gates config {source}:", problems)
     return config
 
 
 # ---------------------------------------------------------------------------------------------
-# The small generic dataclass builder (types used in this module only)
+# Partial overrides: a section's document, the partials merged over it, through the loader
 
 
 def _resolve(base: _T, partials: list[object], path: str) -> _T:
@@ -343,101 +342,14 @@ def _resolve_into(base: _T, partials: list[object], path: str, problems: list[st
     present = [p for p in partials if p]
     if not present:
         return base
-    doc = _to_doc(base)
+    doc = config_to_doc(base)
     for partial in present:
         if not isinstance(partial, Mapping):
             problems.append(f"{path}: expected a mapping, got {partial!r}")
             return base
         doc = merge_docs(doc, partial)
-    return _build(type(base), doc, path, problems)
-
-
-def _to_doc(value: Any) -> Any:
-    if is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _to_doc(getattr(value, f.name)) for f in fields(value)}
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    if isinstance(value, StrEnum):
-        return value.value
-    if isinstance(value, tuple):
-        return list(value)
-    if isinstance(value, Mapping):
-        return {k: _to_doc(v) for k, v in value.items()}
-    return value
-
-
-def _build(cls: type[_T], doc: object, path: str, problems: list[str]) -> _T:
-    if doc is None:
-        doc = {}
-    if not isinstance(doc, Mapping):
-        problems.append(f"{path or '<top>'}: expected a mapping, got {doc!r}")
-        return cls()
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
-    for key in doc:
-        if key not in names:
-            problems.append(f"{_join(path, str(key))}: unknown key (known: {', '.join(names)})")
-    kwargs: dict[str, Any] = {}
-    before = len(problems)
-    for name in names:
-        if name in doc:
-            kwargs[name] = _coerce(hints[name], doc[name], _join(path, name), problems)
-    if len(problems) > before:
-        return cls()
     try:
-        return cls(**kwargs)
-    except (TypeError, ValueError) as exc:
-        problems.append(f"{path or '<top>'}: {exc}")
-        return cls()
-
-
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
-
-
-def _coerce(tp: Any, value: Any, path: str, problems: list[str]) -> Any:  # noqa: C901
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        inner = next(a for a in args if a is not type(None))
-        return _coerce(inner, value, path, problems)
-    if isinstance(tp, type) and is_dataclass(tp):
-        return _build(tp, value, path, problems)
-    if isinstance(tp, type) and issubclass(tp, StrEnum):
-        try:
-            return tp(value)
-        except ValueError:
-            problems.append(f"{path}: {value!r} is not one of {[m.value for m in tp]}")
-            return None
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif tp is float:
-        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-            return float(value)
-    elif tp is str:
-        if isinstance(value, str):
-            return value
-    elif tp is timedelta:
-        try:
-            return parse_duration(value)
-        except ValueError as exc:
-            problems.append(f"{path}: {exc}")
-            return None
-    elif origin is tuple:
-        if isinstance(value, list | tuple):
-            return tuple(_coerce(args[0], v, f"{path}[{i}]", problems) for i, v in enumerate(value))
-    elif origin is Mapping or origin is dict:
-        if isinstance(value, Mapping):
-            if args[1] is Any or typing.get_origin(args[1]) is Mapping:
-                return {str(k): v for k, v in value.items()}
-            return {str(k): _coerce(args[1], v, f"{path}.{k}", problems) for k, v in value.items()}
-    else:  # pragma: no cover - a field type this builder does not know is a programming error
-        raise TypeError(f"{path}: unsupported field type {tp!r}")
-    problems.append(f"{path}: expected {getattr(tp, '__name__', tp)}, got {value!r}")
-    return None
+        return load_config(type(base), doc, path, path=path)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+        return base

@@ -4,7 +4,8 @@ Pure: each ``check_*`` takes facts the shell gathered (``autolearn.ops.probes``)
 findings. The checks are the original's failure modes (original-system.md 5.1, 5.3-5.5): a dirty
 checkout that silently breaks ``git pull --ff-only``, runtime state written into tracked files,
 timers nobody watches, a stale ledger, two writers of one knob family, and tuner rules whose
-input signal never appears in the data (the degenerate fixed point of 5.1).
+input signal never appears in the data (the degenerate fixed point of 5.1), and a tracked config
+a run would refuse (exit 78 at 3 a.m. instead of now).
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ from autolearn.ops.schedules import unit_base
 from autolearn.ops.status import LedgerProbe, ReconcileStatus
 
 __all__ = [
+    "ConfigFacts",
     "GitFacts",
     "PathFacts",
     "TimerFacts",
+    "check_configs",
     "check_git_clean",
     "check_history",
     "check_ledger",
@@ -58,6 +61,15 @@ class TimerFacts:
     mechanism: str
     enabled: bool  # the operator's flag (control.json)
     active: str | None  # `systemctl is-active` answer; None when it could not be asked
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConfigFacts:
+    """One config as its command would load it (``autolearn config check``)."""
+
+    name: str  # "tuner", "scalp", "autotune", "gates", "registry"
+    source: str  # the path, or "defaults (...)" when no file is configured
+    problems: Sequence[str] = ()  # empty: it loads
 
 
 def check_git_clean(facts: GitFacts) -> list[Finding]:
@@ -252,6 +264,30 @@ def check_registry(problems: Sequence[str], source: str) -> Finding:
         )
     return Finding(
         check="registry", severity=Severity.OK, what=f"registry {source}: one owner per family"
+    )
+
+
+def check_configs(facts: Sequence[ConfigFacts], *, shown: int = 3) -> Finding:
+    """Every config a run would load must load (one finding; ``shown`` problems per config)."""
+    bad = [f for f in facts if f.problems]
+    if bad:
+        parts = []
+        for f in bad:
+            more = f" (+{len(f.problems) - shown} more)" if len(f.problems) > shown else ""
+            parts.append(f"{f.name} {f.source}: {'; '.join(f.problems[:shown])}{more}")
+        return Finding(
+            check="configs",
+            severity=Severity.ERROR,
+            what="invalid config (its run exits 78): " + " | ".join(parts),
+            fix="`autolearn config check` lists every problem with its dotted path; fix the "
+            "file (a typo must not fall back to a default)",
+            source="autolearn config check",
+        )
+    return Finding(
+        check="configs",
+        severity=Severity.OK,
+        what="every config loads: " + ", ".join(f"{f.name} {f.source}" for f in facts),
+        source="autolearn config check",
     )
 
 

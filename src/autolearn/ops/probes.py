@@ -8,21 +8,22 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 
 from autolearn.adapters.gitguard import git_toplevel, tracked_under
 from autolearn.adapters.logs import redact
 from autolearn.core.model import Trade
-from autolearn.errors import AutolearnError, StateError
+from autolearn.errors import AutolearnError, ConfigError, StateError
 from autolearn.ops.deploy import DeployFacts
-from autolearn.ops.doctor import GitFacts, PathFacts, TimerFacts
+from autolearn.ops.doctor import ConfigFacts, GitFacts, PathFacts, TimerFacts
 from autolearn.ops.schedules import unit_base
 from autolearn.ops.status import LedgerProbe
 
 __all__ = [
     "git",
+    "probe_config",
     "probe_deploy",
     "probe_git",
     "probe_ledger",
@@ -166,6 +167,15 @@ def probe_timers(
             active = out.stdout.strip() or "unknown"
         facts.append(TimerFacts(mechanism=mechanism, enabled=is_enabled, active=active))
     return facts, why
+
+
+def probe_config(name: str, source: str, load: Callable[[], object]) -> ConfigFacts:
+    """Run one config's own loader; a refused config is a fact (its problems), not a crash."""
+    try:
+        load()
+    except ConfigError as exc:
+        return ConfigFacts(name=name, source=source, problems=tuple(exc.problems) or (str(exc),))
+    return ConfigFacts(name=name, source=source)
 
 
 def probe_ledger(url: str) -> LedgerProbe:
