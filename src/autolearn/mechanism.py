@@ -28,6 +28,7 @@ from autolearn.core.timestamps import TimestampError, format_utc, parse_utc
 from autolearn.errors import LockBusy, StateError
 
 __all__ = [
+    "ENDS_FLIGHT",
     "applied_fields",
     "base_record",
     "lock_busy_record",
@@ -37,6 +38,10 @@ __all__ = [
     "unchanged_fields",
     "version_context",
 ]
+
+
+# decisions after which a family's arms end: every entry sees the values the decision left
+ENDS_FLIGHT = frozenset({"promote", "rollback", "revert"})
 
 
 def base_record(

@@ -8,6 +8,13 @@ Layers, first hit wins per key:
                    ``configs/scalp_active_params.json`` under the bot root: read-only, for keys
                    a legacy config still carries (e.g. ``strategies.RangeRevertLite.*``)
 
+While a change is in flight with concurrent arms, ``get(key, unit=order_id)`` serves the
+candidate values to the flight's share of units and the last-known-good values to the rest, by
+a stable hash of the unit id (``autolearn.core.arms``); ``arm(unit).version`` is the version the
+bot pins on that order and its trade, so the judge compares both arms over the same hours. A
+call without ``unit`` gets the candidate (the weaker before/after comparison, for a bot that
+cannot pass a unit id).
+
 A tuned ``0`` or ``false`` is a value (the original's ``x or default`` idiom turned a tuned 0 into
 600 ms). Reads are cheap: the runtime file is re-``stat``-ed at most every ``refresh_s`` and
 re-parsed only when its mtime/size changes. A torn or corrupt runtime file never falls through to
@@ -28,11 +35,12 @@ from typing import Any
 from autolearn.adapters.history import HistoryFile
 from autolearn.adapters.logs import get_logger
 from autolearn.adapters.state import StateStore
+from autolearn.core.arms import CANDIDATE, LKG, ArmSplit, arm_key
 from autolearn.core.knobs import KnobValue
 from autolearn.core.registry import Registry
 from autolearn.errors import AutolearnError, StateError
 
-__all__ = ["LEGACY_FILES", "Explanation", "Tuning", "flatten"]
+__all__ = ["LEGACY_FILES", "Arm", "Explanation", "Tuning", "flatten"]
 
 LEGACY_FILES = (
     "config/tuning_overlay.yaml",
@@ -70,10 +78,34 @@ class Explanation:
 
 
 @dataclass(frozen=True, slots=True)
+class Arm:
+    """What one unit (an order or signal id) sees while changes are in flight."""
+
+    unit: str
+    version: str  # pin this on the order and its trade
+    arms: dict[str, str]  # family -> "candidate" | "baseline" (empty: nothing in flight)
+
+
+@dataclass(frozen=True, slots=True)
 class _View:
     version: str
     values: dict[str, KnobValue]
     sources: dict[str, dict[str, str]]
+    arms: tuple[ArmSplit, ...] = ()
+    arm_versions: dict[str, str] | None = None
+
+    def for_unit(self, unit: str | None) -> tuple[str, str, dict[str, KnobValue]]:
+        """(arm key, version, overrides) of ``unit``; the candidate for no unit."""
+        if unit is None or not self.arms:
+            return "", self.version, {}
+        key = arm_key(self.arms, unit)
+        if "b" not in key:
+            return key, self.version, {}
+        overrides: dict[str, KnobValue] = {}
+        for split, letter in zip(self.arms, key, strict=True):
+            if letter == "b":
+                overrides.update(split.baseline)
+        return key, (self.arm_versions or {}).get(key, self.version), overrides
 
 
 class Tuning:
@@ -102,9 +134,16 @@ class Tuning:
         self._log = get_logger("autolearn.runtime")
 
     # -- public API -------------------------------------------------------------------------
-    def get(self, key: str, default: Any = _MISSING) -> Any:
-        """The value of ``key``; ``default`` (or ``KeyError``) only when no layer has it."""
+    def get(self, key: str, default: Any = _MISSING, *, unit: str | None = None) -> Any:
+        """The value of ``key`` for ``unit``; ``default`` (or ``KeyError``) only if no layer has it.
+
+        ``unit`` is the id of the order or signal the value is for (see :meth:`arm`).
+        """
         view = self._current()
+        if unit is not None and view.arms:
+            _, _, overrides = view.for_unit(unit)
+            if key in overrides:
+                return overrides[key]
         if key in view.values:
             return view.values[key]
         if key in self._presets:
@@ -143,6 +182,25 @@ class Tuning:
                 )
         return Explanation(key, None, "missing", view.version, None, None, self.degraded)
 
+    def arm(self, unit: str) -> Arm:
+        """The arm ``unit`` is in for every change in flight, and the version to pin for it.
+
+        Stable: the same unit gets the same answer for as long as the flights run.
+        """
+        view = self._current()
+        key, version, _ = view.for_unit(unit)
+        arms = {
+            split.family: CANDIDATE if letter == "c" else LKG
+            for split, letter in zip(view.arms, key, strict=True)
+        }
+        return Arm(unit, version, arms)
+
+    def values_for(self, unit: str) -> dict[str, Any]:
+        """Every registered knob's value as ``unit`` sees it (one consistent version)."""
+        view = self._current()
+        _, _, overrides = view.for_unit(unit)
+        return {**self._presets, **view.values, **overrides}
+
     @property
     def config_version(self) -> str:
         """The version id the bot pins on each order and trade."""
@@ -180,7 +238,13 @@ class Tuning:
         except AutolearnError as exc:
             self._degrade(f"runtime state unreadable: {exc}")
             return
-        self._view = _View(effective.version, effective.values, effective.sources)
+        self._view = _View(
+            effective.version,
+            effective.values,
+            effective.sources,
+            effective.arms,
+            effective.arm_versions,
+        )
         self._stamp = stamp
         self.degraded = None
 

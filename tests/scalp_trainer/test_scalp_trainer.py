@@ -14,10 +14,10 @@ from autolearn.adapters.state import StateStore
 from autolearn.core.apply_guard import ApplyKind
 from autolearn.core.judge import VersionTimeline
 from autolearn.core.knobs import is_on_grid
+from autolearn.core.lifecycle import finalize
 from autolearn.core.model import Side, Trade
 from autolearn.ledger.sql import SqlLedger
 from autolearn.scalp_trainer import Decision, ScalpInput, ScalpTrainerConfig, decide, run_cycle
-from autolearn.scalp_trainer.lifecycle import finalize
 from autolearn.scalp_trainer.rules import quantile_interval
 from autolearn.settings import load_registry
 
@@ -240,12 +240,13 @@ def test_shadow_run_records_but_changes_nothing(env: tuple[StateStore, SqlLedger
 
 def test_reconcile_adopts_an_operator_change_as_lkg_and_notices_external_reverts() -> None:
     """A human's values become the LKG; a change in flight reverted by someone else ends it."""
-    from autolearn.scalp_trainer.lifecycle import reconcile, start_flight
+    from autolearn.core.lifecycle import FamilyState, FlightSettings, reconcile, start_flight
 
-    state, notes = reconcile(None, {"k": 1.0}, "v1", {}, NOW)
+    state, notes = reconcile(None, FamilyState, {"k": 1.0}, "v1", {}, NOW)
     assert notes == ["lkg_bootstrap"] and state.lkg_values == {"k": 1.0}
-    by_hand, notes = reconcile(state, {"k": 2.0}, "v2", {"k": "operator"}, NOW)
+    by_hand, notes = reconcile(state, FamilyState, {"k": 2.0}, "v2", {"k": "operator"}, NOW)
     assert notes == ["operator_change"] and by_hand.lkg_version == "v2"
-    flying = start_flight(state, {"k": 3.0}, NOW)
-    reverted, notes = reconcile(flying, {"k": 1.0}, "v1", {"k": "scalp_trainer"}, NOW)
+    flying = start_flight(state, {"k": 3.0}, NOW, FlightSettings(), split_id="s/k/1")
+    assert flying.in_flight is not None and flying.in_flight.split_id == "s/k/1"
+    reverted, notes = reconcile(flying, FamilyState, {"k": 1.0}, "v1", {"k": "scalp_trainer"}, NOW)
     assert notes == ["in_flight_reverted_externally"] and reverted.in_flight is None

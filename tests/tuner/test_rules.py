@@ -206,12 +206,17 @@ def test_mixed_timestamp_formats_run_through_the_cycle(tmp_path: Path) -> None:
 def test_config_yaml_rejects_unknown_keys_and_bad_values() -> None:
     """A typo or an out-of-range threshold is a ConfigError listing every problem."""
     with pytest.raises(ConfigError) as err:
-        parse_tuner_config({"min_trade": 5, "confidence": 3.0, "judge": {"bandd": 1}})
+        parse_tuner_config({"min_trade": 5, "flight": {"judge": {"bandd": 1}}})
     text = str(err.value)
-    assert "min_trade: unknown key" in text and "judge.bandd" in text
+    assert "min_trade: unknown key" in text and "flight.judge.bandd: unknown key" in text
     config = parse_tuner_config(
-        {"cooldown": "2h", "on_fail": "shadow", "judge": {"band": 0.5}, "exit_pockets": ["scalp"]}
+        {
+            "flight": {"cooldown": "2h", "judge": {"mixture_scale": 0.5}},
+            "on_fail": "shadow",
+            "exit_pockets": ["scalp"],
+        }
     )
-    assert config.cooldown == timedelta(hours=2) and config.judge.band == 0.5
+    assert config.flight.cooldown == timedelta(hours=2)
+    assert config.flight.judge.mixture_scale == 0.5
     with pytest.raises(ConfigError):
         parse_tuner_config({"on_fail": "explode"})

@@ -2,7 +2,8 @@
 
 Layout of the state directory (untracked; default ``logs/tuning/`` under the bot checkout)::
 
-    effective.json            merged runtime layer every worker reads (version, values, sources)
+    effective.json            merged runtime layer every worker reads (version, values, sources,
+                              the concurrent arms of changes in flight)
     snapshots/<version>.json  immutable, content-addressed: the runtime values of each version
     mechanisms/<name>.json    per-mechanism state (mode, LKG, in-flight change, counters)
     control.json              operator switches (freeze/unfreeze with reason)
@@ -31,6 +32,7 @@ from autolearn.adapters.gitguard import ensure_untracked, tracked_under
 from autolearn.adapters.history import HistoryFile
 from autolearn.adapters.locks import file_lock
 from autolearn.core.apply_guard import ApplyKind, KnobChange, KnobDecision, guard_changes
+from autolearn.core.arms import ArmSplit, arm_layers
 from autolearn.core.knobs import KnobSpec, KnobType, KnobValue, Owner
 from autolearn.core.registry import Registry
 from autolearn.core.timestamps import TimestampError, format_utc, parse_utc
@@ -81,9 +83,14 @@ class Effective:
     # history size when ``last_record`` was about to be appended: recovery scans from here
     last_record_offset: int = 0
     presets: str = ""  # digest of the registry defaults this version was addressed with
+    # concurrent arms of changes in flight (empty: every entry sees ``values``)
+    arms: tuple[ArmSplit, ...] = ()
+    # arm key ("cb": first split on its candidate, second on its baseline) -> version id
+    arm_versions: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        arms = {"arms": [a.to_json() for a in self.arms]} if self.arms else {}
+        return arms | {
             "schema_version": STATE_SCHEMA_VERSION,
             "version": self.version,
             "values": dict(sorted(self.values.items())),
@@ -173,6 +180,7 @@ class StateStore:
                 last_record=doc.get("last_record"),
                 last_record_offset=int(doc.get("last_record_offset", 0)),
                 presets=str(doc.get("presets", "")),
+                arms=tuple(ArmSplit.from_json(a) for a in doc.get("arms", [])),
             )
         except (KeyError, TypeError, ValueError, TimestampError) as exc:
             raise StateError(f"{self.effective_path}: malformed state ({exc})") from exc
@@ -183,7 +191,23 @@ class StateStore:
             )
         if effective.presets != self.presets:  # presets changed by a deploy: rebase
             effective = replace(effective, version=self.version_of(values), presets=self.presets)
-        return effective
+        return self._with_arm_versions(effective)
+
+    def _with_arm_versions(self, effective: Effective) -> Effective:
+        """``effective`` with the version of every arm combination (computed, never stored)."""
+        if not effective.arms:
+            return effective
+        versions = {
+            key: self.version_of(layer) for key, layer in self._arm_layers(effective).items()
+        }
+        return replace(effective, arm_versions=versions)
+
+    def _arm_layers(self, effective: Effective) -> dict[str, dict[str, KnobValue]]:
+        def is_default(knob: str, value: KnobValue) -> bool:
+            spec = self.registry.find(knob)
+            return spec is not None and value == spec.default and type(value) is type(spec.default)
+
+        return arm_layers(effective.values, effective.arms, is_default)
 
     def current_values(self) -> dict[str, KnobValue]:
         """Registry defaults overlaid with the runtime layer."""
@@ -262,16 +286,38 @@ class StateStore:
         kind: ApplyKind = ApplyKind.APPLY,
         record: Mapping[str, Any] | None = None,
         dry_run: bool = False,
+        start_arms: ArmSplit | None = None,
     ) -> ApplyResult:
         """Guard ``requested`` changes and apply the adopted ones atomically.
 
         ``record`` is the run's record: it is completed with the decisions, versions and diff
         and appended to the history (so one run leaves exactly one record). Nothing is written
         when ``dry_run`` (shadow mode) or when nothing is adopted, except the record.
+
+        ``start_arms`` splits the entries between the adopted (candidate) values and the split's
+        baseline values while the change is in flight. Any apply that changes a knob of an
+        active split ends that split (a rollback, an operator's set): its arms no longer hold.
         """
         with self.lock("effective", timeout_s=30):
             effective = self.read_effective()
-            return self._apply_locked(effective, writer, requested, now, kind, record, dry_run)
+            return self._apply_locked(
+                effective, writer, requested, now, kind, record, dry_run, start_arms
+            )
+
+    def end_arms(self, families: Mapping[str, str], now: datetime) -> bool:
+        """End the splits of ``families`` (family -> mechanism): every entry sees the values.
+
+        Used when a change is promoted (no value changes, so no apply). Returns whether a split
+        was ended. The version does not change: it addresses values, and the arms are not values.
+        """
+        with self.lock("effective", timeout_s=30):
+            effective = self.read_effective()
+            kept = tuple(a for a in effective.arms if families.get(a.family) != a.mechanism)
+            if len(kept) == len(effective.arms):
+                return False
+            ended = replace(effective, arms=kept, arm_versions={}, updated_at=now)
+            self._write_json(self.effective_path, ended.to_json(), raw=True)
+            return True
 
     def restore(
         self,
@@ -320,6 +366,7 @@ class StateStore:
         kind: ApplyKind,
         record: Mapping[str, Any] | None,
         dry_run: bool,
+        start_arms: ArmSplit | None = None,
     ) -> ApplyResult:
         """The body of :meth:`apply`; the caller holds the ``effective`` lock."""
         self._recover_unrecorded(effective)
@@ -340,6 +387,10 @@ class StateStore:
                 self.record(_complete(record, result, now, applied=False, proposed=diff))
             return result
         new_effective = self._next_effective(effective, adopted, writer, kind, now)
+        arms = tuple(a for a in effective.arms if not set(a.baseline) & set(adopted))
+        if start_arms is not None:
+            arms = (*(a for a in arms if a.family != start_arms.family), start_arms)
+        new_effective = self._with_arm_versions(replace(new_effective, arms=arms))
         result = ApplyResult(decisions, effective.version, new_effective.version, diff)
         full_record = _complete(record or {}, result, now, applied=True, proposed=diff)
         full_record.setdefault("mechanism", str(writer))
@@ -352,9 +403,14 @@ class StateStore:
             last_record=full_record,
             last_record_offset=self.history.size(),
             presets=self.presets,
+            arms=new_effective.arms,
+            arm_versions=new_effective.arm_versions,
         )
         self._write_snapshot(effective, "", writer, ApplyKind.REBASE, now)  # no-op unless rebased
         self._write_snapshot(new_effective, effective.version, writer, kind, now)
+        for key, layer in self._arm_layers(new_effective).items():
+            arm = Effective(new_effective.arm_versions[key], layer, presets=self.presets)
+            self._write_snapshot(arm, new_effective.version, writer, ApplyKind.ARM, now)
         previous = self._read_bytes(self.effective_path)
         self._write_json(self.effective_path, new_effective.to_json(), raw=True)
         try:

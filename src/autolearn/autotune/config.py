@@ -1,7 +1,7 @@
 """The autotune configuration: the search, the folds, the objective, the gates, the judge.
 
 Defaults live in the dataclass and nowhere else; the optional operator YAML goes through the
-same strict parser as the scalp trainer's (unknown keys and bad types are one ``ConfigError``).
+one strict loader, ``core.config_loader`` (unknown keys and bad types are one ``ConfigError``).
 Pure apart from :func:`load_autotune_config`, which reads the optional YAML file.
 """
 
@@ -12,8 +12,8 @@ from datetime import timedelta
 from pathlib import Path
 
 from autolearn.backtest import STRATEGIES
-from autolearn.scalp_trainer.config import parse_frozen_config
-from autolearn.scalp_trainer.lifecycle import JudgeSettings
+from autolearn.core.config_loader import load_config
+from autolearn.core.lifecycle import FlightSettings
 
 __all__ = ["AutotuneConfig", "load_autotune_config"]
 
@@ -54,8 +54,10 @@ class AutotuneConfig:
     # gates a winner must pass to be proposed
     min_dsr: float = 0.9  # deflated Sharpe of the winner's in-sample trades
     min_oos_improvement: float = 0.0  # candidate OOS score - incumbent OOS score must exceed
-    # live judge of an applied change
-    verdict: JudgeSettings = field(default_factory=JudgeSettings)
+    # the change in flight: arms, judge, hard limits, deadline (shared by every learner)
+    flight: FlightSettings = field(
+        default_factory=lambda: FlightSettings(cooldown=timedelta(hours=12))
+    )
 
     def problems(self) -> list[str]:
         """Every invariant this config breaks (empty when valid)."""
@@ -92,4 +94,4 @@ def load_autotune_config(path: Path | None) -> AutotuneConfig:
         return AutotuneConfig()
     from autolearn.adapters.yamlio import load_yaml
 
-    return parse_frozen_config(AutotuneConfig, load_yaml(path), str(path))
+    return load_config(AutotuneConfig, load_yaml(path), str(path))

@@ -39,7 +39,17 @@ from autolearn.autotune.walkforward import walk_forward
 from autolearn.backtest import Candles, get_strategy
 from autolearn.core.apply_guard import ApplyKind
 from autolearn.core.knobs import KnobSpec, KnobValue, Owner
-from autolearn.core.lifecycle import family_values, json_safe
+from autolearn.core.lifecycle import (
+    FamilyState,
+    family_values,
+    finalize,
+    json_safe,
+    judge_in_flight,
+    parse_state,
+    reconcile,
+    split_of,
+    start_flight,
+)
 from autolearn.core.timestamps import format_utc, from_epoch_us, to_epoch_us
 from autolearn.errors import ConfigError
 from autolearn.ledger._base import Ledger
@@ -51,14 +61,6 @@ from autolearn.mechanism import (
     run_locked,
     unchanged_fields,
     version_context,
-)
-from autolearn.scalp_trainer.lifecycle import (
-    FamilyState,
-    finalize,
-    judge_in_flight,
-    parse_state,
-    reconcile,
-    start_flight,
 )
 
 __all__ = ["run_cycle"]
@@ -109,10 +111,12 @@ class _Run:
         self.effective = store.read_effective()
         self.specs = self._specs()
         self.current = family_values(list(self.specs.values()), store.current_values())
-        stored = parse_state(store.read_mechanism(_MECHANISM), f"mechanisms/{_MECHANISM}.json")
+        stored = parse_state(
+            FamilyState, store.read_mechanism(_MECHANISM), f"mechanisms/{_MECHANISM}.json"
+        )
         writers = {k: str(v.get("writer", "")) for k, v in self.effective.sources.items()}
         self.state, self.notes = reconcile(
-            stored, self.current, self.effective.version, writers, now
+            stored, FamilyState, self.current, self.effective.version, writers, now
         )
 
     def _specs(self) -> dict[str, KnobSpec]:
@@ -157,7 +161,7 @@ class _Run:
             return None
         flight = self.state.in_flight
         trades = self.ledger.trades(
-            closed_since=flight.started_at - self.config.verdict.deadline * 2,
+            closed_since=flight.started_at - self.config.flight.baseline_lookback,
             closed_until=self.now + timedelta(microseconds=1),
             strategy=self.config.live_strategy,
         )
@@ -172,10 +176,10 @@ class _Run:
             version_values,
             timeline,
             self.now,
-            self.config.verdict,
+            self.config.flight,
         )
         extra: dict[str, Any] = {"verdicts": {self.config.family: json_safe(result.verdict)}}
-        if result.action == "rollback" and result.rollback:
+        if result.rollback:
             extra["target_version"] = result.target_version
             return self._apply(
                 result.action,
@@ -187,6 +191,8 @@ class _Run:
                 unapplied=self.state,
             )
         self.state = result.state
+        if result.ends_flight and self.live:
+            self.store.end_arms({self.config.family: _MECHANISM}, self.now)
         return self._hold([result.code], extra, decision=result.action)
 
     def _spec(self, window: Candles, path: Path, storage_url: str | None) -> StudySpec:
@@ -288,7 +294,13 @@ class _Run:
             verdict.requests,
             ApplyKind.APPLY,
             extra,
-            proposed=start_flight(self.state, proposal.values, self.now),
+            proposed=start_flight(
+                self.state,
+                proposal.values,
+                self.now,
+                self.config.flight,
+                split_id=f"{_MECHANISM}/{self.config.family}/{format_utc(self.now)}",
+            ),
             unapplied=self.state,
         )
 
@@ -333,7 +345,13 @@ class _Run:
         flight = proposed.in_flight
         record["in_flight"] = {self.config.family: flight.to_json()} if flight else None
         result = self.store.apply(
-            Owner.AUTOTUNE, requests, self.now, kind=kind, record=record, dry_run=not self.live
+            Owner.AUTOTUNE,
+            requests,
+            self.now,
+            kind=kind,
+            record=record,
+            dry_run=not self.live,
+            start_arms=split_of(flight, _MECHANISM, self.config.family),
         )
         record.update(applied_fields(result))
         if not result.applied:  # shadow / frozen: what the guard would have adopted

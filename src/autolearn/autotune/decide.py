@@ -25,8 +25,7 @@ from typing import Any
 
 from autolearn.autotune.selection import DeflatedSharpe
 from autolearn.autotune.study import Evaluation
-from autolearn.core.knobs import KnobSpec, KnobValue
-from autolearn.scalp_trainer.lifecycle import approach
+from autolearn.core.knobs import KnobSpec, KnobValue, approach
 
 __all__ = ["Gate", "Proposal", "bounded_step", "gate"]
 

@@ -17,6 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from autolearn.adapters.atomic import atomic_write_bytes
@@ -24,14 +25,17 @@ from autolearn.adapters.gitguard import ensure_untracked
 from autolearn.adapters.logs import emit_json, redact
 from autolearn.adapters.state import StateStore
 from autolearn.cli._common import app, console, settings, store, utcnow
+from autolearn.cli._config import gather_config_facts
 from autolearn.core.ownership_doc import ownership_problems
 from autolearn.core.registry import parse_duration
+from autolearn.core.run_record import RunRecord
 from autolearn.core.timestamps import TimestampError, format_utc, parse_utc
 from autolearn.errors import InputError, StateError
 from autolearn.ops import install as installer
 from autolearn.ops import probes
 from autolearn.ops.deploy import evaluate_deploy
 from autolearn.ops.doctor import (
+    check_configs,
     check_git_clean,
     check_history,
     check_ledger,
@@ -118,7 +122,7 @@ def _control_entry(state: StateStore, mechanism: str) -> dict[str, Any]:
 
 
 def _is_enabled(state: StateStore, mechanism: str) -> bool:
-    records = state.history.read().records
+    records = state.history.read_runs().runs
     return enabled_state(mechanism, _control_entry(state, mechanism), records)[0]
 
 
@@ -316,10 +320,10 @@ def systemd_disable(
 # -- status -------------------------------------------------------------------------------------
 def _gather_status(
     now: datetime, stale_after: timedelta, reconcile_within: timedelta = timedelta(days=7)
-) -> tuple[StatusReport, list[dict[str, Any]]]:
+) -> tuple[StatusReport, list[RunRecord]]:
     current = settings()
     state = store()
-    read = state.history.read()
+    read = state.history.read_runs()
     effective_error = None
     version: str | None = None
     values: dict[str, Any] = {}
@@ -335,10 +339,11 @@ def _gather_status(
         if spec is not None:
             presets[knob], owners[knob] = spec.default, spec.owner.value
     inputs = StatusInputs(
-        records=read.records,
+        records=read.runs,
         history_path=state.history.path.name,  # relative to the state dir (printed once)
         history_torn=read.torn_last_line,
         history_corrupt_lines=read.corrupt_lines,
+        history_malformed=read.malformed,
         control=state.read_control(),
         control_path=state.control_path.name,
         mechanism_states={m: state.read_mechanism(m) for m in (*SCHEDULES, "reconcile")},
@@ -353,7 +358,7 @@ def _gather_status(
         ledger_stale_after=stale_after,
         reconcile_clean_within=reconcile_within,
     )
-    return build_status(inputs, now), read.records
+    return build_status(inputs, now), read.runs
 
 
 _HEALTH_STYLE = {
@@ -436,7 +441,7 @@ def _print_status(report: StatusReport) -> None:
     if report.reconcile is not None:
         console.print(f"reconcile: {report.reconcile.text} ({report.reconcile.source})")
     for problem in report.problems:
-        console.print(f"[yellow]- {problem}[/yellow]")
+        console.print(f"[yellow]- {escape(problem)}[/yellow]")  # problems quote record text
 
 
 @app.command()
@@ -505,17 +510,19 @@ def doctor(
         trades = probes.recent_trades(current.ledger_url, at - window)
         findings += check_signals(trades, min_share=min_signal_share, window=signals_window)
     findings.append(check_registry(ownership_problems(state.registry), state.registry.source))
-    read = state.history.read()
+    findings.append(check_configs(gather_config_facts()))
+    read = state.history.read_runs()
     effective_error = None
     try:
         state.read_effective()
     except StateError as exc:
         effective_error = str(exc)
-    findings.append(check_history(read.torn_last_line, read.corrupt_lines, effective_error))
+    # a malformed record is reported beside the corrupt lines: both are skipped by every reader
+    findings.append(check_history(read.torn_last_line, read.unreadable_lines, effective_error))
     findings.append(
         check_reconcile(
             reconcile_status(
-                read.records,
+                read.runs,
                 state.read_mechanism("reconcile"),
                 at,
                 _duration("--reconcile-clean-within", reconcile_clean_within),
@@ -539,9 +546,10 @@ def _print_findings(findings: list[Finding], as_json: bool) -> None:
         Severity.ERROR: "[bold red]ERROR[/bold red]  ",
     }
     for f in findings:
-        console.print(f"{marks[f.severity]} {f.check}: {f.what}")
+        # escaped: a finding may quote operator text (a config value such as "[/x]")
+        console.print(f"{marks[f.severity]} {f.check}: {escape(f.what)}")
         if f.fix:
-            console.print(f"         fix: {f.fix}")
+            console.print(f"         fix: {escape(f.fix)}")
 
 
 # -- deploy-check -------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ class ApplyKind(StrEnum):
     ROLLBACK = "rollback"  # back to a recorded snapshot of the mechanism's own knobs
     OPERATOR = "operator"  # a human (rollback --to, set): any owner, still bounds and grid
     REBASE = "rebase"  # the presets changed under unchanged overrides (a deploy): no knob moves
+    ARM = "arm"  # the baseline arm of a change in flight (a snapshot kind, never an apply)
 
 
 class GuardCode(StrEnum):

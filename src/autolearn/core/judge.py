@@ -1,28 +1,37 @@
-"""The shared judge: is a candidate config version worse, as good, or undecided vs the LKG?
+"""The shared judge: is a candidate config version harmful, better, or undecided vs the LKG?
 
 Every mechanism that changes knobs (tuner, scalp trainer, autotune) judges its change here, on
-the trades *opened under* the candidate version against the trades opened under the
-last-known-good (LKG) version. The judge knows nothing about knobs or mechanisms: the caller says
-which versions form which arm (:func:`split_by_arm`), and passes per-trade P/L.
+the trades *opened under* the candidate against the trades opened under the last-known-good
+(LKG) version. The judge knows nothing about knobs or mechanisms: the caller says which versions
+form which arm (:func:`split_by_arm`) and passes per-trade P/L.
 
-Why an always-valid confidence sequence (mixture SPRT, Johari, Pekelis & Walsh, "Always Valid
-Inference", 2015/2019) rather than a fixed-n test or a plain Bayesian posterior: the tuner looks
-at the evidence every 10 minutes and stops as soon as it can decide. A fixed-n test (or a flat
-Bayesian posterior read as a test) peeked at every run inflates its false-alarm rate without
-bound; the normal-mixture SPRT stays valid under continuous monitoring (Ville's inequality), has a
-closed form, and needs no prior chosen per strategy. We use it in its Gaussian (CLT) form on the
-difference of mean P/L, ``theta = mean(candidate) - mean(baseline)``, with the plug-in variance
-``V = s_c^2/n_c + s_b^2/n_b``. The set of ``theta0`` with ``Lambda(theta0) < 1/alpha`` is the
-always-valid ``1 - alpha`` confidence sequence ``estimate +- half_width``; the practical band
-(Kayenta's "the interval must exclude a band") turns it into three outcomes:
+Why an always-valid confidence sequence (mixture SPRT; Johari, Pekelis & Walsh, "Always Valid
+Inference", 2015/2019): the mechanisms look at the evidence at every run and stop as soon as they
+can decide. A fixed-n test peeked at every run inflates its false-alarm rate without bound; the
+normal-mixture SPRT stays valid under continuous monitoring (Ville's inequality) and has a closed
+form. It is used in its Gaussian (CLT) form on ``theta = mean(candidate) - mean(baseline)`` with
+the plug-in variance ``V = s_c^2/n_c + s_b^2/n_b``; the set of ``theta0`` with
+``Lambda(theta0) < 1/alpha`` is the ``1 - alpha`` confidence sequence ``estimate +- half_width``.
 
-- FAIL   the whole sequence lies below ``-band``: the candidate is worse by more than the band;
-- PASS   the whole sequence lies above ``-band``: not worse by more than the band (non-inferior);
-- INCONCLUSIVE otherwise, or below the minimum sample sizes, with an estimate of the candidate
-  trades still needed if the current estimate and spreads persist.
+Calibrated for FX variance (per-trade sd ~5 pips at tens of trades a day): every scale is in units
+of the **pooled sd estimated from the data**, never absolute pips, so the same settings hold for a
+scalper at sd 2 and a swing strategy at sd 30. The mixture scale is the effect size (in sd) the
+test is most sensitive to. The two decisions are separate and both need evidence:
 
-Hard limits (drawdown in account currency, loss streak) bypass the statistics (Kayenta's
-"critical" metric). NaN never reads as bad: insufficient data is INCONCLUSIVE.
+- FAIL (harm)     the whole sequence lies below ``-harm_margin_sd * sd``: roll back;
+- PASS (better)   the whole sequence lies above ``promote_margin_sd * sd``: promote. Never on
+  "not worse than a band": a chain of "not worse" promotions can ratchet the EV down by up to the
+  band each time;
+- INCONCLUSIVE    otherwise, or below the minimum sample sizes, with the candidate trades still
+  needed if the current estimate and spreads persisted.
+
+Both decisions read one two-sided sequence, so P(any wrong decision) <= ``alpha``; under no true
+effect each side errs with about ``alpha / 2``.
+
+Hard limits (:func:`check_hard_limits`) bypass the statistics, as Kayenta's "critical" metrics do,
+and are calibrated to trip on a no-effect change in well under 1 % of flights: a loss streak long
+enough to be rare at the baseline's own loss probability, and an excess drawdown (against the
+baseline's mean) in units of ``sd * sqrt(n)``. NaN never reads as bad.
 
 Pure and deterministic: no I/O, no clock.
 """
@@ -37,7 +46,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from autolearn.core.metrics import max_drawdown, summarize, trailing_loss_streak
+from autolearn.core.metrics import max_drawdown, summarize
 from autolearn.core.model import Trade
 
 __all__ = [
@@ -47,7 +56,9 @@ __all__ = [
     "Verdict",
     "VersionTimeline",
     "check_hard_limits",
+    "fixed_sample_size",
     "judge",
+    "loss_streak_limit",
     "split_by_arm",
 ]
 
@@ -64,42 +75,64 @@ class Outcome(StrEnum):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class JudgeParams:
-    """How sure and how different. ``band`` is in the units of the P/L passed in (pips)."""
+    """How sure, and how different. Margins and the mixture scale are in pooled-sd units."""
 
-    # Practical band: ~0.25-0.5 sd of per-trade P/L. Narrower bands need hundreds of baseline
-    # trades to ever show non-inferiority (measured: tests/tuner/test_judge.py).
-    band: float = 1.0
-    alpha: float = 0.05
-    mixture_scale: float = 0.3  # mixture sd as a fraction of the pooled P/L sd (expected effect)
+    alpha: float = 0.05  # P(any wrong decision) over the whole flight, however often it looks
+    # The effect (in sd) the sequence is tuned to detect soonest (0.3 sd = 1.5 pips at sd 5).
+    # Measured with a 30 % candidate share: harms of 0.16 sd are caught in a median ~400
+    # candidate trades and harms of 0.46 sd in ~55 (bench/bench_judge.py).
+    mixture_scale: float = 0.3
+    promote_margin_sd: float = 0.0  # promote only when better by more than this
+    harm_margin_sd: float = 0.0  # roll back when worse by more than this
     min_candidate: int = 30
     min_baseline: int = 30
 
     def __post_init__(self) -> None:
-        if not self.band >= 0:
-            raise ValueError(f"band must be >= 0, got {self.band!r}")
         if not 0 < self.alpha < 1:
             raise ValueError(f"alpha must be in (0, 1), got {self.alpha!r}")
-        if not self.mixture_scale > 0:
-            raise ValueError(f"mixture_scale must be > 0, got {self.mixture_scale!r}")
+        if not 0 < self.mixture_scale <= 10:
+            raise ValueError(f"mixture_scale must be in (0, 10], got {self.mixture_scale!r}")
+        for name in ("promote_margin_sd", "harm_margin_sd"):
+            value = getattr(self, name)
+            if not 0 <= value <= 10:
+                raise ValueError(f"{name} must be in [0, 10], got {value!r}")
         if self.min_candidate < 2 or self.min_baseline < 2:
             raise ValueError("min_candidate and min_baseline must be >= 2 (a variance needs 2)")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HardLimits:
-    """Critical limits on the candidate's trades; any breach fails it at once."""
+    """Critical limits on the candidate's trades; any breach fails it at once.
 
-    max_drawdown_account: float = 3000.0  # account currency (JPY for QuantRabbit)
-    max_loss_streak: int = 10
+    Each is calibrated so that a change with no true effect trips it in about ``false_alarm``
+    of flights that run to their deadline (see :func:`loss_streak_limit`).
+    """
+
+    false_alarm: float = 0.005  # per flight of ``horizon`` candidate trades (the deadline)
+    loss_beyond_pips: float = 0.5  # a "loss" loses more than this (scratch exits are not losses)
+    min_loss_streak: int = 8  # never fewer losses in a row than this, whatever the estimate
+    drawdown_sd: float = 4.5  # excess drawdown vs the baseline's mean, in sd * sqrt(n)
+    max_drawdown_account: float | None = None  # optional absolute limit (account currency)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.false_alarm < 1:
+            raise ValueError(f"false_alarm must be in (0, 1), got {self.false_alarm!r}")
+        if self.min_loss_streak < 2:
+            raise ValueError("min_loss_streak must be >= 2")
+        if not (self.loss_beyond_pips >= 0 and self.drawdown_sd > 0):
+            raise ValueError("loss_beyond_pips must be >= 0 and drawdown_sd > 0")
+        if self.max_drawdown_account is not None and not self.max_drawdown_account > 0:
+            raise ValueError("max_drawdown_account must be > 0 (or null: no absolute limit)")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Verdict:
-    """The judge's answer. ``stat`` is ``log Lambda`` at the band edge (>= log(1/alpha) decides).
+    """The judge's answer. ``stat`` is ``log Lambda`` at the nearest decision edge.
 
     ``trades_needed`` is how many more candidate trades the decision would take if the current
     estimate and spreads persisted (0 when decided, ``None`` when it could never decide, e.g. the
-    estimate sits on the band edge or the baseline is too thin).
+    estimate sits on an edge or the baseline is too thin). ``sd`` is the pooled per-trade sd the
+    scales were read in.
     """
 
     outcome: Outcome
@@ -111,6 +144,7 @@ class Verdict:
     estimate: float = math.nan
     lower: float = math.nan
     upper: float = math.nan
+    sd: float = math.nan
 
     def to_record(self) -> dict[str, Any]:
         def num(x: float) -> float | None:
@@ -126,6 +160,7 @@ class Verdict:
             "estimate": num(self.estimate),
             "lower": num(self.lower),
             "upper": num(self.upper),
+            "sd": num(self.sd),
         }
 
 
@@ -164,26 +199,31 @@ def judge(candidate: Sequence[float], baseline: Sequence[float], params: JudgePa
         return undecided("baseline_too_small", None)
     if n_c < 2:
         return undecided("candidate_too_small", params.min_candidate - n_c)
-    pooled_var = ((n_c - 1) * c.std**2 + (n_b - 1) * b.std**2) / (n_c + n_b - 2)
     var_c, var_b = c.std**2, b.std**2
+    pooled_var = ((n_c - 1) * var_c + (n_b - 1) * var_b) / (n_c + n_b - 2)
+    if not math.isfinite(pooled_var):
+        return undecided("non_finite_pl", None)
     if pooled_var <= 0:
         # Every trade identical: the difference is exact, no uncertainty to test.
         pooled_var = var_c = var_b = 1e-12
+    sd = math.sqrt(pooled_var)
     var = var_c / n_c + var_b / n_b
     tau2 = params.mixture_scale**2 * pooled_var
     estimate = c.expectancy - b.expectancy
     half = _half_width(var, tau2, params.alpha)
-    edge = -params.band
-    stat = _log_lambda(estimate - edge, var, tau2)
+    harm_edge, promote_edge = -params.harm_margin_sd * sd, params.promote_margin_sd * sd
     lower, upper = estimate - half, estimate + half
     if n_c < params.min_candidate:
         outcome, reason = Outcome.INCONCLUSIVE, "candidate_too_small"
-    elif upper < edge:
+    elif upper < harm_edge:
         outcome, reason = Outcome.FAIL, "worse_than_lkg"
-    elif lower > edge:
-        outcome, reason = Outcome.PASS, "not_worse_than_lkg"
+    elif lower > promote_edge:
+        outcome, reason = Outcome.PASS, "better_than_lkg"
     else:
         outcome, reason = Outcome.INCONCLUSIVE, "within_uncertainty"
+    # the edge the estimate is heading for decides how far away the decision is
+    edge = promote_edge if estimate > (harm_edge + promote_edge) / 2 else harm_edge
+    stat = _log_lambda(estimate - edge, var, tau2)
     needed = (
         0
         if outcome is not Outcome.INCONCLUSIVE
@@ -199,6 +239,7 @@ def judge(candidate: Sequence[float], baseline: Sequence[float], params: JudgePa
         estimate=estimate,
         lower=lower,
         upper=upper,
+        sd=sd,
     )
 
 
@@ -211,13 +252,18 @@ def _trades_needed(
     tau2: float,
     params: JudgeParams,
 ) -> int | None:
-    """Least extra candidate trades k with half_width(n_c + k) < |gap| (None: never)."""
+    """Least extra candidate trades k with half_width(n_c + k) < |gap| (None: never).
+
+    The baseline grows with the candidate in the same proportion (concurrent arms), so the
+    variance shrinks as ``1 / (n_c + k)`` on both sides.
+    """
     floor_needed = max(0, params.min_candidate - n_c)
     if gap == 0:
         return None
 
     def decided(k: int) -> bool:
-        var = var_c / (n_c + k) + var_b / n_b
+        grow = (n_c + k) / n_c
+        var = var_c / (n_c + k) + var_b / (n_b * grow)
         return _half_width(var, tau2, params.alpha) < abs(gap)
 
     if not decided(_NEEDED_CAP):
@@ -234,24 +280,82 @@ def _trades_needed(
     return max(hi, floor_needed)
 
 
-def check_hard_limits(candidate_account: Sequence[float], limits: HardLimits) -> Verdict | None:
-    """A FAIL verdict when the candidate breached a critical limit, else ``None``."""
-    n = len(candidate_account)
-    drawdown = max_drawdown(candidate_account)
-    streak = trailing_loss_streak(candidate_account)
-    reason = ""
-    stat = math.nan
-    if drawdown >= limits.max_drawdown_account:
-        reason, stat = "hard_limit_drawdown", drawdown
-    elif streak >= limits.max_loss_streak:
-        reason, stat = "hard_limit_loss_streak", float(streak)
+def fixed_sample_size(
+    effect_sd: float, alpha: float, power: float = 0.95, baseline_ratio: float = 1.0
+) -> int:
+    """Candidate trades a one-sided fixed-n z-test needs to detect ``effect_sd`` (in sd units).
+
+    The yardstick a sequential test is measured against: with ``baseline_ratio`` baseline trades
+    per candidate trade, ``n = (z_alpha + z_power)^2 (1 + 1/ratio) / effect^2``.
+    """
+    from statistics import NormalDist  # stdlib: no scipy import for one quantile
+
+    z = NormalDist().inv_cdf(1 - alpha) + NormalDist().inv_cdf(power)
+    return math.ceil(z * z * (1 + 1 / baseline_ratio) / (effect_sd * effect_sd))
+
+
+def loss_streak_limit(p_loss: float, limits: HardLimits, horizon: int) -> int:
+    """The loss-streak length a no-effect candidate reaches in ``false_alarm`` of flights.
+
+    Expected runs of ``k`` losses in ``n`` trials are about ``n (1 - p) p^k``; the limit is the
+    least ``k`` that makes this ``false_alarm`` (at P(loss) 0.48 over 1,500 trades: 16).
+    """
+    p = min(max(p_loss, 1e-6), 0.999)
+    k = math.log(max(horizon, 1) * (1 - p) / limits.false_alarm) / math.log(1 / p)
+    return max(limits.min_loss_streak, math.ceil(k))
+
+
+def _trailing_losses(values: Sequence[float], beyond: float) -> int:
+    streak = 0
+    for v in reversed(values):
+        if v < -beyond:
+            streak += 1
+        else:
+            break
+    return streak
+
+
+def _excess_drawdown(values: Sequence[float], baseline_mean: float) -> float:
+    """The candidate's largest fall from a peak after subtracting the baseline's mean per trade."""
+    return max_drawdown([v - baseline_mean for v in values])
+
+
+def check_hard_limits(
+    candidate_pips: Sequence[float],
+    baseline_pips: Sequence[float],
+    limits: HardLimits,
+    *,
+    horizon: int,
+    candidate_account: Sequence[float] = (),
+) -> Verdict | None:
+    """A FAIL verdict when the candidate breached a critical limit, else ``None``.
+
+    The scales come from the baseline (its loss probability, mean and sd); a baseline too thin
+    to estimate them (< 10 trades) leaves only the optional absolute account limit.
+    """
+    n = len(candidate_pips)
+    reason, stat = "", math.nan
+    base = summarize(baseline_pips)
+    if base.n >= 10 and math.isfinite(base.std):
+        p_loss = sum(1 for v in baseline_pips if v < -limits.loss_beyond_pips) / base.n
+        streak = _trailing_losses(candidate_pips, limits.loss_beyond_pips)
+        excess = _excess_drawdown(candidate_pips, base.expectancy)
+        scale = max(base.std, 1e-9) * math.sqrt(max(n, 1))
+        if streak >= loss_streak_limit(p_loss, limits, horizon):
+            reason, stat = "hard_limit_loss_streak", float(streak)
+        elif n >= 10 and excess >= limits.drawdown_sd * scale:
+            reason, stat = "hard_limit_drawdown", excess / scale
+    if not reason and limits.max_drawdown_account is not None:
+        drawdown = max_drawdown(candidate_account)
+        if drawdown >= limits.max_drawdown_account:
+            reason, stat = "hard_limit_drawdown_account", drawdown
     if not reason:
         return None
     return Verdict(
         outcome=Outcome.FAIL,
         reason=reason,
         n_candidate=n,
-        n_baseline=0,
+        n_baseline=base.n,
         stat=stat,
         trades_needed=0,
     )

@@ -14,10 +14,12 @@ from decimal import Decimal
 from enum import StrEnum
 
 __all__ = [
+    "Approach",
     "KnobSpec",
     "KnobType",
     "KnobValue",
     "Owner",
+    "approach",
     "is_on_grid",
     "problems_with_value",
     "snap_to_grid",
@@ -137,3 +139,31 @@ def step_value(spec: KnobSpec, current: KnobValue, steps: int) -> KnobValue:
         return bool(current) if steps == 0 else not bool(current)
     step = spec.step or 1.0
     return snap_to_grid(spec, float(current) + steps * step)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Approach:
+    """One bounded step toward a target: ``proposed`` is at most ``max_step`` from ``current``."""
+
+    target: KnobValue  # the target snapped to the grid and bounds
+    proposed: KnobValue
+    steps: int  # signed grid steps taken
+    needed: int  # signed grid steps to reach the target
+    clipped: bool  # the target is further than max_step: this is one step of several
+
+
+def approach(spec: KnobSpec, current: KnobValue, target: float) -> Approach:
+    """Move ``current`` toward ``target`` by at most ``spec.max_step`` (on the grid).
+
+    A far-away target is approached step by step, each step applied and judged live before the
+    next (the registry's max_step is a promise to the operator, not a hint).
+    """
+    snapped = snap_to_grid(spec, target)
+    step = spec.step or 1.0
+    needed = round((float(snapped) - float(current)) / step)
+    limit = max(1, round((spec.max_step or step) / step))
+    steps = max(-limit, min(limit, needed))
+    proposed = step_value(spec, current, steps) if steps else current
+    return Approach(
+        target=snapped, proposed=proposed, steps=steps, needed=needed, clipped=steps != needed
+    )

@@ -4,15 +4,16 @@ An imperative shell around the production code on a simulated clock. Per bar ``i
 
 1. mechanism cycles due at or before the bar's open run (weekend gaps included: the timers of
    a real VM keep firing while the market is closed);
-2. entries decided at bar ``i - 1``'s close fill at the open, pinned to the config version in
-   force at that moment (``Tuning.config_version``); reverse signals close at the open;
+2. entries decided at bar ``i - 1``'s close fill at the open, pinned to the config version their
+   unit saw at the decision (``Tuning.arm(unit).version``); reverse signals close at the open;
 3. the broker resolves SL / TP inside the bar and the exits at its close; every closed trade is
    written to the ledger at once (the bot's writer API), with its exit reason, regime labels at
    entry and config version;
 4. cycles due at or before the bar's close run (``run_cycle(store, ledger, config, now)``, the
    same objects and code as production, each at its production cadence from
    ``ops.schedules``); a cycle that applied makes the runtime reader re-read the state;
-5. each strategy decides at the close with its knobs read through ``Tuning`` and asks
+5. each strategy decides at the close with its knobs read through ``Tuning`` for the candidate
+   entry's unit (strategy and bar: a change in flight reaches only its concurrent arm) and asks
    ``Gates.check_entry(..., now=bar close)`` (the gates' refresh clock is the simulated one);
    a denied entry becomes a shadow position whose outcome is written as a shadow signal (the
    evidence that lets a blocked pocket recover).
@@ -114,6 +115,8 @@ class _Pending:
     decided_bar: int
     units: int
     reasons: tuple[str, ...]
+    version: str  # the version the entry's unit saw (its arm), pinned on the trade
+    knobs: Mapping[str, KnobValue]
 
 
 @dataclass(slots=True)
@@ -171,9 +174,8 @@ class _Replay:
         self.broker = PaperBroker(candles, config.spread_pips)
         self.strategies: Sequence[RefStrategy] = REFERENCE_STRATEGIES
         self.signal_cache: dict[tuple[str, tuple[KnobValue, ...]], np.ndarray] = {}
-        self.knobs: dict[str, Mapping[str, KnobValue]] = {}
-        self.signals: dict[str, np.ndarray] = {}
-        self.seen_version = ""
+        # (strategy, version) -> its knobs: a version is a content address, so this never stales
+        self.knobs_of: dict[tuple[str, str], dict[str, KnobValue]] = {}
         self.last_exit_us: dict[str, int] = {}
         self.pending: list[_Pending] = []
         self.reverse: list[str] = []
@@ -236,27 +238,32 @@ class _Replay:
             heapq.heappush(self.queue, (due + self.cadence_us[name], order, name))
 
     # -- strategies --------------------------------------------------------------------------
-    def refresh_signals(self) -> None:
-        """Re-read every strategy's knobs when the config version changed (cheap otherwise)."""
-        version = self.tuning.config_version
-        if version == self.seen_version:
-            return
-        self.seen_version = version
-        for strat in self.strategies:
-            values = {k: self.tuning.get(k) for k in strat.knobs}
-            self.knobs[strat.name] = values
-            key = (strat.name, tuple(values[k] for k in strat.knobs))
-            found = self.signal_cache.get(key)
-            if found is None:
-                found = self.signal_cache[key] = strat.signals(self.features, values)
-            self.signals[strat.name] = found
+    def _unit_view(
+        self, strat: RefStrategy, i: int
+    ) -> tuple[str, dict[str, KnobValue], np.ndarray]:
+        """What the entry a strategy evaluates at bar ``i`` sees: version, knobs, signals.
+
+        The unit is the candidate entry (strategy and bar), so a change in flight reaches only
+        its concurrent arm, as in a live bot passing its signal id to ``Tuning.arm``.
+        """
+        unit = f"{strat.name}@{i}"
+        version = self.tuning.arm(unit).version
+        knobs = self.knobs_of.get((strat.name, version))
+        if knobs is None:
+            knobs = {k: self.tuning.get(k, unit=unit) for k in strat.knobs}
+            self.knobs_of[(strat.name, version)] = knobs
+        key = (strat.name, tuple(knobs[k] for k in strat.knobs))
+        found = self.signal_cache.get(key)
+        if found is None:
+            found = self.signal_cache[key] = strat.signals(self.features, knobs)
+        return version, knobs, found
 
     def decide(self, i: int) -> None:
-        self.refresh_signals()
         now = from_epoch_us(int(self.c.time_us[i]) + self.tf_us)
         price = float(self.c.close[i])
         for strat in self.strategies:
-            sig = int(self.signals[strat.name][i])
+            version, knobs, signals = self._unit_view(strat, i)
+            sig = int(signals[i])
             if sig == 0:
                 continue
             pos = self.broker.get(strat.name)
@@ -268,13 +275,12 @@ class _Replay:
                 if not (pos.exits.exit_on_signal and sig == -pos.side):
                     continue  # one position per strategy: same-direction signals are ignored
                 self.reverse.append(pos.key)
-            knobs = self.knobs[strat.name]
             block_s = strat.reentry_block_s(knobs)
             last = self.last_exit_us.get(strat.name)
             if block_s > 0 and last is not None and now.timestamp() * _US - last < block_s * _US:
                 self.count.skipped["reentry_block_s"] += 1
                 continue
-            self._ask_gates(strat, sig, i, now, price, knobs, shadow is None)
+            self._ask_gates(strat, sig, i, now, price, version, knobs, shadow is None)
 
     def _ask_gates(
         self,
@@ -283,6 +289,7 @@ class _Replay:
         i: int,
         now: datetime,
         price: float,
+        version: str,
         knobs: Mapping[str, KnobValue],
         may_shadow: bool,
     ) -> None:
@@ -304,21 +311,22 @@ class _Replay:
         if strat.pocket == "micro":
             units *= micro_units_factor(knobs, int(self.features.regime_micro[i]))
         if verdict.allowed and round(units) >= 1:
-            self.pending.append(_Pending(strat, sig, False, i, round(units), ()))
+            self.pending.append(_Pending(strat, sig, False, i, round(units), (), version, knobs))
             return
         codes = verdict.blocking_codes or ("size_zero",)
         self.count.denials[codes[0]] += 1
         hour = format_utc(from_epoch_us(int(self.c.time_us[i]) // 3_600_000_000 * 3_600_000_000))
         self.count.denials_by_hour[(hour, strat.pocket, codes[0])] += 1
         if may_shadow:
-            self.pending.append(_Pending(strat, sig, True, i, self.config.units, codes))
+            self.pending.append(
+                _Pending(strat, sig, True, i, self.config.units, codes, version, knobs)
+            )
 
     # -- the broker ------------------------------------------------------------------------
     def fill_open(self, i: int) -> None:
         fills = [self.broker.close_at_open(key, i) for key in self.reverse if self.broker.get(key)]
         self.reverse = []
         self._record(fills)
-        version = self.tuning.config_version
         for p in self.pending:
             key = ("S:" if p.shadow else "") + p.strategy.name
             if self.broker.get(key) is not None:
@@ -331,10 +339,10 @@ class _Replay:
                 side=p.side,
                 bar=i,
                 units=p.units,
-                exits=p.strategy.exits(self.features, d, self.knobs[p.strategy.name]),
+                exits=p.strategy.exits(self.features, d, p.knobs),
                 pocket=p.strategy.pocket,
                 seq=self.seq,
-                version=version,
+                version=p.version,
                 regime_micro=MICRO_LABELS[int(self.features.regime_micro[d])],
                 regime_macro=MACRO_LABELS[int(self.features.regime_macro[d])],
                 reasons=p.reasons,

@@ -2,8 +2,8 @@
 
 ``decide`` (pure) turns the strategy's trades, state, config and ``now`` into one explained
 Decision; ``run_cycle`` (the shell) locks, reads, applies through the state store and records.
-``lifecycle`` (LKG, change in flight, live verdict, rollback of one knob family) is shared with
-the autotune mechanism.
+The change lifecycle (LKG, change in flight, live verdict, rollback) is every learner's one copy,
+``autolearn.core.lifecycle``.
 """
 
 from __future__ import annotations
@@ -15,16 +15,12 @@ from autolearn.scalp_trainer.config import (
 )
 from autolearn.scalp_trainer.cycle import run_cycle
 from autolearn.scalp_trainer.decide import Decision, Finding, ScalpInput, check_sufficiency, decide
-from autolearn.scalp_trainer.lifecycle import FamilyState, InFlight, JudgeSettings
 from autolearn.scalp_trainer.rules import Evidence, Target, gather, targets
 
 __all__ = [
     "Decision",
     "Evidence",
-    "FamilyState",
     "Finding",
-    "InFlight",
-    "JudgeSettings",
     "ScalpInput",
     "ScalpTrainerConfig",
     "Target",

@@ -1,4 +1,4 @@
-"""The scalp trainer's configuration, and the strict YAML-to-dataclass parser both learners use.
+"""The scalp trainer's configuration (read through the one strict loader, ``core.config_loader``).
 
 Defaults live in the dataclass and nowhere else. An optional operator YAML overrides them;
 unknown keys, wrong types and out-of-range values are collected and raised as one
@@ -9,15 +9,13 @@ Pure apart from :func:`load_scalp_config`, which reads the optional YAML file.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from autolearn.core.judge import HardLimits, JudgeParams
-from autolearn.core.registry import parse_duration
-from autolearn.errors import ConfigError
-from autolearn.scalp_trainer.lifecycle import JudgeSettings
+from autolearn.core.config_loader import load_config
+from autolearn.core.lifecycle import FlightSettings
 
 __all__ = ["ScalpTrainerConfig", "load_scalp_config", "parse_frozen_config"]
 
@@ -42,8 +40,10 @@ class ScalpTrainerConfig:
     sl_margin_pips: float = 0.5
     tp_quantile: float = 0.55  # of the take-profit distances
     min_exit_samples: int = 15  # stop-outs / take-profits a distance rule needs
-    # live judge of a change, rollback
-    verdict: JudgeSettings = field(default_factory=JudgeSettings)
+    # the change in flight: arms, judge, hard limits, deadline (shared by every learner)
+    flight: FlightSettings = field(
+        default_factory=lambda: FlightSettings(cooldown=timedelta(hours=12))
+    )
 
     def problems(self) -> list[str]:
         """Every invariant this config breaks (empty when valid)."""
@@ -58,92 +58,18 @@ class ScalpTrainerConfig:
             found.append(f"confidence: 0 < confidence < 1 must hold, got {self.confidence!r}")
         if self.scratch_pips < 0 or self.sl_margin_pips < 0:
             found.append("scratch_pips and sl_margin_pips: must be >= 0")
-        if self.verdict.deadline_trades < 1:
-            found.append("verdict.deadline_trades: must be >= 1")
         return found
 
 
 T = TypeVar("T")
-_NESTED: dict[str, type] = {
-    "judge": JudgeParams,
-    "hard_limits": HardLimits,
-    "verdict": JudgeSettings,
-}
 
 
 def parse_frozen_config(cls: type[T], doc: object, source: str) -> T:
     """Validate a loaded YAML mapping into the frozen dataclass ``cls`` (all problems at once).
 
-    Durations (``timedelta`` defaults) take ``"90s"``/``"3h"``/``"7d"``; nested dataclasses
-    (``verdict``, ``judge``, ``hard_limits``) take mappings; ints, floats, strings and bools are
-    checked against the default's type.
+    Kept for callers of the old name: :func:`autolearn.core.config_loader.load_config`.
     """
-    if doc is None:
-        return cls()
-    problems: list[str] = []
-    value = _build(cls, doc, source, problems)
-    if problems:
-        raise ConfigError(f"invalid config {source}:", problems)
-    check = getattr(value, "problems", None)
-    found = check() if callable(check) else []
-    if found:
-        raise ConfigError(f"invalid config {source}:", list(found))
-    return value
-
-
-def _build(cls: type[T], doc: object, where: str, problems: list[str]) -> T:
-    if not isinstance(doc, dict):
-        problems.append(f"{where}: expected a mapping, got {type(doc).__name__}")
-        return cls()
-    default = cls()
-    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-    kwargs: dict[str, Any] = {}
-    for key, raw in doc.items():
-        name = str(key)
-        if name not in known:
-            problems.append(f"{where}.{name}: unknown key (known: {', '.join(sorted(known))})")
-            continue
-        current = getattr(default, name)
-        try:
-            kwargs[name] = _convert(name, current, raw, f"{where}.{name}", problems)
-        except (TypeError, ValueError, ConfigError) as exc:
-            problems.append(f"{where}.{name}: {exc}, got {raw!r}")
-    try:
-        return replace(default, **kwargs)  # type: ignore[type-var]
-    except (TypeError, ValueError) as exc:
-        problems.append(f"{where}: {exc}")
-        return default
-
-
-def _convert(name: str, current: object, raw: object, where: str, problems: list[str]) -> object:
-    if isinstance(current, timedelta):
-        return parse_duration(raw)
-    if name in _NESTED:
-        return _build(_NESTED[name], raw, where, problems)
-    if isinstance(current, tuple):
-        if not isinstance(raw, list):
-            raise TypeError("expected a list")
-        return tuple(raw)
-    return _scalar(current, raw)
-
-
-def _scalar(current: object, raw: object) -> object:
-    # bool before int: True is an int in Python, and a risk limit of "true" is a typo
-    if isinstance(current, bool) or isinstance(raw, bool):
-        if not (isinstance(current, bool) and isinstance(raw, bool)):
-            raise TypeError(f"expected {type(current).__name__}")
-        return raw
-    if isinstance(current, int):
-        if not isinstance(raw, int):
-            raise TypeError("expected an integer")
-        return raw
-    if isinstance(current, float):
-        if not isinstance(raw, int | float):
-            raise TypeError("expected a number")
-        return float(raw)
-    if isinstance(current, str) and isinstance(raw, str):
-        return raw
-    raise TypeError(f"expected {type(current).__name__}")
+    return load_config(cls, doc, source)
 
 
 def load_scalp_config(path: Path | None) -> ScalpTrainerConfig:

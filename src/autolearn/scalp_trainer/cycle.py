@@ -16,8 +16,10 @@ from typing import Any
 
 from autolearn.adapters.state import StateStore
 from autolearn.core.knobs import Owner
+from autolearn.core.lifecycle import FamilyState, finalize, parse_state, split_of
 from autolearn.ledger._base import Ledger
 from autolearn.mechanism import (
+    ENDS_FLIGHT,
     applied_fields,
     base_record,
     outcome_fields,
@@ -28,7 +30,6 @@ from autolearn.mechanism import (
 )
 from autolearn.scalp_trainer.config import ScalpTrainerConfig
 from autolearn.scalp_trainer.decide import Decision, ScalpInput, decide
-from autolearn.scalp_trainer.lifecycle import FamilyState, finalize, parse_state
 
 __all__ = ["run_cycle"]
 
@@ -58,11 +59,13 @@ def _locked(
     base: dict[str, Any],
 ) -> dict[str, Any]:
     effective = store.read_effective()
-    state = parse_state(store.read_mechanism(_MECHANISM), f"mechanisms/{_MECHANISM}.json")
+    state = parse_state(
+        FamilyState, store.read_mechanism(_MECHANISM), f"mechanisms/{_MECHANISM}.json"
+    )
     frozen = store.is_frozen(_MECHANISM)
     start = now - config.lookback
-    if state is not None and state.in_flight is not None:
-        start = min(start, state.in_flight.started_at - config.lookback)  # keep its baseline
+    if state is not None and state.in_flight is not None:  # keep its whole flight and baseline
+        start = min(start, state.in_flight.started_at - config.flight.baseline_lookback)
     trades = ledger.trades(
         closed_since=start, closed_until=now + timedelta(microseconds=1), strategy=config.strategy
     )
@@ -96,6 +99,7 @@ def _locked(
             kind=decision.kind,
             record=record,
             dry_run=not live,
+            start_arms=split_of(decision.state.in_flight, _MECHANISM, config.family),
         )
         values_after = {d["knob"]: d["after"] for d in result.diff}
         record.update(applied_fields(result))
@@ -114,6 +118,8 @@ def _locked(
         record.update(unchanged_fields(effective.version, decision.considered))
         store.record(record)
     if live:
+        if decision.decision in ENDS_FLIGHT:
+            store.end_arms({config.family: _MECHANISM}, now)
         store.write_mechanism(_MECHANISM, new_state.to_json())
     return record
 

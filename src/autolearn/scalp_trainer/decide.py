@@ -28,21 +28,20 @@ from typing import Any
 
 from autolearn.core.apply_guard import ApplyKind, KnobChange, guard_changes
 from autolearn.core.judge import VersionTimeline
-from autolearn.core.knobs import KnobSpec, KnobValue, Owner
-from autolearn.core.lifecycle import json_safe
+from autolearn.core.knobs import KnobSpec, KnobValue, Owner, approach
+from autolearn.core.lifecycle import (
+    FamilyState,
+    family_values,
+    json_safe,
+    judge_in_flight,
+    reconcile,
+    start_flight,
+)
 from autolearn.core.model import Trade
 from autolearn.core.registry import Registry
 from autolearn.core.timestamps import format_utc
 from autolearn.errors import ConfigError
 from autolearn.scalp_trainer.config import ScalpTrainerConfig
-from autolearn.scalp_trainer.lifecycle import (
-    FamilyState,
-    approach,
-    family_values,
-    judge_in_flight,
-    reconcile,
-    start_flight,
-)
 from autolearn.scalp_trainer.rules import Evidence, gather, targets
 
 __all__ = ["Decision", "Finding", "ScalpInput", "check_sufficiency", "decide", "json_safe"]
@@ -76,7 +75,7 @@ class Finding:
 class Decision:
     """What the trainer decided and why; ``state`` assumes the requested change is applied."""
 
-    decision: str  # apply | rollback | promote | hold | freeze
+    decision: str  # apply | rollback | revert | promote | pause | hold | freeze
     reasons: tuple[str, ...]
     kind: ApplyKind | None
     requests: dict[str, KnobValue]
@@ -159,7 +158,7 @@ def decide(inp: ScalpInput, config: ScalpTrainerConfig) -> Decision:
     specs = _specs(inp.registry, config)
     now_values = family_values(specs, inp.current)
     relevant = [t for t in inp.trades if t.strategy == config.strategy]
-    state, notes = reconcile(inp.state, now_values, inp.version, inp.writers, inp.now)
+    state, notes = reconcile(inp.state, FamilyState, now_values, inp.version, inp.writers, inp.now)
     reasons = list(notes)
     flight = judge_in_flight(
         state,
@@ -169,12 +168,12 @@ def decide(inp: ScalpInput, config: ScalpTrainerConfig) -> Decision:
         inp.version_values,
         inp.timeline,
         inp.now,
-        config.verdict,
+        config.flight,
     )
     base = {"n_relevant": len(relevant), "n_other_strategies": len(inp.trades) - len(relevant)}
     if flight.action != "none":
         reasons.append(flight.code)
-        kind = ApplyKind.ROLLBACK if flight.action == "rollback" and flight.rollback else None
+        kind = ApplyKind.ROLLBACK if flight.rollback else None
         return Decision(
             decision=flight.action,
             reasons=tuple(reasons),
@@ -208,7 +207,17 @@ def decide(inp: ScalpInput, config: ScalpTrainerConfig) -> Decision:
     else:
         decision = "hold"
         reasons.append("no_signal" if not wanted else "guard_rejected")
-    proposed = start_flight(state, {**now_values, **adoptable}, inp.now) if adoptable else state
+    proposed = (
+        start_flight(
+            state,
+            {**now_values, **adoptable},
+            inp.now,
+            config.flight,
+            split_id=f"{Owner.SCALP_TRAINER.value}/{config.family}/{format_utc(inp.now)}",
+        )
+        if adoptable
+        else state
+    )
     return Decision(
         decision=decision,
         reasons=tuple(dict.fromkeys(reasons)),

@@ -16,10 +16,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from autolearn.adapters.state import StateStore
+from autolearn.core.apply_guard import ApplyKind
 from autolearn.core.knobs import KnobValue, Owner
+from autolearn.core.lifecycle import split_of
 from autolearn.core.model import Trade
 from autolearn.ledger._base import Ledger
 from autolearn.mechanism import (
+    ENDS_FLIGHT,
     applied_fields,
     base_record,
     outcome_fields,
@@ -87,8 +90,19 @@ def _locked_cycle(
         record["expected_version"] = store.version_of(
             _layer_after(store, effective.values, decision)
         )
+        flight = decision.state.families[decision.family].in_flight if decision.family else None
         result = store.apply(
-            Owner.TUNER, decision.requests, now, kind=decision.kind, record=record, dry_run=not live
+            Owner.TUNER,
+            decision.requests,
+            now,
+            kind=decision.kind,
+            record=record,
+            dry_run=not live,
+            start_arms=(
+                split_of(flight, _MECHANISM, decision.family)
+                if decision.kind is ApplyKind.APPLY and decision.family
+                else None
+            ),
         )
         values_after = {**current, **{d["knob"]: d["after"] for d in result.diff}}
         record.update(applied_fields(result))
@@ -105,6 +119,9 @@ def _locked_cycle(
         store.record(record)
         new_state = decision.state
     if live:
+        ended = {f: _MECHANISM for f, action in decision.actions if action in ENDS_FLIGHT}
+        if ended:
+            store.end_arms(ended, now)
         store.write_mechanism(_MECHANISM, new_state.to_json())
     return record
 
@@ -136,11 +153,18 @@ def _record(
 def _window_start(
     state: TunerState, last_close: datetime | None, now: datetime, config: TunerConfig
 ) -> datetime:
-    """Read back ``lookback`` from the newest trade (a stale ledger still explains itself)."""
-    start = (min(now, last_close) if last_close else now) - config.lookback
+    """From each family's last decision (its evidence) and each flight's frozen baseline.
+
+    Never later than a family's last decision, so its evidence never shrinks between runs; never
+    earlier than ``max_lookback`` (a family idle for months reads a bounded history).
+    """
+    newest = min(now, last_close) if last_close else now
+    floor = newest - config.max_lookback
+    start = newest if state.families else floor
     for fs in state.families.values():
-        if fs.in_flight is not None:
-            start = min(start, fs.in_flight.started_at - config.baseline_lookback)
+        start = min(start, max(fs.changed_at or floor, floor))
+        if fs.in_flight is not None:  # its whole flight and its frozen baseline, however old
+            start = min(start, fs.in_flight.started_at - config.flight.baseline_lookback)
     return start
 
 

@@ -8,8 +8,9 @@ Order of one cycle, per knob family the tuner owns (registry ``owner: tuner`` wi
 3. judge the change in flight on the trades *opened under* its candidate values vs the trades
    opened under its LKG values (attribution by the pinned ``config_version``, legacy trades by
    entry time on the version timeline): hard limits, then the sequential judge;
-   pass -> promote to LKG; fail -> roll back to LKG (cooldown, or shadow mode per ``on_fail``);
-   inconclusive past the deadline -> revert; else hold;
+   the shared lifecycle (``autolearn.core.lifecycle``, the same code as every learner): better
+   -> promote to LKG; harm or a hard limit -> roll back to LKG (cooldown, or shadow mode per
+   ``on_fail``); undecided at the deadline (candidate trades) -> revert or pause; else hold;
 4. only when nothing was judged this run and fewer than ``max_in_flight`` changes are in flight:
    sufficiency (freeze with every reason), proposals on the current values, step-streak limit,
    the same apply guard the store runs; the first family with an adoptable change applies.
@@ -29,15 +30,21 @@ from datetime import datetime
 from typing import Any
 
 from autolearn.core.apply_guard import ApplyKind, KnobChange, guard_changes
-from autolearn.core.judge import Outcome, VersionTimeline
+from autolearn.core.judge import VersionTimeline
 from autolearn.core.knobs import KnobSpec, KnobValue, Owner, step_value
-from autolearn.core.lifecycle import external_change, family_values, json_safe, judge_flight
+from autolearn.core.lifecycle import (
+    family_values,
+    json_safe,
+    judge_in_flight,
+    reconcile,
+    start_flight,
+)
 from autolearn.core.model import Trade
 from autolearn.core.registry import Registry
 from autolearn.core.timestamps import format_utc
 from autolearn.tuner.config import OnFail, TunerConfig
 from autolearn.tuner.proposers import PROPOSERS, Proposer, max_steps
-from autolearn.tuner.state import FamilyState, InFlight, TunerState
+from autolearn.tuner.state import FamilyState, TunerState
 from autolearn.tuner.sufficiency import Finding, check_sufficiency, ledger_staleness
 
 __all__ = ["Decision", "TuneInput", "decide", "finalize_state", "json_safe"]
@@ -69,6 +76,7 @@ class Decision:
     kind: ApplyKind | None
     requests: dict[str, KnobValue]
     family: str | None  # the family acted on (apply / rollback / promote)
+    actions: tuple[tuple[str, str], ...]  # (family, promote | rollback | revert) of the verdicts
     target_version: str | None  # the LKG snapshot a rollback restores
     considered: list[dict[str, Any]]
     metrics: dict[str, Any]
@@ -176,6 +184,7 @@ def _assemble(
         kind=kind,
         requests=requests,
         family=acted_family,
+        actions=tuple(run.acted),
         target_version=target,
         considered=json_safe(run.considered),
         metrics=json_safe(metrics),
@@ -204,42 +213,14 @@ def _state_from(run: _Run, before: TunerState, mode: str) -> TunerState:
 
 
 def _reconcile(run: _Run, family: str, specs: Sequence[KnobSpec], inp: TuneInput) -> None:
-    """Bootstrap the family, or notice values someone else changed."""
+    """Bootstrap the family, or notice values someone else changed (the shared lifecycle)."""
     now_values = family_values(specs, inp.current)
-    fs = run.families.get(family)
-    if fs is None:
-        run.families[family] = FamilyState(lkg_version=inp.version, lkg_values=now_values)
-        run.note(family, "lkg_bootstrap")
-        return
-    flight_values = fs.in_flight.values if fs.in_flight else None
-    code = external_change(fs.lkg_values, flight_values, now_values, inp.writers)
-    if code is None:
-        return
-    if code == "in_flight_reverted_externally":
-        run.families[family] = replace(fs, in_flight=None, changed_at=inp.now)
-    elif code == "operator_change":
-        run.families[family] = replace(
-            fs,
-            lkg_version=inp.version,
-            lkg_values=now_values,
-            lkg_bootstrap=False,
-            in_flight=None,
-            changed_at=inp.now,
-        )
-    else:  # recovered_in_flight
-        run.families[family] = replace(
-            fs,
-            in_flight=InFlight(
-                version=inp.version,
-                values=now_values,
-                baseline_version=fs.lkg_version,
-                baseline_values=dict(fs.lkg_values),
-                started_at=inp.now,
-                steps={},
-            ),
-            changed_at=inp.now,
-        )
-    run.note(family, code)
+    state, codes = reconcile(
+        run.families.get(family), FamilyState, now_values, inp.version, inp.writers, inp.now
+    )
+    run.families[family] = state
+    for code in codes:
+        run.note(family, code)
 
 
 def _judge_family(
@@ -250,70 +231,37 @@ def _judge_family(
     inp: TuneInput,
     config: TunerConfig,
 ) -> None:
+    """The shared lifecycle's verdict on the family's change in flight, and the tuner's extras."""
     fs = run.families[family]
-    flight = fs.in_flight
-    assert flight is not None  # the caller checked
+    assert fs.in_flight is not None  # the caller checked
     relevant = [t for t in inp.trades if proposer.relevant(t, config)]
-    defaults = {s.name: s.default for s in specs}
-    judged = judge_flight(flight, relevant, defaults, inp.version_values, inp.timeline, config)
-    verdict = judged.verdict
-    if verdict.n_baseline == 0 and verdict.outcome is Outcome.FAIL:  # a hard-limit verdict
-        verdict = replace(verdict, n_baseline=judged.n_baseline)
-    record = verdict.to_record() | {
-        "candidate_version": flight.version,
-        "baseline_version": flight.baseline_version,
-        "started_at": format_utc(flight.started_at),
-        "unattributed": judged.unattributed,
-    }
-    run.verdicts[family] = record
-    run.status.setdefault(family, {})["in_flight"] = flight.to_json()
-    if verdict.outcome is Outcome.PASS:
-        run.families[family] = replace(
-            fs,
-            lkg_version=flight.version,
-            lkg_values=dict(flight.values),
-            lkg_bootstrap=False,
-            in_flight=None,
-            streaks={},
-        )
+    result = judge_in_flight(
+        fs,
+        relevant,
+        {s.name: s.default for s in specs},
+        family_values(specs, inp.current),
+        inp.version_values,
+        inp.timeline,
+        inp.now,
+        config.flight,
+    )
+    run.verdicts[family] = result.verdict
+    run.status.setdefault(family, {})["in_flight"] = fs.in_flight.to_json()
+    run.note(family, result.code)
+    new = result.state
+    assert isinstance(new, FamilyState)
+    if result.action == "promote":
+        run.families[family] = replace(new, streaks={})
         run.acted.append((family, "promote"))
-        run.note(family, f"promote:{verdict.reason}")
         return
-    deadline = inp.now - flight.started_at >= config.deadline or (
-        verdict.n_candidate >= config.deadline_trades
-    )
-    if verdict.outcome is Outcome.FAIL or deadline:
-        code = verdict.reason if verdict.outcome is Outcome.FAIL else "deadline_revert"
-        _roll_back(run, family, specs, fs, inp, config, code, fail=verdict.outcome is Outcome.FAIL)
+    run.families[family] = new
+    if result.action not in ("rollback", "revert"):
         return
-    run.note(family, f"in_flight:{verdict.reason}")
-
-
-def _roll_back(
-    run: _Run,
-    family: str,
-    specs: Sequence[KnobSpec],
-    fs: FamilyState,
-    inp: TuneInput,
-    config: TunerConfig,
-    code: str,
-    *,
-    fail: bool,
-) -> None:
-    now_values = family_values(specs, inp.current)
-    wanted = {k: v for k, v in fs.lkg_values.items() if now_values.get(k) != v}
-    run.note(family, f"rollback:{code}")
-    if not wanted:
-        # The original "rolled back" to identical values; here that is named, not done.
-        run.note(family, "lkg_equals_current")
-    run.rollbacks.update(wanted)
-    run.rollback_targets.append(fs.lkg_version)
-    # "revert": undecided past the deadline; "rollback": judged worse or a hard limit tripped.
-    run.acted.append((family, "rollback" if fail else "revert"))
-    run.families[family] = replace(
-        fs, in_flight=None, changed_at=inp.now, cooldown_until=inp.now + config.cooldown
-    )
-    if fail and config.on_fail is OnFail.SHADOW:
+    run.rollbacks.update(result.rollback)
+    if result.target_version:
+        run.rollback_targets.append(result.target_version)
+    run.acted.append((family, result.action))
+    if result.action == "rollback" and config.on_fail is OnFail.SHADOW:
         run.shadow_until = inp.now + config.shadow_period
         run.note(family, "on_fail_shadow")
 
@@ -344,7 +292,7 @@ def _propose_all(
             continue
         if chosen_family is None and in_flight < config.max_in_flight:
             chosen, chosen_family = adoptable, family
-            _start_flight(run, family, specs_by_family[family], adoptable, inp)
+            _start_flight(run, family, specs_by_family[family], adoptable, inp, config)
             run.note(family, "apply")
         else:
             run.note(family, "queued_max_in_flight")
@@ -457,6 +405,7 @@ def _start_flight(
     specs: Sequence[KnobSpec],
     adopted: Mapping[str, KnobValue],
     inp: TuneInput,
+    config: TunerConfig,
 ) -> None:
     fs = run.families[family]
     steps = dict(run.status[family].get("steps", {}))
@@ -465,19 +414,15 @@ def _start_flight(
         direction, count = streaks.get(knob, (0, 0))
         streaks[knob] = (_sign(s), count + 1 if direction == _sign(s) else 1)
     values = {**family_values(specs, inp.current), **adopted}
-    run.families[family] = replace(
+    started = start_flight(
         fs,
-        in_flight=InFlight(
-            version="",  # known after the apply: finalize_state fills it in
-            values=values,
-            baseline_version=fs.lkg_version,
-            baseline_values=dict(fs.lkg_values),
-            started_at=inp.now,
-            steps=steps,
-        ),
-        changed_at=inp.now,
-        streaks=streaks,
+        values,
+        inp.now,
+        config.flight,
+        split_id=f"{Owner.TUNER.value}/{family}/{format_utc(inp.now)}",
+        steps=steps,
     )
+    run.families[family] = replace(started, streaks=streaks)
 
 
 def finalize_state(

@@ -27,7 +27,8 @@ __all__ = ["FamilyState", "InFlight", "TunerState"]
 class InFlight(lifecycle.InFlight):
     """A change waiting for its verdict, with the grid steps it took per knob."""
 
-    steps: dict[str, int]  # signed grid steps per knob (for the direction counters)
+    # signed grid steps per knob (for the direction counters); none for a recovered change
+    steps: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return lifecycle.InFlight.to_json(self) | {"steps": dict(sorted(self.steps.items()))}
