@@ -428,7 +428,14 @@ def _verdict_text(name: str, verdict: VerdictRecord | object) -> str:
     if outcome == "inconclusive" and needed is not None and needed > 0:
         text += f": ~{needed} more trades"
     if verdict.n_candidate is not None:
-        text += f" (n={verdict.n_candidate} vs LKG {verdict.n_baseline})"
+        mode = extra.get("baseline_mode")
+        share = extra.get("share")
+        how = ""
+        if mode == "concurrent" and isinstance(share, int | float):
+            how = f", concurrent arms {share:.0%}"
+        elif mode:
+            how = f", {mode}"
+        text += f" (n={verdict.n_candidate} vs LKG {verdict.n_baseline}{how})"
     if verdict.reason:
         text += f" - {verdict.reason}"
     return text

@@ -26,7 +26,9 @@ class ScalpTrainerConfig:
 
     strategy: str = "M1Scalper"  # the only strategy whose trades are evidence (not the pocket)
     family: str = "scalp.m1"
-    lookback: timedelta = timedelta(days=14)  # the most history one run reads
+    # Evidence counts from the family's last decision (a strategy closing 75-300 trades a month
+    # needs weeks for min_trades), read back at most this far.
+    lookback: timedelta = timedelta(days=45)
     stale_after: timedelta = timedelta(hours=24)  # newest M1Scalper close older: freeze
     # sufficiency gate (the original: n >= 12 and a point win rate >= 0.35)
     min_trades: int = 40  # trades of the strategy opened since the family's last change
