@@ -6,6 +6,7 @@
     │   ├── TrackedPathError       (exit 73)  refused to write a git-tracked path
     │   └── LockBusy               (exit 0)   another run holds the lock; recorded as lock_busy
     ├── LedgerError                (exit 65)  the trade ledger cannot be read or written
+    │   └── LedgerUnavailable      (exit 75)  transient (unreachable, deadlock, locked): retry
     ├── InputError                 (exit 65)  an input file/row is malformed (file, row, column)
     ├── OwnershipError             (exit 77)  a mechanism tried to write a knob it does not own
     └── BrokerError                (exit 69)
@@ -26,6 +27,7 @@ __all__ = [
     "ConfigError",
     "InputError",
     "LedgerError",
+    "LedgerUnavailable",
     "LockBusy",
     "OwnershipError",
     "StateError",
@@ -73,6 +75,12 @@ class LedgerError(AutolearnError):
     """The trade ledger could not be read or written."""
 
     exit_code = 65
+
+
+class LedgerUnavailable(LedgerError):
+    """Transient database failure (unreachable, deadlock, serialization, locked): retry later."""
+
+    exit_code = 75  # EX_TEMPFAIL
 
 
 class InputError(AutolearnError):

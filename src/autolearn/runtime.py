@@ -24,6 +24,7 @@ itself ``degraded``; at a cold start it recovers the version named by the last h
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -36,7 +37,7 @@ from autolearn.adapters.history import HistoryFile
 from autolearn.adapters.logs import get_logger
 from autolearn.adapters.state import StateStore
 from autolearn.core.arms import CANDIDATE, LKG, ArmSplit, arm_key
-from autolearn.core.knobs import KnobValue
+from autolearn.core.knobs import KnobValue, problems_with_value
 from autolearn.core.registry import Registry
 from autolearn.errors import AutolearnError, StateError
 
@@ -48,6 +49,7 @@ LEGACY_FILES = (
     "configs/scalp_active_params.json",
 )
 _MISSING: Any = object()
+_RETRY_DEGRADED_S = 30.0  # a degraded loader retries an unchanged file this often
 
 
 def flatten(doc: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -128,6 +130,7 @@ class Tuning:
         self._clock = clock
         self._lock = threading.Lock()
         self._checked_at = float("-inf")
+        self._loaded_at = float("-inf")
         self._stamp: tuple[int, int] | None = None
         self._view: _View | None = None
         self.degraded: str | None = None
@@ -218,25 +221,41 @@ class Tuning:
             if self._view is not None and now - self._checked_at < self._refresh_s:
                 return self._view
             self._checked_at = now
-            stamp = self._stat()
-            if self._view is not None and stamp == self._stamp:
-                return self._view
-            self._reload(stamp)
-            assert self._view is not None
+            try:
+                stamp = self._stat()
+                retry = self.degraded is not None and now - self._loaded_at >= _RETRY_DEGRADED_S
+                if self._view is not None and stamp == self._stamp and not retry:
+                    return self._view
+                self._loaded_at = now
+                self._reload(stamp)
+            except Exception as exc:  # the bot must never see an exception from a read
+                self._degrade(f"runtime state unreadable: {type(exc).__name__}: {exc}")
+            if self._view is None:  # even the recovery failed: presets, loudly
+                self._view = _View(self._store.base_version(), {}, {})
             return self._view
 
     def _stat(self) -> tuple[int, int] | None:
         try:
-            st = self._store.effective_path.stat()
+            st = self._store.effective_path.lstat()  # a link is a change too (and refused)
         except OSError:
             return None
         return (st.st_mtime_ns, st.st_size)
 
     def _reload(self, stamp: tuple[int, int] | None) -> None:
+        # Re-read when the file changes, and after a failure at most every _RETRY_DEGRADED_S
+        # (a lost file would otherwise mean a history scan on every refresh).
+        self._stamp = stamp
         try:
             effective = self._store.read_effective()
         except AutolearnError as exc:
             self._degrade(f"runtime state unreadable: {exc}")
+            return
+        problems = self._served_problems(effective.values, effective.arms)
+        if problems:
+            self._degrade(
+                f"runtime state {self._store.effective_path} serves values the registry "
+                f"refuses ({'; '.join(problems[:5])}); not served"
+            )
             return
         self._view = _View(
             effective.version,
@@ -245,12 +264,25 @@ class Tuning:
             effective.arms,
             effective.arm_versions,
         )
-        self._stamp = stamp
         self.degraded = None
+
+    def _served_problems(
+        self, values: Mapping[str, Any], arms: tuple[ArmSplit, ...] = ()
+    ) -> list[str]:
+        """Why any value a worker would be served is not a legal value of its knob."""
+        found: list[str] = []
+        layers = [("values", values)] + [(f"arm {a.family} baseline", a.baseline) for a in arms]
+        for where, layer in layers:
+            for knob, value in layer.items():
+                spec = self._registry.find(knob)
+                if spec is not None:
+                    found += [f"{where} {knob}: {p}" for p in problems_with_value(spec, value)]
+        return found
 
     def _degrade(self, reason: str) -> None:
         if self.degraded != reason:
-            self._log.error("runtime_state_unreadable", reason=reason, kept=self._kept())
+            with contextlib.suppress(Exception):  # logging must not break the promise
+                self._log.error("runtime_state_unreadable", reason=reason, kept=self._kept())
         self.degraded = reason
         if self._view is None:
             self._view = self._recover_from_history()
@@ -259,16 +291,26 @@ class Tuning:
         return self._view.version if self._view else "history or presets"
 
     def _recover_from_history(self) -> _View:
-        """Cold start on a corrupt file: the last recorded version's snapshot, else presets."""
-        records = HistoryFile(self._store.history.path).read().records
+        """Cold start on a corrupt or lost file: the last recorded version's snapshot, else presets.
+
+        A recovered value the registry refuses is dropped (its preset is served instead).
+        """
+        try:
+            records = HistoryFile(self._store.history.path).read().records
+        except StateError as exc:
+            self.degraded = f"{self.degraded}; history unreadable too: {exc}"
+            records = []
         for record in reversed(records):
             version = record.get("version_after")
-            if isinstance(version, str) and record.get("applied"):
+            if isinstance(version, str) and record.get("applied") is True:
                 try:
                     snapshot = self._store.read_snapshot(version)
-                except StateError:
+                    raw = snapshot.get("values", {})
+                    values = dict(raw) if isinstance(raw, Mapping) else {}
+                except (StateError, TypeError, ValueError):
                     continue
-                return _View(version, dict(snapshot.get("values", {})), {})
+                clean = {k: v for k, v in values.items() if not self._served_problems({k: v})}
+                return _View(version, clean, {})
         return _View(self._store.base_version(), {}, {})
 
     @staticmethod

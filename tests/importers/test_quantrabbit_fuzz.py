@@ -104,7 +104,10 @@ def render_timestamp(moment: datetime, offset: timezone, sep: str, nanos: str) -
 def clean_times(draw: st.DrawFn) -> tuple[str, str]:
     entry = draw(
         st.datetimes(
-            min_value=datetime(2020, 1, 1), max_value=datetime(2030, 1, 1), timezones=st.just(UTC)
+            # Clean means in the past: a future close time is rejected (issue 13).
+            min_value=datetime(2020, 1, 1),
+            max_value=datetime(2025, 1, 1),
+            timezones=st.just(UTC),
         )
     )
     close = entry + draw(st.timedeltas(timedelta(0), timedelta(days=3)))
@@ -136,7 +139,7 @@ def clean_values(draw: st.DrawFn) -> dict[str, Any]:
         "close_price": draw(price),
         "entry_time": entry_time,
         "close_time": close_time,
-        "pl_pips": draw(money),
+        "pl_pips": draw(st.floats(min_value=-1e4, max_value=1e4)),  # within TradeLimits
         "realized_pl": draw(money),
         "close_reason": draw(st.sampled_from(["STOP_LOSS_ORDER", "", "TAKE_PROFIT_ORDER"])),
         "direction": 1 if units > 0 else -1,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,7 +17,7 @@ from autolearn.settings import load_registry
 # accepted the first two and failed at judge time, or never.
 BAD_TUNER = "min_trades: true\nmax_in_flight: '7'\nflight: {judge: {min_candidat: 40}}\n"
 BAD_PATHS = ("min_trades", "max_in_flight", "flight.judge.min_candidat")
-NAMES = ("tuner", "scalp", "autotune", "gates", "registry")
+NAMES = ("tuner", "scalp", "autotune", "gates", "registry", "ledger")
 
 
 @pytest.fixture(name="no_config_env", autouse=True)
@@ -139,3 +140,11 @@ class TestDoctorFinding:
         finding = check_configs(facts)
         assert finding.severity is Severity.ERROR
         assert finding.what.endswith("tuner t.yaml: a; b; c (+2 more)")
+
+
+def test_ledger_limits_are_checked(bot_repo: Path, bot_env: dict[str, str], cli: Any) -> None:
+    """config/ledger.yaml (the writers' plausibility limits) is validated too: 78 on a typo."""
+    (bot_repo / "config" / "ledger.yaml").write_text("max_abs_pl_pip: 5\n")
+    result = cli("config", "check")
+    assert result.code == 78
+    assert _lines(result.out)["ledger"].endswith("ledger.yaml: invalid")

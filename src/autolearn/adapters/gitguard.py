@@ -14,7 +14,7 @@ from pathlib import Path
 
 from autolearn.errors import StateError, TrackedPathError
 
-__all__ = ["ensure_untracked", "git_toplevel", "tracked_under"]
+__all__ = ["ensure_state_dir_ignored", "ensure_untracked", "git_toplevel", "tracked_under"]
 
 
 @lru_cache(maxsize=64)
@@ -82,3 +82,54 @@ def ensure_untracked(paths: list[Path], tracked: set[Path] | None = None) -> Non
                 f"untracked, ignored directory (AUTOLEARN_STATE_DIR / --state-dir), or "
                 f"`git rm --cached {resolved}` and add it to .gitignore"
             )
+
+
+def ensure_state_dir_ignored(root: Path) -> None:
+    """Refuse a state directory inside a git checkout unless git ignores it.
+
+    Checked before the first write of a run (not only by ``doctor``): ``--state-dir config``,
+    the checkout root, ``logs/../config`` or a symlink into a tracked directory would put
+    runtime files where ``git status`` sees them. The path is resolved first, so a link or a
+    ``..`` is judged by where it really points.
+
+    Raises:
+        TrackedPathError: the directory is the checkout root or inside it and not ignored.
+        StateError: git could not be asked (fail closed).
+    """
+    resolved = root.resolve()
+    top = git_toplevel(resolved)
+    if top is None:
+        return
+    try:
+        rel = resolved.relative_to(top)
+    except ValueError:
+        return  # outside the checkout
+    fix = (
+        "Fix: point AUTOLEARN_STATE_DIR / --state-dir outside the checkout, or at an ignored "
+        "directory (the default logs/tuning with logs/ in .gitignore)"
+    )
+    if str(rel) == ".":
+        raise TrackedPathError(
+            f"refusing to use {resolved} as the state directory (given as {root}): it is the "
+            f"root of the git checkout {top}. {fix}"
+        )
+    # A child of an ignored directory is ignored even before the directory exists.
+    probe = resolved / ".autolearn-probe"
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(top), "check-ignore", "-q", "--", str(probe)],
+            capture_output=True,
+            check=False,
+            timeout=30,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise StateError(f"cannot ask git whether {resolved} is ignored: {exc}") from exc
+    if out.returncode == 1:
+        raise TrackedPathError(
+            f"refusing to use {resolved} as the state directory (given as {root}): it is "
+            f"inside the git checkout {top} and not ignored, so every runtime write would "
+            f"dirty the checkout. {fix}"
+        )
+    if out.returncode != 0:
+        detail = out.stderr.decode(errors="replace").strip()[:300]
+        raise StateError(f"git check-ignore failed for {resolved}: {detail}")

@@ -23,11 +23,22 @@ from pathlib import Path
 from typing import Any
 
 from autolearn.adapters.atomic import FILE_MODE, ensure_dir
+from autolearn.adapters.files import open_regular, read_regular
 from autolearn.core.run_record import RunRecord
 from autolearn.core.timestamps import TimestampError, parse_utc
 from autolearn.errors import StateError
 
-__all__ = ["HistoryFile", "HistoryRead", "RunsRead", "json_safe", "strict_json"]
+__all__ = [
+    "MAX_HISTORY_BYTES",
+    "HistoryFile",
+    "HistoryRead",
+    "RunsRead",
+    "json_safe",
+    "strict_json",
+]
+
+# Years of ten-minute runs stay far below this; a larger file is not ours (or /dev/zero).
+MAX_HISTORY_BYTES = 1 << 30
 
 
 def json_safe(value: Any) -> Any:
@@ -96,10 +107,8 @@ class HistoryFile:
         if "\n" in line:
             raise StateError("history record must serialise to one line")
         ensure_dir(self.path.parent)
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, FILE_MODE)
-        except OSError as exc:
-            raise StateError(f"cannot open history {self.path}: {exc.strerror}") from exc
+        # Never through a link (it could point into a tracked file), never into a FIFO.
+        fd = open_regular(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, FILE_MODE)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             size = os.fstat(fd).st_size
@@ -134,12 +143,9 @@ class HistoryFile:
 
     def _scan(self) -> tuple[list[tuple[int, dict[str, Any]]], bool, list[int]]:
         """``(line number, record)`` of each JSON object, the torn flag, the corrupt lines."""
-        try:
-            raw = self.path.read_bytes()
-        except FileNotFoundError:
+        raw = read_regular(self.path, limit=MAX_HISTORY_BYTES)
+        if raw is None:
             return [], False, []
-        except OSError as exc:
-            raise StateError(f"cannot read history {self.path}: {exc.strerror}") from exc
         lines = raw.split(b"\n")
         records: list[tuple[int, dict[str, Any]]] = []
         corrupt: list[int] = []
@@ -152,7 +158,7 @@ class HistoryFile:
                 record = json.loads(line)
                 if not isinstance(record, dict):
                     raise ValueError("not an object")
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: nested absurdly deep
                 if index == last_index:
                     torn_last = True  # no trailing newline: the crash happened mid-append
                 else:
@@ -172,21 +178,16 @@ class HistoryFile:
 
     def read_from(self, offset: int) -> list[dict[str, Any]]:
         """Whole records that start at or after byte ``offset`` (all of them if it is stale)."""
-        try:
-            with self.path.open("rb") as handle:
-                size = handle.seek(0, 2)
-                start = offset if 0 <= offset <= size else 0  # truncated or rotated: read all
-                handle.seek(start)
-                raw = handle.read()
-        except FileNotFoundError:
+        data = read_regular(self.path, limit=MAX_HISTORY_BYTES)
+        if data is None:
             return []
-        except OSError as exc:
-            raise StateError(f"cannot read history {self.path}: {exc.strerror}") from exc
+        start = offset if 0 <= offset <= len(data) else 0  # truncated or rotated: read all
+        raw = data[start:]
         out = []
         for line in raw.split(b"\n"):
             try:
                 record = json.loads(line) if line.strip() else None
-            except ValueError:
+            except (ValueError, RecursionError):
                 continue  # a torn fragment: not a record
             if isinstance(record, dict):
                 out.append(record)

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from autolearn.adapters.atomic import FILE_MODE, ensure_dir
+from autolearn.adapters.files import open_regular
 from autolearn.errors import LockBusy, StateError
 
 __all__ = ["file_lock"]
@@ -24,8 +25,8 @@ def file_lock(path: Path, *, timeout_s: float = 0.0, poll_s: float = 0.01) -> It
     """Hold an exclusive lock on ``path``; ``LockBusy`` when not acquired within ``timeout_s``."""
     ensure_dir(path.parent)
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
-    except OSError as exc:
+        fd = open_regular(path, os.O_RDWR | os.O_CREAT, FILE_MODE)  # never through a link
+    except FileNotFoundError as exc:
         raise StateError(f"cannot open lock {path}: {exc.strerror}") from exc
     try:
         deadline = time.monotonic() + timeout_s

@@ -14,7 +14,15 @@ from typing import Any, TextIO
 
 import structlog
 
-__all__ = ["configure_logging", "emit_json", "get_logger", "redact", "register_secret"]
+__all__ = [
+    "FRAGMENT_CHARS",
+    "configure_logging",
+    "emit_json",
+    "get_logger",
+    "redact",
+    "redact_secret",
+    "register_secret",
+]
 
 _SECRETS: set[str] = set()
 _URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://[^:/@\s]+):(?P<pw>[^@\s]+)@")
@@ -26,12 +34,50 @@ def register_secret(value: str | None) -> None:
         _SECRETS.add(value)
 
 
+# A run of this many characters of a secret is redacted wherever it appears: a message that
+# truncates the token (a field value cut to 60 characters, a 403 body quoting part of it)
+# must not leak its prefix. Short enough for any useful fragment, long enough that ordinary
+# text (ids, timestamps) does not match a random 64-hex token by chance.
+FRAGMENT_CHARS = 12
+
+
 def redact(text: str) -> str:
-    """``text`` with registered secrets and URL passwords replaced by ``***``."""
+    """``text`` with registered secrets (whole or any fragment of ``FRAGMENT_CHARS`` or more)
+    and URL passwords replaced by ``***``."""
     text = _URL_PASSWORD.sub(r"\g<scheme>:***@", text)
-    for secret in _SECRETS:
-        text = text.replace(secret, "***")
+    for secret in sorted(_SECRETS, key=len, reverse=True):
+        text = redact_secret(text, secret)
     return text
+
+
+def redact_secret(text: str, secret: str) -> str:
+    """``text`` with ``secret`` and every fragment of it (``FRAGMENT_CHARS``+) as ``***``."""
+    if not secret:
+        return text
+    text = text.replace(secret, "***")
+    k = min(FRAGMENT_CHARS, len(secret))
+    if len(text) < k:
+        return text
+    grams = {secret[i : i + k] for i in range(len(secret) - k + 1)}
+    covered = bytearray(len(text))
+    hit = False
+    for i in range(len(text) - k + 1):
+        if text[i : i + k] in grams:
+            covered[i : i + k] = b"\x01" * k
+            hit = True
+    if not hit:
+        return text
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        if covered[i]:
+            while i < len(text) and covered[i]:
+                i += 1
+            out.append("***")
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
 
 
 def _redact_processor(_: Any, __: str, event: MutableMapping[str, Any]) -> str:

@@ -27,8 +27,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from autolearn.adapters.atomic import atomic_write_bytes, ensure_dir
-from autolearn.adapters.gitguard import ensure_untracked, tracked_under
+from autolearn.adapters.atomic import atomic_write_bytes, ensure_dir, remove_stale_temp_files
+from autolearn.adapters.files import read_regular
+from autolearn.adapters.gitguard import ensure_state_dir_ignored, ensure_untracked, tracked_under
 from autolearn.adapters.history import HistoryFile
 from autolearn.adapters.locks import file_lock
 from autolearn.core.apply_guard import ApplyKind, KnobChange, KnobDecision, guard_changes
@@ -133,6 +134,7 @@ class StateStore:
         self.history = HistoryFile(self.root / "history.jsonl")
         self.locks_dir = self.root / "locks"
         self.presets = presets_digest(registry)
+        self._root_checked = False
 
     # -- locks -------------------------------------------------------------------------------
     @contextmanager
@@ -140,6 +142,7 @@ class StateStore:
         """Exclusive lock ``name`` (a mechanism, ``effective`` or ``control``)."""
         if not name.replace("_", "").isalnum():
             raise StateError(f"invalid lock name {name!r}")
+        self._check_root()
         with file_lock(self.locks_dir / f"{name}.lock", timeout_s=timeout_s):
             yield
 
@@ -152,7 +155,7 @@ class StateStore:
         """The version of the presets alone (no runtime override)."""
         return self.version_of({})
 
-    def read_effective(self) -> Effective:
+    def read_effective(self, *, allow_lost: bool = False) -> Effective:
         """The current merged runtime layer (empty = presets only). Strict: corrupt -> error.
 
         After a deploy changed the presets, the stored layer is *rebased*: same overrides, new
@@ -160,30 +163,11 @@ class StateStore:
         """
         doc = self._read_json(self.effective_path)
         if doc is None:
+            if not allow_lost:
+                self._refuse_lost_effective()
             return Effective(version=self.base_version(), values={}, presets=self.presets)
-        try:
-            values = dict(doc["values"])
-            changes = {
-                k: [
-                    KnobChange(at=parse_utc(c["at"]), before=c["before"], after=c["after"])
-                    for c in v
-                ]
-                for k, v in doc.get("changes", {}).items()
-            }
-            updated = doc.get("updated_at")
-            effective = Effective(
-                version=str(doc["version"]),
-                values=values,
-                sources=dict(doc.get("sources", {})),
-                changes=changes,
-                updated_at=parse_utc(updated) if updated else None,
-                last_record=doc.get("last_record"),
-                last_record_offset=int(doc.get("last_record_offset", 0)),
-                presets=str(doc.get("presets", "")),
-                arms=tuple(ArmSplit.from_json(a) for a in doc.get("arms", [])),
-            )
-        except (KeyError, TypeError, ValueError, TimestampError) as exc:
-            raise StateError(f"{self.effective_path}: malformed state ({exc})") from exc
+        effective = _parse_effective(doc, self.effective_path)
+        values = effective.values
         if version_of(values, effective.presets) != effective.version:
             raise StateError(
                 f"{self.effective_path}: values do not match version {effective.version} "
@@ -192,6 +176,25 @@ class StateStore:
         if effective.presets != self.presets:  # presets changed by a deploy: rebase
             effective = replace(effective, version=self.version_of(values), presets=self.presets)
         return self._with_arm_versions(effective)
+
+    def last_recorded_version(self) -> str | None:
+        """The ``version_after`` of the last applied run in the history (None: never applied)."""
+        for record in reversed(self.history.read().records):
+            version = record.get("version_after")
+            if isinstance(version, str) and record.get("applied") is True:
+                return version
+        return None
+
+    def _refuse_lost_effective(self) -> None:
+        """A missing ``effective.json`` after applies is lost state, not "presets only"."""
+        version = self.last_recorded_version()
+        if version is None or version == self.base_version():
+            return
+        raise StateError(
+            f"{self.effective_path} is missing, but {self.history.path} records version "
+            f"{version} as applied (a clean-up job may have deleted it); nothing changed. "
+            f"Fix: `autolearn rollback --to {version} --reason restore` writes it back"
+        )
 
     def _with_arm_versions(self, effective: Effective) -> Effective:
         """``effective`` with the version of every arm combination (computed, never stored)."""
@@ -252,8 +255,20 @@ class StateStore:
         self._write_json(self._mechanism_path(name), dict(state))
 
     def read_control(self) -> dict[str, Any]:
+        """The operator switches; a wrong-typed entry is a StateError naming it (never a crash)."""
         doc = self._read_json(self.control_path)
-        return {} if doc is None else {k: v for k, v in doc.items() if k != "schema_version"}
+        if doc is None:
+            return {}
+        mechanisms = doc.get("mechanisms", {})
+        if not isinstance(mechanisms, dict) or not all(
+            isinstance(v, dict) for v in mechanisms.values()
+        ):
+            raise StateError(
+                f"{self.control_path}: malformed state: 'mechanisms' must be an object of "
+                f"objects (mechanism -> switches), got {json.dumps(mechanisms)[:80]}; fix or "
+                "remove the file, then re-issue the operator's freeze/enable commands"
+            )
+        return {k: v for k, v in doc.items() if k != "schema_version"}
 
     def set_control(self, mechanism: str, entry: Mapping[str, Any]) -> None:
         """Merge ``entry`` into the operator switches of ``mechanism`` (frozen, enabled, ...).
@@ -338,7 +353,7 @@ class StateStore:
         """
         target = dict(self.read_snapshot(version).get("values", {}))
         with self.lock("effective", timeout_s=30):
-            effective = self.read_effective()
+            effective = self.read_effective(allow_lost=True)
             wanted: dict[str, object] = {}
             for knob in effective.values:
                 spec = self.registry.find(knob)
@@ -386,6 +401,11 @@ class StateStore:
             if record is not None:
                 self.record(_complete(record, result, now, applied=False, proposed=diff))
             return result
+        # Every file this apply writes is checked before the first write, so a refusal
+        # (a tracked history, a link) leaves no snapshot behind.
+        self._refuse_tracked([self.history.path, self.effective_path])
+        for directory in (self.root, self.snapshots_dir, self.mechanisms_dir):
+            remove_stale_temp_files(directory)
         new_effective = self._next_effective(effective, adopted, writer, kind, now)
         arms = tuple(a for a in effective.arms if not set(a.baseline) & set(adopted))
         if start_arms is not None:
@@ -420,12 +440,7 @@ class StateStore:
         return result
 
     def _read_bytes(self, path: Path) -> bytes | None:
-        try:
-            return path.read_bytes()
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            raise StateError(f"cannot read {path}: {exc.strerror}") from exc
+        return read_regular(path)
 
     def _undo_unrecorded(
         self, previous: bytes | None, version: str, cause: StateError
@@ -521,21 +536,34 @@ class StateStore:
         return self.mechanisms_dir / f"{name}.json"
 
     def _refuse_tracked(self, paths: list[Path]) -> None:
+        for path in paths:
+            if path.is_symlink():
+                raise StateError(
+                    f"{path} is a symbolic link; autolearn never writes through links in its "
+                    "state directory (a link can point into a tracked file). Fix: remove it"
+                )
         ensure_untracked(paths, tracked_under(self.root) if self.root.exists() else set())
+        self._check_root()
+
+    def _check_root(self) -> None:
+        """The state dir must be outside the checkout or ignored: asked once, before writing."""
+        if not self._root_checked:
+            ensure_state_dir_ignored(self.root)
+            self._root_checked = True
 
     def _read_json(self, path: Path) -> dict[str, Any] | None:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
+        raw = read_regular(path)
+        if raw is None:
             return None
-        except OSError as exc:
-            raise StateError(f"cannot read {path}: {exc.strerror}") from exc
+        try:
+            text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise StateError(f"{path}: not UTF-8 text ({exc.reason}); the file is corrupt") from exc
         try:
             doc = json.loads(text)
-        except ValueError as exc:
-            raise StateError(f"{path}: not valid JSON ({exc}); the file is corrupt") from exc
+        except (ValueError, RecursionError) as exc:
+            why = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+            raise StateError(f"{path}: not valid JSON ({why}); the file is corrupt") from exc
         if not isinstance(doc, dict):
             raise StateError(f"{path}: expected a JSON object")
         version = doc.get("schema_version")
@@ -554,6 +582,76 @@ class StateStore:
         body = doc if raw else {"schema_version": STATE_SCHEMA_VERSION, **doc}
         data = json.dumps(body, sort_keys=True, indent=1, default=str).encode() + b"\n"
         atomic_write_bytes(path, data)
+
+
+_SCALARS = (bool, int, float, str)
+
+
+def _mapping(doc: Mapping[str, Any], key: str, path: Path) -> dict[str, Any]:
+    value = doc.get(key, {})
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise StateError(
+            f"{path}: malformed state: {key!r} must be an object, got {type(value).__name__}"
+        )
+    return value
+
+
+def _parse_changes(doc: Mapping[str, Any]) -> dict[str, list[KnobChange]]:
+    changes: dict[str, list[KnobChange]] = {}
+    for knob, entries in doc.items():
+        if not isinstance(entries, list) or not all(isinstance(c, dict) for c in entries):
+            raise ValueError(f"changes.{knob} must be a list of objects")
+        changes[knob] = [
+            KnobChange(at=parse_utc(str(c["at"])), before=c["before"], after=c["after"])
+            for c in entries
+        ]
+    return changes
+
+
+def _parse_effective(doc: Mapping[str, Any], path: Path) -> Effective:
+    """``effective.json`` as an :class:`Effective`; every structural problem is a StateError."""
+    try:
+        values = _mapping(doc, "values", path)
+        if "values" not in doc or "version" not in doc:
+            raise KeyError("values" if "values" not in doc else "version")
+        for knob, value in values.items():
+            if not isinstance(value, _SCALARS):
+                raise ValueError(f"value of {knob!r} is a {type(value).__name__}, not a scalar")
+        sources = _mapping(doc, "sources", path)
+        for knob, source in sources.items():
+            if not isinstance(source, dict):
+                raise ValueError(f"sources.{knob} is a {type(source).__name__}, not an object")
+        changes = _parse_changes(_mapping(doc, "changes", path))
+        arms = doc.get("arms", [])
+        if not isinstance(arms, list) or not all(isinstance(a, dict) for a in arms):
+            raise ValueError("arms must be a list of objects")
+        last_record = doc.get("last_record")
+        if last_record is not None and not isinstance(last_record, dict):
+            raise ValueError("last_record must be an object or null")
+        offset = doc.get("last_record_offset", 0)
+        if isinstance(offset, bool) or not isinstance(offset, int):
+            raise ValueError(f"last_record_offset must be an integer, got {offset!r}")
+        updated = doc.get("updated_at")
+        return Effective(
+            version=str(doc["version"]),
+            values=dict(values),
+            sources=dict(sources),
+            changes=changes,
+            updated_at=parse_utc(str(updated)) if updated else None,
+            last_record=last_record,
+            last_record_offset=offset,
+            presets=str(doc.get("presets", "")),
+            arms=tuple(ArmSplit.from_json(a) for a in arms),
+        )
+    except StateError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, TimestampError) as exc:
+        raise StateError(
+            f"{path}: malformed state ({type(exc).__name__}: {exc}); restore with "
+            "`autolearn rollback --to VERSION` (see `autolearn history`)"
+        ) from exc
 
 
 def _typed(spec: KnobSpec, value: object) -> KnobValue:

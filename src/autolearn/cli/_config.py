@@ -9,6 +9,7 @@ means the run will start:
     gates      --gates-config     <bot>/config/gates.yaml    else the packaged file; + the runtime
                                                              overrides in the state dir
     registry   --registry         AUTOLEARN_REGISTRY         else <bot>/config/knobs.yaml, packaged
+    ledger     <bot>/config/ledger.yaml (plausibility limits of every ledger writer) else defaults
 
 ``autolearn doctor`` runs the same check as its ``configs`` finding.
 """
@@ -82,6 +83,7 @@ def gather_config_facts(
     from autolearn.autotune.config import load_autotune_config
     from autolearn.core.ownership_doc import ownership_problems
     from autolearn.gates.config import load_gates_config
+    from autolearn.ledger.limits import LIMITS_FILE, load_trade_limits
     from autolearn.ops.probes import probe_config
     from autolearn.scalp_trainer.config import load_scalp_config
     from autolearn.tuner.config import load_tuner_config
@@ -115,6 +117,13 @@ def gather_config_facts(
             "registry",
             str(current.registry_path or "defaults (packaged knobs.yaml)"),
             load_registry,
+        ),
+        probe_config(
+            "ledger",
+            str(current.bot_root / LIMITS_FILE)
+            if (current.bot_root / LIMITS_FILE).exists()
+            else "defaults",
+            lambda: load_trade_limits(current.bot_root),
         ),
     ]
 

@@ -18,15 +18,18 @@ __all__ = ["ingest_files"]
 def ingest_files(paths: list[Path], ledger_url: str, *, show_rejected: int = 20) -> dict[str, int]:
     """Import every file into the ledger; print each report; return the totals."""
     from autolearn.importers.quantrabbit import import_path
+    from autolearn.ledger.limits import load_trade_limits
     from autolearn.ledger.sql import SqlLedger
 
     totals = {"rows": 0, "accepted": 0, "rejected": 0, "inserted": 0, "updated": 0}
-    ledger = SqlLedger.open(ledger_url)
+    limits = load_trade_limits(settings().bot_root)
+    for path in paths:  # before the ledger is opened: a typo must not create one
+        if not path.exists():
+            raise InputError(f"{path}: no such file")
+    ledger = SqlLedger.open(ledger_url, limits=limits)
     try:
         for path in paths:
-            if not path.exists():
-                raise InputError(f"{path}: no such file")
-            report = import_path(path)
+            report = import_path(path, limits=limits)
             counts = ledger.upsert_trades(report.accepted)
             console.print(report.format(detail_limit=show_rejected))
             console.print(

@@ -75,20 +75,43 @@ class Stats:
         return out
 
 
+def _sum(values: Iterable[float]) -> float:
+    """``math.fsum``, but an overflowing sum is +-inf (or NaN), never an ``OverflowError``."""
+    items = list(values)
+    try:
+        return math.fsum(items)
+    except OverflowError:  # finite inputs whose exact sum exceeds the float range
+        return sum(items)
+
+
+def _std(values: Sequence[float], mean: float) -> float:
+    """Sample sd (ddof 1), overflow-safe: deviations are scaled by the largest one first.
+
+    ``(v - mean) ** 2`` raises ``OverflowError`` for ``|v - mean| > 1.3e154``; one absurd
+    trade must make the spread infinite (so every rule reads "insufficient"), not crash.
+    """
+    if not math.isfinite(mean):
+        return math.nan
+    deviations = [v - mean for v in values]
+    largest = max(abs(d) for d in deviations)
+    if largest == 0:
+        return 0.0
+    if not math.isfinite(largest):
+        return math.inf if not math.isnan(largest) else math.nan
+    scaled = math.fsum((d / largest) * (d / largest) for d in deviations)
+    return largest * math.sqrt(scaled / (len(values) - 1))
+
+
 def summarize(values: Sequence[float]) -> Stats:
-    """Stats of a P/L sample."""
+    """Stats of a P/L sample. Never raises on finite input, however large (see ``_std``)."""
     n = len(values)
     wins = sum(1 for v in values if v > 0)
     losses = sum(1 for v in values if v < 0)
-    gross_profit = math.fsum(v for v in values if v > 0)
-    gross_loss = -math.fsum(v for v in values if v < 0)
-    net = math.fsum(values)
+    gross_profit = _sum(v for v in values if v > 0)
+    gross_loss = -_sum(v for v in values if v < 0)
+    net = _sum(values)
     expectancy = net / n if n else math.nan
-    if n >= 2:
-        mean = expectancy
-        std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
-    else:
-        std = math.nan
+    std = _std(values, expectancy) if n >= 2 else math.nan
     if gross_loss > 0:
         pf = gross_profit / gross_loss
     else:

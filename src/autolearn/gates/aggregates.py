@@ -62,6 +62,7 @@ class Aggregates:
         self.watermark: Watermark | None = None
         self._mark_us: tuple[int, str, str] | None = None
         self.trades_seen = 0
+        self.future_skipped = 0  # rows offered from after ``not_after`` (see ``ingest``)
         self.series: dict[tuple[str, str], _Series] = {}
         self.stage = StageBook(config.stage, config.units)
         self.last_close: dict[tuple[str, Side], LastClose] = {}
@@ -69,13 +70,24 @@ class Aggregates:
         self._cluster_cache: dict[str, tuple[int, int, int, tuple[int, int, float]]] = {}
         self._keep_us = int(config.history_window.total_seconds() * 1_000_000)
 
-    def ingest(self, trades: Iterable[Trade]) -> int:
-        """Advance over ``trades`` (ledger order); returns how many were new."""
+    def ingest(self, trades: Iterable[Trade], *, not_after: datetime | None = None) -> int:
+        """Advance over ``trades`` (ledger order); returns how many were new.
+
+        A trade closing after ``not_after`` (the caller's now plus a tolerance) is not taken
+        and the watermark stops before it: a row dated in the future (year 9999) must not move
+        the watermark past every real trade that follows it. Being last in the ledger order,
+        such rows are simply offered again at the next refresh (counted in ``future_skipped``)
+        and taken once their time has come.
+        """
         added = 0
+        limit_us = to_epoch_us(not_after) if not_after is not None else None
         for t in trades:
             key = (to_epoch_us(t.close_at), t.broker_trade_id, t.close_tx_id)
             if self._mark_us is not None and key <= self._mark_us:
                 continue  # at or before the watermark: already counted
+            if limit_us is not None and key[0] > limit_us:
+                self.future_skipped += 1
+                break  # ledger order: everything after it is later still
             self._add(t, key[0])
             self._mark_us = key
             self.watermark = watermark_of(t)

@@ -6,7 +6,8 @@
 
 The gates judge ENTRIES ONLY. Exits are never gated: do not call this before closing.
 
-Order: policy knobs (``pockets.<p>[.strategies.<S>].allow_new`` / ``size_mult``, read through
+Order: policy knobs (``pockets.<p>[.strategies.<key>].allow_new`` / ``size_mult``, ``<key>``
+the strategy name escaped by ``core.knob_names.strategy_key``, read through
 ``autolearn.runtime.Tuning``) -> perf guard -> stage tracker -> re-entry gate; every gate's
 reasons are kept, the multipliers multiply. New trades are read from the ledger at most every
 ``refresh_s`` of the injected monotonic clock. ``check_entry`` never raises: an unreadable
@@ -24,14 +25,16 @@ import contextlib
 import math
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from autolearn.adapters.logs import get_logger
 from autolearn.adapters.state import StateStore
+from autolearn.core.knob_names import strategy_knob_prefix
 from autolearn.core.model import Side
+from autolearn.core.plausibility import TradeLimits
 from autolearn.core.registry import Registry
 from autolearn.errors import AutolearnError, LedgerError
 from autolearn.gates.aggregates import Aggregates
@@ -52,6 +55,8 @@ from autolearn.runtime import Tuning
 __all__ = ["Gates", "KnobReader"]
 
 KnobReader = Callable[[str, Any], Any]
+# Trades closing later than the entry's ``now`` plus this are not read yet (clock skew only).
+FUTURE_TOLERANCE = TradeLimits().future_tolerance
 
 
 def _defaults_only(_key: str, default: Any) -> Any:
@@ -69,8 +74,12 @@ class Gates:
         knobs: KnobReader = _defaults_only,
         clock: Callable[[], float] = time.monotonic,
         ledger_opener: Callable[[], Ledger] | None = None,
+        pockets: Collection[str] | None = None,
     ) -> None:
         self.config = config
+        # The registry's pockets: any other name ("mirco", "MICRO", "micro ") is denied, never
+        # normalised (a typo must not escape a block on the real pocket). None: not checked.
+        self.pockets = frozenset(pockets) if pockets is not None else None
         self._ledger = ledger
         self._opener = ledger_opener
         self._knobs = knobs
@@ -109,7 +118,14 @@ class Gates:
         def opener() -> Ledger:
             return SqlLedger.open(ledger_url)
 
-        gates = cls(ledger=None, config=config, knobs=tuning.get, clock=clock, ledger_opener=opener)
+        gates = cls(
+            ledger=None,
+            config=config,
+            knobs=tuning.get,
+            clock=clock,
+            ledger_opener=opener,
+            pockets=registry.pockets,
+        )
         try:
             gates._ledger = opener()
         except LedgerError as exc:
@@ -133,7 +149,9 @@ class Gates:
         """May the bot open this entry now, and at what size? Never raises."""
         try:
             side = Side(side)
-            _check_inputs(strategy, pocket, price, now)
+            _check_inputs(strategy, pocket, price, now, open_positions)
+            if self.pockets is not None and pocket not in self.pockets:
+                return _unknown_pocket(pocket, self.pockets)
             with self._lock:
                 self._maybe_refresh(now)
                 return self._decide(strategy, pocket, side, price, now, open_positions)
@@ -161,19 +179,23 @@ class Gates:
                 if self._opener is None:
                     raise LedgerError("no ledger configured")
                 self._ledger = self._opener()
+            if getattr(self._ledger, "is_replaced", lambda: False)():
+                self._reopen_replaced()
+            # A row dated beyond now (+ skew) never moves the watermark (issue 13).
+            horizon = now + FUTURE_TOLERANCE
             if not self._bootstrapped:
                 since = now - self.config.history_window
-                self.aggregates.ingest(self._ledger.trades(closed_since=since))
+                self.aggregates.ingest(self._ledger.trades(closed_since=since), not_after=horizon)
                 self._bootstrapped = True
             mark = self.aggregates.watermark
             if mark is None:
-                self.aggregates.ingest(self._ledger.trades_after(None))
+                self.aggregates.ingest(self._ledger.trades_after(None), not_after=horizon)
             else:
                 # Range read from the watermark's close time, deduplicated by the full
                 # (close_at, broker_trade_id, close_tx_id) key in ingest(): the same trades as
                 # trades_after(mark), but SQLite answers its OR-expanded predicate with a
                 # full index scan (O(ledger) per refresh), while this is an index search.
-                self.aggregates.ingest(self._ledger.trades(closed_since=mark[0]))
+                self.aggregates.ingest(self._ledger.trades(closed_since=mark[0]), not_after=horizon)
         except Exception as exc:
             # Any failure of the read, not only the expected LedgerError (a driver bug, a row
             # an older writer left undecodable), leaves the ledger unreadable. The error stays
@@ -186,6 +208,19 @@ class Gates:
             self.ledger_error = detail
             return
         self.ledger_error = None
+
+    def _reopen_replaced(self) -> None:
+        """The ledger file was deleted or recreated: reopen it and rebuild from scratch."""
+        if self._ledger is not None:
+            with contextlib.suppress(Exception):
+                self._ledger.close()
+        self._ledger = None
+        self.aggregates = Aggregates(self.config)
+        self._bootstrapped = False
+        self._log.warning("gates_ledger_replaced", action="reopened and re-read")
+        if self._opener is None:
+            raise LedgerError("the ledger file was replaced under the gates; reopen them")
+        self._ledger = self._opener()
 
     def _decide(
         self,
@@ -257,7 +292,7 @@ class Gates:
         size = 1.0
         for prefix, code in (
             (f"pockets.{pocket}.", "policy_pocket_blocked"),
-            (f"pockets.{pocket}.strategies.{strategy}.", "policy_strategy_blocked"),
+            (strategy_knob_prefix(pocket, strategy), "policy_strategy_blocked"),  # escaped
         ):
             if not self._knobs(f"{prefix}allow_new", True):
                 reasons.append(
@@ -303,13 +338,40 @@ class Gates:
         )
 
 
-def _check_inputs(strategy: str, pocket: str, price: float, now: datetime) -> None:
+def _check_inputs(
+    strategy: str,
+    pocket: str,
+    price: float,
+    now: datetime,
+    open_positions: Sequence[OpenPosition] = (),
+) -> None:
     if not isinstance(now, datetime) or now.tzinfo is None or now.utcoffset() is None:
         raise ValueError(f"now must be a timezone-aware datetime, got {now!r}")
-    if not strategy or not pocket:
+    if not isinstance(strategy, str) or not isinstance(pocket, str) or not strategy or not pocket:
         raise ValueError(f"strategy and pocket must be non-empty, got {strategy!r}, {pocket!r}")
-    if not isinstance(price, int | float) or not math.isfinite(price) or price <= 0:
+    # bool is an int: price=True must not read as 1.0.
+    if isinstance(price, bool) or not isinstance(price, int | float):
         raise ValueError(f"price must be a finite number > 0, got {price!r}")
+    if not math.isfinite(price) or price <= 0:
+        raise ValueError(f"price must be a finite number > 0, got {price!r}")
+    for i, p in enumerate(open_positions):
+        units = getattr(p, "units", None)
+        if isinstance(units, bool) or not isinstance(units, int) or units <= 0:
+            raise ValueError(
+                f"open_positions[{i}].units must be a positive int (absolute size), got {units!r}"
+            )
+
+
+def _unknown_pocket(pocket: str, known: frozenset[str]) -> Verdict:
+    """Fail closed on a pocket the registry does not name (a typo must not bypass a block)."""
+    reason = Reason(
+        gate=Gate.GATES,
+        code="unknown_pocket",
+        blocking=True,
+        hard=True,
+        detail=f"pocket {pocket!r} is not one of the registry's pockets {sorted(known)}",
+    )
+    return Verdict(allowed=False, size_multiplier=0.0, reasons=(reason,))
 
 
 def _with_refresh(config: GatesConfig, refresh_s: float) -> GatesConfig:

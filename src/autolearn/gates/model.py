@@ -106,6 +106,10 @@ class OpenPosition:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "side", Side(self.side))
+        if isinstance(self.units, bool) or not isinstance(self.units, int) or self.units <= 0:
+            raise ValueError(f"units must be a positive int (absolute size), got {self.units!r}")
+        if isinstance(self.entry_price, bool) or not isinstance(self.entry_price, int | float):
+            raise ValueError(f"entry_price must be a number, got {self.entry_price!r}")
         if not math.isfinite(self.entry_price) or self.entry_price <= 0:
             raise ValueError(f"entry_price must be finite and > 0, got {self.entry_price!r}")
 

@@ -31,12 +31,13 @@ import re
 import sqlite3
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from autolearn.core.model import Side, Trade, TradeState, pip_size
+from autolearn.core.plausibility import TradeLimits, implausible_trade
 from autolearn.core.timestamps import TimestampError, parse_utc
 from autolearn.errors import InputError
 from autolearn.importers.report import ImportReport, ReportBuilder
@@ -104,14 +105,58 @@ class _Layout:
     default_instrument: str | None
 
 
+# Trade field -> the source column a rejection names.
+_FIELD_COLUMNS = {
+    "close_at": "close_time",
+    "pl_account": "realized_pl",
+    "units": "units",
+    "entry_price": "entry_price",
+    "close_price": "close_price",
+    "pl_pips": "pl_pips",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Check:
+    """The plausibility check of one import: ``now`` and the limits."""
+
+    now: datetime
+    limits: TradeLimits
+
+    @classmethod
+    def of(cls, now: datetime | None, limits: TradeLimits | None) -> _Check:
+        return cls(now or datetime.now(UTC), limits or TradeLimits())
+
+    def plausible(self, trade: Trade, row: Mapping[str, Any], layout: _Layout) -> None:
+        found = implausible_trade(trade, self.now, self.limits)
+        if not found:
+            return
+        first = found[0]
+        if first.field == "entry_at":
+            column = next((c for c in layout.entry_columns if c in row), layout.entry_columns[0])
+        else:
+            column = _FIELD_COLUMNS.get(first.field, first.field)
+        raw = row.get(column, first.value)
+        reason = "; ".join(f"{f.field} {f.reason}" for f in found)
+        raise _RowRejected(column, raw, f"implausible: {reason}")
+
+
 # --------------------------------------------------------------------------------------------
 # Public entry points
 
 
-def import_path(path: str | Path, *, instrument: str = DEFAULT_INSTRUMENT) -> ImportReport:
+def import_path(
+    path: str | Path,
+    *,
+    instrument: str = DEFAULT_INSTRUMENT,
+    now: datetime | None = None,
+    limits: TradeLimits | None = None,
+) -> ImportReport:
     """Import a QuantRabbit file, choosing the reader by extension (.db/.sqlite vs .csv).
 
-    ``instrument`` is used only for CSV exports, which have no instrument column.
+    ``instrument`` is used only for CSV exports, which have no instrument column. A row outside
+    ``limits`` at ``now`` (default: the wall clock; a close time in the future, an absurd
+    P/L) is rejected with its column, like any other bad row.
 
     Raises:
         InputError: unknown extension, unreadable file, or a required column is missing.
@@ -119,14 +164,16 @@ def import_path(path: str | Path, *, instrument: str = DEFAULT_INSTRUMENT) -> Im
     p = Path(path)
     suffix = p.suffix.lower()
     if suffix in _DB_SUFFIXES:
-        return import_trades_db(p)
+        return import_trades_db(p, now=now, limits=limits)
     if suffix in _CSV_SUFFIXES:
-        return import_trades_csv(p, instrument=instrument)
+        return import_trades_csv(p, instrument=instrument, now=now, limits=limits)
     known = ", ".join(sorted(_DB_SUFFIXES | _CSV_SUFFIXES))
     raise InputError(f"{p}: unknown QuantRabbit file type {suffix!r}; expected one of {known}")
 
 
-def import_trades_db(path: str | Path) -> ImportReport:
+def import_trades_db(
+    path: str | Path, *, now: datetime | None = None, limits: TradeLimits | None = None
+) -> ImportReport:
     """Import the ``trades`` table of a QuantRabbit ``trades.db`` (schema v2 or v3, by columns).
 
     The file is opened read-only; it is never modified.
@@ -145,14 +192,20 @@ def import_trades_db(path: str | Path) -> ImportReport:
     try:
         # Undecodable text must reject its row, not abort the whole read.
         conn.text_factory = _decode_or_keep_bytes
-        return _import_db_rows(conn, p)
+        return _import_db_rows(conn, p, _Check.of(now, limits))
     except sqlite3.Error as exc:
         raise InputError(f"{p}: cannot read the trades table: {exc}") from exc
     finally:
         conn.close()
 
 
-def import_trades_csv(path: str | Path, *, instrument: str = DEFAULT_INSTRUMENT) -> ImportReport:
+def import_trades_csv(
+    path: str | Path,
+    *,
+    instrument: str = DEFAULT_INSTRUMENT,
+    now: datetime | None = None,
+    limits: TradeLimits | None = None,
+) -> ImportReport:
     """Import a QuantRabbit CSV export (``trades_latest.csv``; header row required).
 
     Raises:
@@ -177,7 +230,7 @@ def import_trades_csv(path: str | Path, *, instrument: str = DEFAULT_INSTRUMENT)
             if "instrument" not in layout.columns:
                 builder.note(f"no instrument column: every row taken as {instrument}")
             rows = _csv_rows(reader, len(header))
-            return _convert_all(rows, layout, builder)
+            return _convert_all(rows, layout, builder, _Check.of(now, limits))
     except OSError as exc:
         raise InputError(f"{p}: cannot read: {exc}") from exc
 
@@ -205,7 +258,7 @@ def _decode_or_keep_bytes(raw: bytes) -> str | bytes:
         return raw
 
 
-def _import_db_rows(conn: sqlite3.Connection, p: Path) -> ImportReport:
+def _import_db_rows(conn: sqlite3.Connection, p: Path, check: _Check) -> ImportReport:
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     if "trades" not in tables:
         raise InputError(f"{p}: no 'trades' table (found: {sorted(tables)}); not a trades.db?")
@@ -225,7 +278,7 @@ def _import_db_rows(conn: sqlite3.Connection, p: Path) -> ImportReport:
     cursor = conn.execute("SELECT rowid, * FROM trades ORDER BY rowid")
     names = [d[0] for d in cursor.description][1:]
     rows = ((int(r[0]), dict(zip(names, r[1:], strict=True))) for r in cursor)
-    return _convert_all(rows, layout, builder)
+    return _convert_all(rows, layout, builder, check)
 
 
 def _csv_rows(
@@ -268,6 +321,7 @@ def _convert_all(
     rows: Iterator[tuple[int, dict[str, Any] | _RowRejected]],
     layout: _Layout,
     builder: ReportBuilder,
+    check: _Check,
 ) -> ImportReport:
     seen: dict[tuple[str, str], int] = {}
     unreadable_thesis = 0
@@ -278,6 +332,7 @@ def _convert_all(
             if isinstance(row, _RowRejected):
                 raise row
             trade, thesis_ok = _to_trade(row, layout)
+            check.plausible(trade, row, layout)
             key = (trade.broker_trade_id, trade.close_tx_id)
             if key in seen:
                 raise _RowRejected(

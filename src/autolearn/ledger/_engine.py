@@ -10,6 +10,7 @@ loops. No password may leave it, neither in a message nor in SQLAlchemy's parse 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from autolearn.errors import LedgerError
 __all__ = ["SQLITE_BUSY_TIMEOUT_MS", "dialect_insert", "is_locked", "make_engine"]
 
 SQLITE_BUSY_TIMEOUT_MS = 5_000
+_SQLITE_SUFFIXES = frozenset({".db", ".sqlite", ".sqlite3"})
 
 
 def make_engine(url: str, busy_timeout_ms: int) -> tuple[Engine, str]:
@@ -32,6 +34,7 @@ def make_engine(url: str, busy_timeout_ms: int) -> tuple[Engine, str]:
     if "://" not in raw:
         if not raw:
             raise LedgerError("ledger URL is empty; pass sqlite:///path or postgresql+psycopg://")
+        _check_plain_path(raw)
         raw = f"sqlite:///{raw}"
     try:
         parsed = sa.make_url(raw)
@@ -59,10 +62,7 @@ def _sqlite_engine(parsed: sa.URL, shown: str, busy_timeout_ms: int) -> Engine:
     database = parsed.database or ""
     memory = database in ("", ":memory:")
     if not memory:
-        try:
-            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise LedgerError(f"ledger {shown}: cannot create its directory: {exc}") from exc
+        _prepare_sqlite_file(Path(database).expanduser(), shown)
     engine = sa.create_engine(parsed, poolclass=StaticPool) if memory else sa.create_engine(parsed)
 
     @sa.event.listens_for(engine, "connect")
@@ -83,6 +83,45 @@ def _sqlite_engine(parsed: sa.URL, shown: str, busy_timeout_ms: int) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
     return engine
+
+
+def _check_plain_path(raw: str) -> None:
+    """A bare path must be an existing file or end like a SQLite file (a typo is not a URL)."""
+    path = Path(raw).expanduser()
+    if path.suffix.lower() in _SQLITE_SUFFIXES or path.is_file():
+        return
+    raise LedgerError(
+        f"ledger {raw!r} is neither a URL nor a SQLite file path (no such file, and it does not "
+        f"end in {', '.join(sorted(_SQLITE_SUFFIXES))}); nothing was created. Pass "
+        "sqlite:///path/to/ledger.db or postgresql+psycopg://user@host/db"
+    )
+
+
+def _prepare_sqlite_file(path: Path, shown: str) -> None:
+    """Create the file's missing directories (0700) and the file itself (0600) if needed.
+
+    Never a top-level directory: ``sqlite:////nonexistent/dir/x.db`` is a typo, and creating
+    ``/nonexistent`` as root would hide it. The file is made 0600 before SQLite opens it (its
+    ``-wal``/``-shm`` files take the same mode): a ledger holds positions and P/L.
+    """
+    missing = [p for p in (path.parent, *path.parent.parents) if not p.exists()]
+    if missing and missing[-1].parent == missing[-1].parent.parent:
+        raise LedgerError(
+            f"ledger {shown}: {missing[-1]} does not exist and autolearn never creates a "
+            "top-level directory (a typo in the URL?); create it or fix the URL"
+        )
+    try:
+        for directory in reversed(missing):
+            directory.mkdir(mode=0o700, exist_ok=True)
+    except OSError as exc:
+        raise LedgerError(f"ledger {shown}: cannot create its directory: {exc}") from exc
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.close(fd)
+    except FileExistsError:
+        return
+    except OSError as exc:
+        raise LedgerError(f"ledger {shown}: cannot create it: {exc.strerror}") from exc
 
 
 def dialect_insert(conn: Connection, table: sa.Table) -> Any:

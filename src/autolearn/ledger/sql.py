@@ -20,6 +20,9 @@ learning loops. Every database failure, and every stored row that no longer deco
 
 from __future__ import annotations
 
+import os
+import random
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -30,8 +33,9 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from autolearn.core.model import ShadowSignal, Trade
+from autolearn.core.plausibility import TradeLimits, implausible_signal, implausible_trade
 from autolearn.core.timestamps import from_epoch_us, to_epoch_us
-from autolearn.errors import LedgerError
+from autolearn.errors import InputError, LedgerError, LedgerUnavailable
 from autolearn.ledger._base import UpsertCounts, Watermark
 from autolearn.ledger._engine import SQLITE_BUSY_TIMEOUT_MS, dialect_insert, make_engine
 from autolearn.ledger._rows import (
@@ -64,6 +68,14 @@ _CHUNK = 2_000
 
 _T = TypeVar("_T")
 
+# PostgreSQL advisory lock key serialising first-time schema creation (any 64-bit constant).
+_SCHEMA_LOCK = 0x6175746F6C726E  # "autolrn"
+_RETRIES = 6
+_RETRY_PAUSE_S = 0.05
+_RETRY_SQLSTATES = frozenset({"40001", "40P01"})  # serialization_failure, deadlock_detected
+# connection exception, insufficient resources, operator intervention, lock not available
+_TRANSIENT_SQLSTATE_PREFIXES = ("08", "53", "57P", "55P03")
+
 
 class SqlLedger:
     """``Ledger`` on SQLAlchemy Core; construct with :meth:`open`.
@@ -78,11 +90,18 @@ class SqlLedger:
         url_for_errors: str,
         clock: Callable[[], datetime],
         secret: str | None = None,
+        limits: TradeLimits | None = None,
+        wall_clock: Callable[[], datetime] | None = None,
     ) -> None:
         self._engine = engine
         self._url = url_for_errors
         self._clock = clock
         self._secret = secret
+        self.limits = limits or TradeLimits()
+        # "The future" is judged on the wall clock, not on the injectable ingestion clock
+        # (a replay stamps ingestion in simulated time; its trades are still in the past).
+        self._wall_clock = wall_clock or _utc_now
+        self._file_id: tuple[int, int] | None = None
 
     # ----------------------------------------------------------------------------------------
     # Lifecycle
@@ -94,6 +113,8 @@ class SqlLedger:
         *,
         clock: Callable[[], datetime] | None = None,
         sqlite_busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS,
+        limits: TradeLimits | None = None,
+        wall_clock: Callable[[], datetime] | None = None,
     ) -> SqlLedger:
         """Open (creating if needed) the ledger at ``url``.
 
@@ -104,18 +125,29 @@ class SqlLedger:
                 injectable for tests.
             sqlite_busy_timeout_ms: how long a SQLite statement waits for another process's
                 write lock before failing with "database is locked".
+            limits: the plausible range of every stored field (default ``TradeLimits()``);
+                a row outside it is refused with ``InputError``.
+            wall_clock: the real UTC time that "in the future" is judged against.
 
         Raises:
             LedgerError: bad URL, unreachable database, or a schema newer than this code.
         """
         engine, shown = make_engine(url, sqlite_busy_timeout_ms)
         secret = engine.url.password
-        ledger = cls(engine, url_for_errors=shown, clock=clock or _utc_now, secret=secret)
+        ledger = cls(
+            engine,
+            url_for_errors=shown,
+            clock=clock or _utc_now,
+            secret=secret,
+            limits=limits,
+            wall_clock=wall_clock,
+        )
         try:
             ledger._prepare_schema()
         except BaseException:
             engine.dispose()
             raise
+        ledger._file_id = ledger._current_file_id()
         return ledger
 
     def close(self) -> None:
@@ -135,16 +167,46 @@ class SqlLedger:
         """The URL with its password redacted."""
         return self._url
 
+    def _current_file_id(self) -> tuple[int, int] | None:
+        """``(st_dev, st_ino)`` of a SQLite ledger's file (None: not a file, or gone)."""
+        database = self._engine.url.database
+        if self._engine.dialect.name != "sqlite" or database in (None, "", ":memory:"):
+            return None
+        try:
+            st = os.stat(database)
+        except OSError:
+            return None
+        return (st.st_dev, st.st_ino)
+
+    def is_replaced(self) -> bool:
+        """True when the SQLite file was deleted or replaced since :meth:`open`.
+
+        An open connection keeps reading the deleted file's inode: a long-running reader (the
+        gates) must notice and reopen, or it reads a stale ledger without any reason.
+        """
+        return self._file_id is not None and self._current_file_id() != self._file_id
+
     def _prepare_schema(self) -> None:
         # Read first: opening a complete ledger must not need the write lock (the bot may be
         # writing); only a new or incomplete ledger is created, under a write transaction.
         with self._translate("read schema"), self._engine.connect() as conn:
             if schema_ready(conn, url_for_errors=self._url):
                 return
-        with self._translate("create schema"), self._write() as conn:
-            if schema_ready(conn, url_for_errors=self._url):
-                return  # another process created it meanwhile
-            create_schema(conn)
+
+        def create() -> None:
+            with self._write() as conn:
+                if conn.dialect.name == "postgresql":
+                    # Concurrent first opens would race in CREATE TABLE/TYPE (unique violation
+                    # on pg_type, deadlocks): one creates, the others wait and find it ready.
+                    conn.execute(
+                        sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK}
+                    )
+                if schema_ready(conn, url_for_errors=self._url):
+                    return  # another process created it meanwhile
+                create_schema(conn)
+
+        with self._translate("create schema"):
+            self._retry_transient(create)
 
     # ----------------------------------------------------------------------------------------
     # Writes
@@ -154,15 +216,38 @@ class SqlLedger:
 
         Each chunk of rows is its own short transaction (so the bot's writes interleave with a
         large import); if one fails, earlier chunks stay stored and a retry is harmless.
+
+        Every trade is checked against :attr:`limits` first (no future times, no absurd
+        magnitudes): an implausible one raises ``InputError`` naming it, before its chunk is
+        written. Importers reject such rows themselves, so this is the last line of defence.
         """
-        return self._upsert(
-            trades_table, TRADE_KEY, (trade_row(t) for t in trades), "upsert_trades"
-        )
+        now = self._wall_clock()
+        rows = (trade_row(self._plausible_trade(t, now)) for t in trades)
+        return self._upsert(trades_table, TRADE_KEY, rows, "upsert_trades")
 
     def upsert_shadow_signals(self, signals: Iterable[ShadowSignal]) -> UpsertCounts:
         """As :meth:`upsert_trades`, keyed by ``signal_id``."""
-        rows = (shadow_row(s) for s in signals)
+        now = self._wall_clock()
+        rows = (shadow_row(self._plausible_signal(s, now)) for s in signals)
         return self._upsert(shadow_table, SHADOW_KEY, rows, "upsert_shadow_signals")
+
+    def _plausible_trade(self, trade: Trade, now: datetime) -> Trade:
+        found = implausible_trade(trade, now, self.limits)
+        if found:
+            raise InputError(
+                f"ledger {self._url}: refused trade {trade.broker_trade_id}/{trade.close_tx_id} "
+                f"(source {trade.source or 'unknown'}): " + "; ".join(f.describe() for f in found)
+            )
+        return trade
+
+    def _plausible_signal(self, signal: ShadowSignal, now: datetime) -> ShadowSignal:
+        found = implausible_signal(signal, now, self.limits)
+        if found:
+            raise InputError(
+                f"ledger {self._url}: refused shadow signal {signal.signal_id}: "
+                + "; ".join(f.describe() for f in found)
+            )
+        return signal
 
     def set_cursor(self, name: str, value: str) -> None:
         check_text({"name": name, "value": value})
@@ -188,9 +273,28 @@ class SqlLedger:
         total = UpsertCounts()
         with self._translate(operation):
             for chunk in chunks(rows, _CHUNK):
-                with self._write() as conn:
-                    total = total + self._upsert_chunk(conn, table, key, chunk)
+
+                def write(chunk: list[dict[str, Any]] = chunk) -> UpsertCounts:
+                    with self._write() as conn:
+                        return self._upsert_chunk(conn, table, key, chunk)
+
+                total = total + self._retry_transient(write)
         return total
+
+    def _retry_transient(self, work: Callable[[], _T]) -> _T:
+        """Run ``work`` (one whole transaction), again after a deadlock or serialization failure.
+
+        PostgreSQL aborts one of two transactions that deadlock (40P01) or conflict (40001);
+        the transaction is whole, so running it again is the documented remedy.
+        """
+        for attempt in range(_RETRIES):
+            try:
+                return work()
+            except sa.exc.DBAPIError as exc:
+                if attempt == _RETRIES - 1 or _sqlstate(exc) not in _RETRY_SQLSTATES:
+                    raise
+            time.sleep(_RETRY_PAUSE_S * (2**attempt) * (0.5 + random.random()))  # noqa: S311
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
     def _upsert_chunk(
         self,
@@ -394,9 +498,28 @@ class SqlLedger:
             detail = str(orig if orig is not None else exc).strip().splitlines()[0]
             if self._secret:
                 detail = detail.replace(self._secret, "***")  # drivers may echo the DSN
-            raise LedgerError(f"ledger {self._url}: {operation} failed: {detail}") from exc
+            kind = LedgerUnavailable if _is_transient(exc) else LedgerError
+            hint = " (transient: retry later)" if kind is LedgerUnavailable else ""
+            raise kind(f"ledger {self._url}: {operation} failed: {detail}{hint}") from exc
         except OSError as exc:
             raise LedgerError(f"ledger {self._url}: {operation} failed: {exc}") from exc
+
+
+def _sqlstate(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None)
+    return str(getattr(orig, "sqlstate", None) or "")
+
+
+def _is_transient(exc: SQLAlchemyError) -> bool:
+    """A failure that resolves itself: unreachable server, deadlock, conflict, lock timeout."""
+    state = _sqlstate(exc)
+    if state:
+        return state in _RETRY_SQLSTATES or state.startswith(_TRANSIENT_SQLSTATE_PREFIXES)
+    if isinstance(exc, sa.exc.OperationalError):
+        text = str(getattr(exc, "orig", exc)).lower()
+        # psycopg: no SQLSTATE when it never reached the server; SQLite: another writer.
+        return "locked" in text or "connect" in text or "connection" in text or "timeout" in text
+    return False
 
 
 def _utc_now() -> datetime:

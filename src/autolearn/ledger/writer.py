@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Self
 
 from autolearn.core.model import ShadowSignal, Trade
+from autolearn.core.plausibility import TradeLimits
 from autolearn.errors import LedgerError
 from autolearn.ledger._base import UpsertCounts
 from autolearn.ledger._engine import is_locked
@@ -55,12 +56,17 @@ class TradeWriter:
         self._sleep = sleep
 
     @classmethod
-    def open(cls, url: str, **kwargs: Any) -> TradeWriter:
-        """Open the ledger at ``url`` (see :meth:`SqlLedger.open`) and wrap it."""
+    def open(cls, url: str, *, limits: TradeLimits | None = None, **kwargs: Any) -> TradeWriter:
+        """Open the ledger at ``url`` (see :meth:`SqlLedger.open`) and wrap it.
+
+        ``limits``: the plausible range of each field (default ``TradeLimits()``; the bot can
+        pass ``load_trade_limits(bot_root)`` to use ``config/ledger.yaml``). A trade outside
+        it (a future close time, an absurd P/L) raises ``InputError`` naming the field.
+        """
         # Local: sql.py re-exports TradeWriter, so a module-level import would be circular.
         from autolearn.ledger.sql import SqlLedger
 
-        return cls(SqlLedger.open(url), **kwargs)
+        return cls(SqlLedger.open(url, limits=limits), **kwargs)
 
     @property
     def ledger(self) -> SqlLedger:

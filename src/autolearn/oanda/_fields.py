@@ -41,10 +41,17 @@ class Malformed(ValueError):
     """A field cannot be read; the message is the reason reported for the transaction."""
 
 
+# Field values are quoted only this long: a value could be anything the broker (or whoever
+# sits in between) put there, a secret included; 24 characters identify a bad id or time.
+SHOW_CHARS = 24
+
+
 def show(value: object) -> str:
-    """``repr`` cut to 60 characters, for messages."""
+    """``repr`` cut to ``SHOW_CHARS`` characters (with the full length), for messages."""
     text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    if len(text) <= SHOW_CHARS:
+        return text
+    return f"{text[: SHOW_CHARS - 3]}... ({len(text)} chars)"
 
 
 def _path(where: str, key: str) -> str:

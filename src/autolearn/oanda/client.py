@@ -1,4 +1,4 @@
-"""OANDA v20 REST client: the three read-only endpoints the importer and reconcile need.
+"""OANDA v20 REST client: the read-only endpoints the importer and reconcile need.
 
 An adapter (imperative shell) on ``httpx.Client`` with an injectable ``transport``, ``sleep``
 and ``rng`` so tests drive it against a real local server without waiting. It maps every failure
@@ -24,6 +24,7 @@ from urllib.parse import quote
 import httpx
 import structlog
 
+from autolearn.adapters.logs import redact_secret
 from autolearn.errors import BrokerRejected, BrokerUnavailable, ConfigError
 
 __all__ = [
@@ -102,12 +103,14 @@ class _Transient(Exception):
 
 
 class V20Client:
-    """Read-only OANDA v20 REST client (transactions since an id, one trade, closed trades).
+    """Read-only OANDA v20 REST client (transactions since an id or by id, trades, closed trades).
 
     Args:
         token: the personal access token; sent as a bearer header, never shown anywhere.
         base_url: ``PRACTICE_URL`` (default) or ``LIVE_URL``; tests pass a local server.
-        timeout_s: per-request timeout (connect, read, write and pool).
+        timeout_s: per-operation timeout (connect, each read, write and pool).
+        deadline_s: total time one request may take, body included (default 3 x
+            ``timeout_s``): a body trickled a byte at a time never trips a read timeout.
         retry: backoff policy for transient failures.
         transport: optional ``httpx.BaseTransport`` (proxies, recording, tests).
         sleep: called with each backoff delay in seconds (tests pass a recorder).
@@ -120,6 +123,7 @@ class V20Client:
         token: str,
         base_url: str = PRACTICE_URL,
         timeout_s: float = 10.0,
+        deadline_s: float | None = None,
         retry: RetryPolicy | None = None,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
@@ -135,6 +139,10 @@ class V20Client:
             raise ConfigError(f"OANDA base URL must start with https:// or http://: {base_url!r}")
         if not math.isfinite(timeout_s) or timeout_s <= 0:
             raise ConfigError(f"OANDA timeout_s must be > 0, got {timeout_s!r}")
+        deadline = 3 * timeout_s if deadline_s is None else deadline_s
+        if not math.isfinite(deadline) or deadline <= 0:
+            raise ConfigError(f"OANDA deadline_s must be > 0, got {deadline_s!r}")
+        self._deadline_s = deadline
         self._token = token
         self._base_url = base_url.rstrip("/")
         self._retry = retry or RetryPolicy()
@@ -201,6 +209,16 @@ class V20Client:
         if not isinstance(trade, dict):
             raise BrokerRejected(f"OANDA GET {path}: body lacks a 'trade' object")
         return trade
+
+    def transaction(self, account_id: str, transaction_id: str) -> JsonObject:
+        """``GET /v3/accounts/{id}/transactions/{transactionID}``: one transaction by id."""
+        if not _TX_ID_RE.match(transaction_id):
+            raise ConfigError(f"transaction id must be a TransactionID, got {transaction_id!r}")
+        path = f"/v3/accounts/{_account(account_id)}/transactions/{transaction_id}"
+        transaction = self._get_json(path, None).get("transaction")
+        if not isinstance(transaction, dict):
+            raise BrokerRejected(f"OANDA GET {path}: body lacks a 'transaction' object")
+        return transaction
 
     def closed_trades(
         self, account_id: str, *, before_id: str | None = None, count: int = 500
@@ -270,7 +288,7 @@ class V20Client:
     def _attempt(self, path: str, params: Mapping[str, str] | None) -> JsonObject:
         self.requests += 1
         try:
-            response = self._http.get(path, params=dict(params) if params else None)
+            response, content = self._fetch(path, params)
         except httpx.TimeoutException as exc:
             raise _Transient(f"timeout ({type(exc).__name__})") from exc
         except httpx.TransportError as exc:
@@ -279,24 +297,36 @@ class V20Client:
         status = response.status_code
         if status in _RETRY_STATUSES:
             retry_after = _retry_after_s(response) if status == 429 else None
-            raise _Transient(f"HTTP {status}{self._detail(response)}", retry_after_s=retry_after)
+            raise _Transient(f"HTTP {status}{self._detail(content)}", retry_after_s=retry_after)
         if status != 200:
             hint = " (check OANDA_TOKEN and the account id)" if status in (401, 403) else ""
-            raise BrokerRejected(f"OANDA GET {path}: HTTP {status}{self._detail(response)}{hint}")
+            raise BrokerRejected(f"OANDA GET {path}: HTTP {status}{self._detail(content)}{hint}")
         try:
-            body = json.loads(response.content)
+            body = json.loads(content)
         except (ValueError, UnicodeDecodeError) as exc:
-            raise _Transient(
-                f"body is not JSON ({len(response.content)} bytes, truncated?)"
-            ) from exc
+            raise _Transient(f"body is not JSON ({len(content)} bytes, truncated?)") from exc
         if not isinstance(body, dict):
             raise BrokerRejected(f"OANDA GET {path}: body is {type(body).__name__}, not object")
         return body
 
-    def _detail(self, response: httpx.Response) -> str:
+    def _fetch(self, path: str, params: Mapping[str, str] | None) -> tuple[httpx.Response, bytes]:
+        """The response and its whole body, within ``deadline_s`` from the first byte sent."""
+        started = time.monotonic()
+        chunks: list[bytes] = []
+        with self._http.stream("GET", path, params=dict(params) if params else None) as response:
+            for chunk in response.iter_bytes():
+                chunks.append(chunk)
+                if time.monotonic() - started > self._deadline_s:
+                    raise _Transient(
+                        f"deadline: the response took over {self._deadline_s:g}s "
+                        f"({sum(map(len, chunks))} bytes so far)"
+                    )
+        return response, b"".join(chunks)
+
+    def _detail(self, content: bytes) -> str:
         """`` errorCode: errorMessage`` from a v20 error body, redacted and shortened."""
         try:
-            body = json.loads(response.content)
+            body = json.loads(content)
         except (ValueError, UnicodeDecodeError):
             return ""
         if not isinstance(body, dict):
@@ -306,7 +336,8 @@ class V20Client:
 
     def _redact(self, text: str) -> str:
         # A proxy or a broker error may echo the Authorization header back at us.
-        return text.replace(self._token, "<redacted>")
+        # Fragments too: a body cut short (or a field quoted to a limit) keeps a prefix.
+        return redact_secret(text, self._token)
 
 
 def _account(account_id: str) -> str:

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Protocol
@@ -45,6 +45,7 @@ from typing import Protocol
 import structlog
 
 from autolearn.core.model import Trade, TradeState, pip_size
+from autolearn.core.plausibility import TradeLimits, implausible_trade
 from autolearn.errors import BrokerRejected, LedgerError
 from autolearn.ledger._base import UpsertCounts
 from autolearn.oanda._fields import (
@@ -78,6 +79,7 @@ __all__ = [
 
 SOURCE = "oanda"
 _CURSOR_RE = re.compile(r"^[0-9]{1,19}$")
+_FULL_PAGE = 1000  # OANDA's sinceid cap: a shorter page holds everything up to lastTransactionID
 
 _log = structlog.get_logger(__name__)
 
@@ -398,14 +400,19 @@ def ingest_transactions(
     now: datetime | None = None,
     initial_since_id: str = "0",
     max_pages: int | None = None,
+    limits: TradeLimits | None = None,
 ) -> OandaIngestReport:
     """Import every ORDER_FILL after the cursor into ``sink``; resumable page by page.
 
     Each page is committed (trades, then openings, then the cursor) before the next is
     fetched, so a crash or ``BrokerUnavailable`` mid-run loses nothing and the next run
     resumes at the last committed page. Raises ``BrokerUnavailable``/``BrokerRejected`` from
-    the client, ``LedgerError`` for an unreadable cursor; ``now`` stamps the report.
+    the client, ``LedgerError`` for an unreadable cursor; ``now`` stamps the report and is
+    what "in the future" is judged against (a fill outside ``limits`` is rejected, reported
+    and passed by the cursor like any malformed transaction).
     """
+    wall_now = now if now is not None else datetime.now(UTC)
+    limits = limits or TradeLimits()
     cursor_name = last_tx_cursor(account_id)
     start = sink.get_cursor(cursor_name) or initial_since_id
     if not _CURSOR_RE.match(start):
@@ -429,9 +436,11 @@ def ingest_transactions(
         result = map_transactions(
             page.transactions, {**openings, **found}, after_id=since, lookup_failures=failures
         )
+        plausible, implausible = _split_plausible(result.trades, wall_now, limits)
+        result = replace(result, rejected=(*result.rejected, *implausible))
         # Commit order: rows, then openings, then the cursor. A crash in between replays the
         # page next run, which is harmless (idempotent upsert, openings re-derived/fetched).
-        counts += sink.upsert_trades(result.trades)
+        counts += sink.upsert_trades(plausible)
         sink.set_cursor(open_trades_cursor(account_id), dump_openings(result.openings))
         openings = result.openings
         duplicates += result.duplicates
@@ -440,6 +449,12 @@ def ingest_transactions(
         for item in result.rejected:
             _log.warning("oanda_transaction_rejected", tx_id=item.tx_id, reason=item.reason)
         if result.last_id is None:
+            if _only_unusable(page.transactions, result, since, broker_last):
+                # Nothing usable past the cursor, only reported rows whose ids are malformed,
+                # and the page was complete: everything up to the broker's last id has been
+                # seen. Move past it, or every rerun would re-fetch the same poison rows.
+                sink.set_cursor(cursor_name, broker_last)
+                since = broker_last
             break  # nothing new in this page: caught up (or the server is not advancing)
         sink.set_cursor(cursor_name, result.last_id)
         since = result.last_id
@@ -459,7 +474,7 @@ def ingest_transactions(
         retries=client.retries - retries_before,
         openings_fetched=fetched_openings,
         notes=tuple(notes),
-        finished_at=now if now is not None else datetime.now(UTC),
+        finished_at=wall_now,
     )
     _log.info(
         "oanda_ingest_finished",
@@ -474,6 +489,30 @@ def ingest_transactions(
         retries=report.retries,
     )
     return report
+
+
+def _only_unusable(
+    page: Sequence[object], result: MappedTransactions, since: str, broker_last: str
+) -> bool:
+    """True when a complete page held only rejected rows (no valid id) past ``since``."""
+    return (
+        bool(result.rejected) and 0 < len(page) < _FULL_PAGE and int_id(broker_last) > int_id(since)
+    )
+
+
+def _split_plausible(
+    trades: Sequence[Trade], now: datetime, limits: TradeLimits
+) -> tuple[list[Trade], list[RejectedTransaction]]:
+    kept: list[Trade] = []
+    refused: list[RejectedTransaction] = []
+    for trade in trades:
+        found = implausible_trade(trade, now, limits)
+        if found:
+            reason = "implausible: " + "; ".join(f.describe() for f in found)
+            refused.append(RejectedTransaction(tx_id=trade.close_tx_id, reason=reason))
+        else:
+            kept.append(trade)
+    return kept, refused
 
 
 def _fetch_openings(

@@ -1,0 +1,105 @@
+"""Reading state files safely: never through a symlink, never a special file, never unbounded.
+
+A state directory is writable by the service user and by clean-up jobs, so what sits at a
+state path is not trusted: a symlink could redirect a read (or, for an append, a write) into a
+git-tracked file; a FIFO or ``/dev/zero`` would hang or exhaust a reader. Every state file is
+opened with ``O_NOFOLLOW | O_NONBLOCK``, must be a regular file, and is read up to a bound.
+Failures are ``StateError`` naming the path, what is wrong and the fix.
+
+An adapter: it knows files, not state; it never creates or deletes anything.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from pathlib import Path
+
+from autolearn.errors import StateError
+
+__all__ = ["MAX_STATE_BYTES", "describe_special", "open_regular", "read_regular"]
+
+# effective.json, snapshots, mechanism and control files are a few KB; 16 MiB is far beyond
+# any legitimate one and small enough that a runaway file cannot exhaust a worker's memory.
+MAX_STATE_BYTES = 16 * 1024 * 1024
+
+
+def describe_special(mode: int) -> str:
+    """A person's name for a non-regular file type."""
+    for test, name in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISLNK, "a symbolic link"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def open_regular(path: Path, flags: int, mode: int = 0o600) -> int:
+    """``os.open`` without following a final symlink; the descriptor of a regular file.
+
+    Raises:
+        FileNotFoundError: nothing at ``path`` (and ``O_CREAT`` not given).
+        StateError: a symlink, a special file, or any other OS failure.
+    """
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise StateError(
+                f"{path} is a symbolic link; autolearn never follows links in its state "
+                "directory (a link can redirect a write into a tracked file). Fix: remove the "
+                "link (restore the file with `autolearn rollback --to VERSION` if it was "
+                "effective.json)"
+            ) from exc
+        raise StateError(f"cannot open {path}: {exc.strerror}") from exc
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise StateError(
+                f"{path} is {describe_special(st.st_mode)}, not a regular file; refusing to "
+                "read or write it. Fix: remove it (autolearn recreates its own files)"
+            )
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_regular(path: Path, *, limit: int = MAX_STATE_BYTES) -> bytes | None:
+    """The bytes of the regular file at ``path``, ``None`` when it does not exist.
+
+    Raises:
+        StateError: a symlink, a special file, larger than ``limit`` bytes, or unreadable.
+    """
+    try:
+        fd = open_regular(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        chunks: list[bytes] = []
+        size = 0
+        while size <= limit:
+            chunk = os.read(fd, min(1 << 20, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as exc:
+        raise StateError(f"cannot read {path}: {exc.strerror}") from exc
+    finally:
+        os.close(fd)
+    if size > limit:
+        raise StateError(
+            f"{path} is larger than {limit} bytes: not a state file autolearn wrote; "
+            "move it away and restore with `autolearn rollback --to VERSION`"
+        )
+    return b"".join(chunks)
