@@ -100,12 +100,14 @@ def outcome_fields(
     """``mode``, ``decision`` (what happened), ``intended`` (what the logic decided), ``reasons``.
 
     ``frozen`` is ``StateStore.is_frozen(mechanism)``: a frozen run decides like a live one and
-    is recorded as ``frozen`` with the operator's reason first; any other run that may not act
+    is recorded as ``frozen`` (decision and mode) with the operator's reason first; any other
+    run that may not act
     (``--shadow``, a mechanism's own shadow mode) is recorded as ``shadow``.
     """
     is_frozen, why = frozen
     return {
-        "mode": "live" if live else "shadow",
+        # "frozen" as status shows it (control.json), not "shadow": a frozen run is no shadow run
+        "mode": "live" if live else ("frozen" if is_frozen else "shadow"),
         "decision": intended if live else ("frozen" if is_frozen else "shadow"),
         "intended": intended,
         "reasons": ([f"operator_frozen: {why}"] if is_frozen else []) + list(reasons),

@@ -168,3 +168,64 @@ def test_live_apply_goes_through_the_guard_then_waits_for_its_verdict(
     assert later["decision"] == "hold"
     assert later["reasons"] == ["in_flight:baseline_too_small"]  # no TrendMA trades yet
     assert "study" not in later["metrics"]  # no search while a change is in flight
+
+
+H1_CANDLES = Path(__file__).parents[1] / "data/fx/backtesting-py/EURUSD.csv"
+
+
+def test_a_frozen_autotune_skips_the_search_and_records_frozen(
+    bars: Candles, env: tuple[StateStore, SqlLedger]
+) -> None:
+    """Frozen: no trial runs, no study is created, and the record's mode agrees with status."""
+    from autolearn.ops.status import LedgerProbe, StatusInputs, build_status
+
+    store, ledger = env
+    store.set_control("autotune", {"frozen": True, "reason": "investigating", "at": "x"})
+    now = from_epoch_us(int(bars.time_us[-1])) + timedelta(hours=1)
+    record = run_cycle(store, ledger, SMALL, bars, CANDLES, now)
+    assert record["decision"] == "frozen" and record["mode"] == "frozen"
+    assert record["reasons"][-2:] == ["operator_frozen: investigating", "search_skipped:frozen"]
+    assert "study" not in record["metrics"]
+    assert not (store.root / "autotune" / "optuna.db").exists()
+    status = build_status(
+        StatusInputs(
+            records=store.history.read().records,
+            history_path="history.jsonl",
+            control=store.read_control(),
+            ledger=LedgerProbe(source="l"),
+        ),
+        now,
+    )
+    assert status.mechanism("autotune").mode.value == record["mode"]
+
+
+def test_workers_run_exactly_the_total_number_of_trials(
+    bars: Candles, env: tuple[StateStore, SqlLedger]
+) -> None:
+    """--workers 3 --trials 30 finishes exactly 30 trials (it used to finish 32)."""
+    store, ledger = env
+    now = from_epoch_us(int(bars.time_us[-1])) + timedelta(hours=1)
+    record = run_cycle(
+        store, ledger, SMALL, bars, CANDLES, now, n_trials=30, workers=3, shadow=True
+    )
+    study = record["metrics"]["study"]
+    assert study["workers"]["exit_codes"] == [0, 0, 0]
+    assert study["n_tried"] == 30 and sum(study["trials"].values()) == 30, study
+    assert record["metrics"]["deflated_sharpe"]["n_trials"] == 30
+
+
+def test_folds_too_short_are_refused_up_front_with_the_numbers(
+    env: tuple[StateStore, SqlLedger],
+) -> None:
+    """H1 with the default 30-day window, 4 folds and a 60-bar embargo: hold before any trial."""
+    store, ledger = env
+    h1 = load_candles(H1_CANDLES)
+    now = from_epoch_us(int(h1.time_us[-1])) + timedelta(hours=1)
+    config = AutotuneConfig(max_candle_age=timedelta(days=1))
+    record = run_cycle(store, ledger, config, h1, H1_CANDLES, now, shadow=True)
+    (reason,) = [r for r in record["reasons"] if r.startswith("folds_too_short")]
+    assert "in 4 folds leave" in reason and "< min_train_bars 100" in reason
+    assert "60 embargo" in reason and "bars are needed" in reason
+    train = int(reason.split(" leave ")[1].split()[0])
+    assert 20 <= train <= 35  # the issue's ~28 training bars
+    assert not (store.root / "autotune" / "optuna.db").exists()

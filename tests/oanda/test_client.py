@@ -197,6 +197,17 @@ class TestTrades:
         same = client.trade(account_id, "@qr-1761123266218-macro-TrendMAbe")
         assert same["id"] == "4419"
 
+    def test_transaction_by_id(self, serve, make_client, session, account_id):
+        """GET transactions/{id}: the opening fill of a trade (its id is the TradeID), or 404."""
+        server = serve(session["transactions"])
+        client = make_client(server)
+        fill = client.transaction(account_id, "4419")
+        assert fill["type"] == "ORDER_FILL" and fill["tradeOpened"]["tradeID"] == "4419"
+        with pytest.raises(BrokerRejected, match="NO_SUCH_TRANSACTION"):
+            client.transaction(account_id, "999999")
+        with pytest.raises(ConfigError):
+            client.transaction(account_id, "../trades")
+
     def test_closed_trades_pages_backwards_with_before_id(
         self, serve, make_client, session, account_id
     ):

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import math
+import os
 import re
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from autolearn.core.timestamps import format_utc
-from autolearn.ops.prometheus import render_metrics
+from autolearn.ops.prometheus import format_value, render_metrics
 from autolearn.ops.status import LedgerProbe, StatusInputs, build_status
 
 NOW = datetime(2025, 10, 23, 3, 0, tzinfo=UTC)
@@ -151,3 +156,71 @@ def test_cli_refuses_a_tracked_textfile(cli, bot_env, bot_repo: Path, git_run) -
     result = cli("metrics", "--textfile", str(bot_repo / "config"))
     assert result.code == 73
     assert (bot_repo / "config" / "autolearn.prom").read_text() == "x\n"
+
+
+def test_ledger_and_reconcile_metrics() -> None:
+    """Ledger rows and staleness, reconcile's last clean time and findings are exported."""
+    clean_at = NOW - timedelta(hours=5)
+    records = [
+        _rec("reconcile", "clean", 300, findings_total=0),
+        _rec("reconcile", "mismatch", 60, findings_total=3),
+    ]
+    fam = parse_exposition(render_metrics(_report(records), records))
+    assert fam["autolearn_ledger_trades"]["samples"] == [({}, 3.0)]
+    assert fam["autolearn_ledger_stale"]["samples"] == [({}, 0.0)]
+    assert fam["autolearn_ledger_stale_after_seconds"]["samples"] == [({}, 6 * 3600.0)]
+    assert fam["autolearn_reconcile_configured"]["samples"] == [({}, 1.0)]
+    assert fam["autolearn_reconcile_state"]["samples"] == [({"state": "mismatch"}, 1.0)]
+    assert fam["autolearn_reconcile_findings"]["samples"] == [({}, 3.0)]
+    last_clean = fam["autolearn_reconcile_last_clean_timestamp_seconds"]["samples"]
+    assert last_clean == [({}, clean_at.timestamp())]
+    stale = _report([], ledger_stale_after=timedelta(seconds=60))
+    fam = parse_exposition(render_metrics(stale, []))
+    assert fam["autolearn_ledger_stale"]["samples"] == [({}, 1.0)]
+    assert fam["autolearn_reconcile_state"]["samples"] == [({"state": "not_configured"}, 1.0)]
+    assert "autolearn_reconcile_findings" not in fam
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (float("nan"), "NaN"),
+        (float("inf"), "+Inf"),
+        (float("-inf"), "-Inf"),
+        (3.0, "3"),
+        (0.25, "0.25"),
+        (1e300, "1e+300"),
+        (1761188400.5, "1761188400.5"),
+    ],
+)
+def test_non_finite_values_are_written_not_raised(value: float, text: str) -> None:
+    """NaN and infinities use the exposition format's names (int(nan) used to crash the writer)."""
+    assert format_value(value) == text
+    assert math.isnan(float(text)) if text == "NaN" else float(text) == value
+
+
+def test_the_textfile_is_never_unreadable_while_it_is_replaced(
+    cli, bot_env, tmp_path: Path
+) -> None:
+    """A reader polling during repeated writes always finds mode 0644 (set before the rename)."""
+    out = tmp_path / "textfile"
+    out.mkdir()
+    target = out / "autolearn.prom"
+    assert cli("metrics", "--textfile", str(out)).code == 0
+    seen: set[int] = set()
+    done = threading.Event()
+
+    def poll() -> None:
+        while not done.is_set():
+            with contextlib.suppress(FileNotFoundError):
+                seen.add(os.stat(target).st_mode & 0o777)
+
+    reader = threading.Thread(target=poll, daemon=True)
+    reader.start()
+    try:
+        for _ in range(40):
+            assert cli("metrics", "--textfile", str(out)).code == 0
+    finally:
+        done.set()
+        reader.join(timeout=10)
+    assert seen == {0o644}

@@ -19,6 +19,7 @@ SAMPLE = (
     / "quantrabbit"
     / ("trades_latest.part-0001-0300.csv")
 )
+SAMPLE_OANDA = Path(__file__).resolve().parents[1] / "data" / "oanda" / "usd_jpy_session.json"
 _BLOCK = re.compile(r"^```sh runnable(?: exit=(?P<exit>\d+))?\n(?P<body>.*?)^```$", re.M | re.S)
 
 
@@ -43,6 +44,7 @@ def test_runbook_has_runnable_blocks_for_every_operator_task() -> None:
         "rollback --to",
         "doctor",
         "metrics --textfile",
+        "reconcile --since 3000d --repair",
     ):
         assert f"autolearn {command}" in bodies, command
 
@@ -62,6 +64,7 @@ def test_runbook_blocks_run_as_documented(
         AUTOLEARN_STATE_DIR=str(bot_repo / "logs" / "tuning"),
         AUTOLEARN_LEDGER_URL=f"sqlite:///{bot_repo / 'logs' / 'autolearn' / 'ledger.db'}",
         SAMPLE_TRADES=str(SAMPLE),
+        SAMPLE_OANDA=str(SAMPLE_OANDA),
         COLUMNS="80",
     )
     work = tmp_path / "work"

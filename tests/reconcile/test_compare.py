@@ -312,3 +312,47 @@ def test_unreadable_broker_trade_is_a_finding_not_a_crash() -> None:
     assert "trade.price" in problems[0].detail
     result = reconcile(broker, _ledger_rows(_spec()), since=SINCE, unreadable=problems)
     assert not result.clean and result.counts()["unreadable"] == 2
+
+
+NOW = SINCE + timedelta(days=7)
+
+
+def test_a_ledger_close_after_now_is_reported_with_its_row() -> None:
+    """A close in the future differs (the broker knows the trade) or is extra, never missing."""
+    broker, rows = _world([_spec()])
+    future = dataclasses.replace(rows[0], close_at=NOW + timedelta(hours=9))
+    result = reconcile(broker, [future], since=SINCE, until=NOW)
+    assert [(f.kind, f.field) for f in result.findings] == [(FindingKind.DIFFERS, "close_at")]
+    assert "after now" in result.findings[0].detail
+    assert rows[0].close_tx_id in result.findings[0].detail  # the ledger row is shown
+    unknown = dataclasses.replace(future, broker_trade_id="9001", close_tx_id="9002")
+    result = reconcile(broker, [*rows, unknown], since=SINCE, until=NOW)
+    (finding,) = result.findings
+    assert (finding.kind, finding.broker_trade_id) == (FindingKind.EXTRA, "9001")
+    assert "after now" in finding.detail and "9002 CLOSED" in (finding.ledger or "")
+    assert unmatched_ledger_ids(broker, [*rows, unknown], since=SINCE, until=NOW) == ["9001"]
+
+
+def test_a_row_in_an_instrument_the_account_did_not_trade_differs() -> None:
+    """A row whose instrument the account did not trade is matched by id: differs, not missing."""
+    broker, rows = _world([_spec()])
+    wrong = dataclasses.replace(rows[0], instrument="EUR_USD")
+    result = reconcile(broker, [wrong], since=SINCE, until=NOW)
+    kinds = {(f.kind, f.field) for f in result.findings}
+    assert (FindingKind.DIFFERS, "instrument") in kinds
+    assert all(f.kind is FindingKind.DIFFERS for f in result.findings)
+    assert "EUR_USD" in result.findings[0].ledger  # type: ignore[operator]
+
+
+def test_the_pl_tolerance_scales_with_the_number_of_rows() -> None:
+    """Three partial rows of 0.12 agree with a realizedPL of 0.3705 (each row rounded alone)."""
+    spec = dataclasses.replace(
+        _spec(),
+        parts=tuple(Part(units=1000, ticks=10, pl=Decimal("0.1235"), after_s=60) for _ in range(3)),
+    )
+    broker, rows = _world([spec])
+    rounded = [dataclasses.replace(r, pl_account=0.12) for r in rows]
+    assert reconcile(broker, rounded, since=SINCE, until=NOW).clean
+    off = [*rounded[:2], dataclasses.replace(rounded[2], pl_account=0.09)]
+    (finding,) = reconcile(broker, off, since=SINCE, until=NOW).findings
+    assert finding.field == "pl_account" and "tolerance 0.03" in finding.detail

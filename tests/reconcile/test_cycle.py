@@ -6,7 +6,7 @@ import dataclasses
 import json
 import sqlite3
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -232,3 +232,115 @@ def test_second_run_while_locked_records_lock_busy(
     assert record["decision"] == "lock_busy"
     assert server.requests == []
     assert store.history.read().records[-1]["decision"] == "lock_busy"
+
+
+def _keyed(ledger: SqlLedger) -> dict[tuple[str, str], Any]:
+    return {(t.broker_trade_id, t.close_tx_id): t for t in ledger.trades()}
+
+
+def test_repair_fetches_by_id_what_ingest_never_fetches_again(
+    session: dict[str, Any],
+    serve,
+    client_for,
+    ledger: SqlLedger,
+    ledger_url: str,
+    reconcile_cli,
+    store: StateStore,
+    tmp_path: Path,
+) -> None:
+    """Trades behind the cursor, a wrong P/L and a close after now: --repair fixes all, recorded."""
+    server = serve(session["transactions"])
+    first = ingest_transactions(client_for(server), ACCOUNT, ledger, initial_since_id="4530")
+    assert first.rejected == ()
+    again = ingest_transactions(client_for(server), ACCOUNT, ledger)
+    assert again.trades_written == 0  # resumes at its cursor: the 4 earlier trades never come
+    rows = sorted(ledger.trades(), key=lambda t: int(t.broker_trade_id))
+    altered, future = rows[0], rows[1]
+    ledger.upsert_trades(
+        [dataclasses.replace(altered, pl_account=altered.pl_account + 1.5, strategy="Bot-Label")]
+    )
+    with sqlite3.connect(ledger_url.removeprefix("sqlite:///")) as db:  # an old, unchecked row
+        db.execute(
+            "UPDATE trades SET close_at_us = ? WHERE broker_trade_id = ?",
+            (
+                int((datetime.now(UTC) + timedelta(days=2)).timestamp() * 1e6),
+                future.broker_trade_id,
+            ),
+        )
+
+    plain = reconcile_cli(server)
+    assert plain.code == 1
+    kinds = {(f["kind"], f["broker_trade_id"], f["field"]) for f in plain.record["findings"]}
+    assert kinds == {
+        *{("missing", t, "") for t in ("4419", "4471", "4499", "4515")},
+        ("differs", altered.broker_trade_id, "pl_account"),
+        ("differs", future.broker_trade_id, "close_at"),
+    }
+
+    run = reconcile_cli(server, "--repair")
+    assert run.code == 0, run.err
+    record = run.record
+    assert record["decision"] == "clean" and record["reasons"][0] == "repaired:6"
+    repair = record["repair"]
+    assert repair["before"]["findings_total"] == 6 and repair["failed"] == []
+    assert repair["rows"] == {"inserted": 4, "updated": 2, "unchanged": 0}
+    assert "repair: 6 of 6 trade(s) fetched by id" in run.err
+    fetched = {r.path.rsplit("/", 1)[-1] for r in server.requests if "/transactions/" in r.path}
+    assert {"4419", "4443", "4515", "4527"} <= fetched  # opening fill and closing transaction
+    assert store.history.read().records[-1]["repair"]["repaired"] == sorted(
+        repair["repaired"], key=int
+    )
+    assert store.read_mechanism("reconcile")["last_repair_at"] == record["at"]
+
+    # the repaired ledger is the one a full ingest writes; the bot's own label was kept
+    full = SqlLedger.open(f"sqlite:///{tmp_path / 'full.db'}")
+    try:
+        assert ingest_transactions(client_for(server), ACCOUNT, full).rejected == ()
+        expected, got = _keyed(full), _keyed(ledger)
+    finally:
+        full.close()
+    assert set(got) == set(expected)
+    key = (altered.broker_trade_id, altered.close_tx_id)
+    assert got[key].strategy == "Bot-Label"
+    assert dataclasses.replace(got[key], strategy=expected[key].strategy) == expected[key]
+    assert all(got[k] == expected[k] for k in expected if k != key)
+
+    # idempotent: nothing left to repair, nothing written
+    again_run = reconcile_cli(server, "--repair")
+    assert again_run.code == 0 and "repair" not in again_run.record
+    status = json.loads(reconcile_cli(server, "--json", command="status").out)
+    assert status["reconcile"]["state"] == "clean"
+
+
+def test_repair_cannot_delete_an_extra_trade_and_says_so(
+    session: dict[str, Any], serve, client_for, ledger: SqlLedger, reconcile_cli
+) -> None:
+    """An extra trade is not fetched or removed: the re-check still reports it, exit 1."""
+    server = serve(session["transactions"])
+    _ingest(server, client_for, ledger)
+    last = max(t.close_at for t in ledger.trades())
+    ledger.upsert_trades(
+        [make_trade(close_at=last, pl_pips=1.0, broker_trade_id="9995", close_tx_id="9996")]
+    )
+    run = reconcile_cli(server, "--repair")
+    assert run.code == 1
+    assert "repair" not in run.record  # nothing repairable: no fetch by id
+    assert [f["kind"] for f in run.record["findings"]] == ["extra"]
+
+
+def test_status_and_doctor_point_at_the_repair(
+    session: dict[str, Any], serve, client_for, ledger: SqlLedger, ledger_url: str, reconcile_cli
+) -> None:
+    """After a mismatch, status and doctor name `reconcile --repair`, not `ingest --oanda`."""
+    server = serve(session["transactions"])
+    _ingest(server, client_for, ledger)
+    with sqlite3.connect(ledger_url.removeprefix("sqlite:///")) as db:
+        db.execute("DELETE FROM trades WHERE broker_trade_id = '4419'")
+    assert reconcile_cli(server).code == 1
+    report = json.loads(reconcile_cli(server, "--json", command="status").out)
+    (problem,) = [p for p in report["problems"] if p.startswith("reconcile mismatch")]
+    assert "reconcile --repair" in problem and "ingest --oanda" not in problem
+    doctor = json.loads(reconcile_cli(server, "--json", command="doctor").out)
+    (check,) = [f for f in doctor if f["check"] == "reconcile"]
+    assert "reconcile --account ID --repair" in check["fix"]
+    assert "ingest --oanda" not in check["fix"]

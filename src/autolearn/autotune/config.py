@@ -41,6 +41,10 @@ class AutotuneConfig:
     folds: int = 4
     validate_fraction: float = 0.3
     embargo_bars: int = 60
+    # fewest training bars a fold may have: fewer cannot warm the indicators up and hold
+    # min_trades trades, so the run holds (folds_too_short) before searching instead of pruning
+    # every trial (H1, a 30-day window, 4 folds and a 60-bar embargo leave ~28)
+    min_train_bars: int = 100
     # search
     n_trials: int = 60  # total trials of the study (all workers together)
     seed: int = 42  # worker i uses seed + i
@@ -66,7 +70,7 @@ class AutotuneConfig:
             found.append(
                 f"engine_strategy: unknown {self.engine_strategy!r}; known: {sorted(STRATEGIES)}"
             )
-        for name in ("folds", "n_trials", "min_trades", "heartbeat_interval_s"):
+        for name in ("folds", "n_trials", "min_trades", "heartbeat_interval_s", "min_train_bars"):
             if getattr(self, name) < 1:
                 found.append(f"{name}: must be >= 1, got {getattr(self, name)!r}")
         if self.grace_period_s <= self.heartbeat_interval_s:

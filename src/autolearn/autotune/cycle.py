@@ -4,9 +4,12 @@
 2. reconcile and judge the change in flight live on the bot's own ``TrendMA`` trades (shared
    judge via ``lifecycle``): promote / roll back / hold. While a change is in flight, no search
    runs (CPU stays with the bot; a new proposal would confound the verdict);
-3. otherwise (no cooldown, fresh candles): extend the Optuna study on the recent window's train
-   blocks, take the winner, deflate its Sharpe by the number of trials, evaluate incumbent,
-   winner and the bounded step on the validation blocks, and gate (``decide.gate``);
+3. otherwise (not frozen, no cooldown, fresh candles, folds long enough): extend the Optuna
+   study on the recent window's train blocks, take the winner, deflate its Sharpe by the number
+   of trials, evaluate incumbent, winner and the bounded step on the validation blocks, and gate
+   (``decide.gate``). A frozen autotune skips the search (it could apply nothing, and the CPU
+   belongs to the bot) and records ``frozen``; folds whose training blocks are shorter than
+   ``min_train_bars`` hold with ``folds_too_short`` and the numbers, before any trial;
 4. ``apply`` goes through ``StateStore.apply(Owner.AUTOTUNE, ...)`` (the guard; ``dry_run`` in
    shadow / frozen) with the run record; ``hold`` is recorded with every reason.
 
@@ -35,7 +38,7 @@ from autolearn.autotune.study import (
     search_space,
     study_results,
 )
-from autolearn.autotune.walkforward import walk_forward
+from autolearn.autotune.walkforward import fold_shortfall, walk_forward
 from autolearn.backtest import Candles, get_strategy
 from autolearn.core.apply_guard import ApplyKind
 from autolearn.core.knobs import KnobSpec, KnobValue, Owner
@@ -143,6 +146,8 @@ class _Run:
         flight = self._judge()
         if flight is not None:
             return flight
+        if self.frozen[0]:
+            return self._hold(["search_skipped:frozen"], {})
         if self.state.cooldown_until is not None and self.now < self.state.cooldown_until:
             return self._hold([f"cooldown_until:{format_utc(self.state.cooldown_until)}"], {})
         end_us = min(int(candles.time_us[-1]), to_epoch_us(self.now)) if len(candles) else 0
@@ -151,6 +156,20 @@ class _Run:
             seen = format_utc(newest) if newest else "none"
             return self._hold([f"stale_candles:newest {seen}"], {})
         window = candle_window(candles, end_us, self.config.window)
+        c = self.config
+        short = fold_shortfall(
+            len(window),
+            folds=c.folds,
+            validate_fraction=c.validate_fraction,
+            embargo_bars=c.embargo_bars,
+            min_train_bars=c.min_train_bars,
+        )
+        if short is not None:
+            days = c.window.total_seconds() / 86400
+            return self._hold(
+                [f"folds_too_short: {short} (window {days:g} days of {candles.timeframe_s}s bars)"],
+                {"metrics": {"bars": len(window), "min_train_bars": c.min_train_bars}},
+            )
         spec = self._spec(window, candles_path, storage_url)
         trials = n_trials or self.config.n_trials
         workers_out = run_workers(spec, trials, workers, self.config.seed)
@@ -226,6 +245,8 @@ class _Run:
             "storage": redact(spec.storage_url),
             "trials": results.counts,
             "n_tried": results.n_tried,
+            "surplus": results.surplus,
+            "pruned": results.pruned or {},
             "best_trial": results.best_number,
             "best_value": results.best_value,
             "workers": workers_out,
@@ -245,7 +266,9 @@ class _Run:
             ],
         }
         if results.best_params is None:
-            return self._hold(["no_scored_trial"], {"metrics": {"study": json_safe(study)}})
+            why = ", ".join(f"{k} {n}" for k, n in sorted((results.pruned or {}).items()))
+            reason = f"no_scored_trial: {results.n_tried} trials, pruned: {why or 'none'}"
+            return self._hold([reason], {"metrics": {"study": json_safe(study)}})
         winner = {knob: results.best_params[param] for knob, param in names.items()}
         proposal = bounded_step(self.specs, self.current, winner)
         strategy = get_strategy(spec.strategy)

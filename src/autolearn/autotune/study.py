@@ -12,6 +12,14 @@ the study and asks the storage for the next trial). Workers beat a heartbeat; a 
 worker died (SIGKILL, OOM, reboot) goes stale after ``grace_period_s``, the next worker fails it
 and :class:`optuna.storages.RetryHeartbeatStaleTrialCallback` re-queues its parameters.
 
+``n_trials`` is the study's total, exactly, however many workers share it. Stopping a worker
+after its trial reaches the total is not enough (the others' trials already running finish too:
+``--workers 3 --trials 30`` ran 32), so each trial first checks its own number, which the
+storage hands out atomically: a trial preceded by ``n_trials`` trials that are finished, running
+or waiting is *surplus*. It evaluates nothing, is marked (``user_attrs["surplus"]``), ends as
+``FAIL`` (so no sampler and no count sees it: a pruned trial without parameters would empty
+TPE's search space) and stops its worker. ``study_results`` reports it apart.
+
 This module is the shell of the search (processes, storage, files); the scoring itself is the
 pure ``evaluate``. Must not: touch knob values or the state store.
 """
@@ -21,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import logging
 import math
 import multiprocessing
 import os
@@ -66,6 +75,28 @@ __all__ = [
 ]
 
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+_ALIVE = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
+_SURPLUS = "surplus"
+
+
+class _Surplus(Exception):  # control flow, not an error (like structlog's DropEvent)
+    """A trial beyond the study's total: ends ``FAIL`` without evaluating anything."""
+
+
+class _QuietSurplus(logging.Filter):
+    """Drop Optuna's "Trial N failed" lines for surplus trials (they are not failures)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.numbers: set[int] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(message.startswith(f"Trial {n} failed") for n in self.numbers)
+
+
+_QUIET = _QuietSurplus()
+logging.getLogger("optuna.study._optimize").addFilter(_QUIET)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -334,12 +365,23 @@ def _suggest(trial: optuna.Trial, dim: SearchDim) -> float:
     return trial.suggest_float(dim.param, dim.low, dim.high, step=dim.step)
 
 
-def _objective(window: Candles, spec: StudySpec) -> Any:
+def _is_surplus(trial: optuna.Trial, n_trials: int) -> bool:
+    """Whether ``n_trials`` trials numbered before this one are finished, running or waiting."""
+    earlier = trial.study.get_trials(deepcopy=False, states=_ALIVE)
+    return sum(1 for t in earlier if t.number < trial.number) >= n_trials
+
+
+def _objective(window: Candles, spec: StudySpec, n_trials: int) -> Any:
     strategy = get_strategy(spec.strategy)
     worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def objective(trial: optuna.Trial) -> float:
         trial.set_user_attr("worker", worker)  # who ran it: a shared study spans machines
+        if _is_surplus(trial, n_trials):
+            trial.set_user_attr(_SURPLUS, True)
+            _QUIET.numbers.add(trial.number)
+            trial.study.stop()
+            raise _Surplus(f"trial {trial.number}: the study already has {n_trials} trials")
         params = {dim.param: _suggest(trial, dim) for dim in spec.dims}
         problems = strategy.check({**strategy.defaults, **params})
         if problems:
@@ -382,6 +424,10 @@ def _finished(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=_FINISHED))
 
 
+def _is_surplus_trial(trial: optuna.trial.FrozenTrial) -> bool:
+    return bool(trial.user_attrs.get(_SURPLUS))
+
+
 def run_worker(spec: StudySpec, n_trials: int, seed: int) -> int:
     """Work the study until it holds ``n_trials`` finished trials; return how many ran here."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -392,14 +438,15 @@ def run_worker(spec: StudySpec, n_trials: int, seed: int) -> int:
         return 0
     ran = 0
 
-    def count(_: optuna.Study, __: optuna.trial.FrozenTrial) -> None:
+    def count(_: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         nonlocal ran
-        ran += 1
+        ran += trial.state in _FINISHED  # a surplus trial ran nothing
 
     study.optimize(
-        _objective(window, spec),
+        _objective(window, spec, n_trials),
         n_trials=n_trials,  # an upper bound: MaxTrialsCallback stops at the study's total
         callbacks=[MaxTrialsCallback(n_trials, states=_FINISHED), count],
+        catch=(_Surplus,),
         gc_after_trial=False,
     )
     return ran
@@ -436,15 +483,22 @@ class StudyResults:
     best_number: int | None
     trial_sharpes: tuple[float, ...]  # in-sample Sharpes of the scored trials
     n_tried: int  # complete + pruned: every configuration that was looked at
+    surplus: int = 0  # trials past the total, stopped before evaluating (not in ``counts``)
+    pruned: dict[str, int] | None = None  # why trials were pruned (reason kind -> count)
 
 
 def study_results(spec: StudySpec) -> StudyResults:
     """Counts by state, the best complete trial and every scored trial's Sharpe."""
     study = _study(spec, 0)
-    trials = study.get_trials(deepcopy=False)
+    every = study.get_trials(deepcopy=False)
+    trials = [t for t in every if not _is_surplus_trial(t)]
     counts: dict[str, int] = {}
+    pruned: dict[str, int] = {}
     for t in trials:
         counts[t.state.name.lower()] = counts.get(t.state.name.lower(), 0) + 1
+        if t.state is TrialState.PRUNED:
+            kind = str(t.user_attrs.get("pruned", "unknown")).split(":", 1)[0]
+            pruned[kind] = pruned.get(kind, 0) + 1
     complete = [t for t in trials if t.state is TrialState.COMPLETE and t.value is not None]
     sharpes = tuple(
         float(t.user_attrs["is_sharpe"])
@@ -459,4 +513,6 @@ def study_results(spec: StudySpec) -> StudyResults:
         best_number=best.number if best else None,
         trial_sharpes=sharpes,
         n_tried=sum(1 for t in trials if t.state in _FINISHED),
+        surplus=len(every) - len(trials),
+        pruned=pruned,
     )

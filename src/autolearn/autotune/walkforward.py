@@ -15,12 +15,13 @@ Pure: indices in, indices out; no candles, no clock.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from autolearn.errors import ConfigError
 
-__all__ = ["Fold", "walk_forward"]
+__all__ = ["Fold", "fold_shortfall", "walk_forward"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -100,3 +101,40 @@ def walk_forward(
     if problems:
         raise ConfigError(f"cannot cut {n_bars} bars into {folds} folds:", problems)
     return tuple(out)
+
+
+def fold_shortfall(
+    n_bars: int,
+    *,
+    folds: int,
+    validate_fraction: float,
+    embargo_bars: int,
+    min_train_bars: int,
+) -> str | None:
+    """Why these settings leave a fold fewer than ``min_train_bars`` training bars, else None.
+
+    The answer gives the numbers (segment = train + embargo + validate) and how many bars
+    would be enough, so the operator can choose a longer window, fewer folds or a smaller
+    embargo. Settings that are invalid in themselves are :func:`walk_forward`'s to report.
+    """
+    if folds < 1 or not 0 < validate_fraction < 1 or embargo_bars < 0:
+        return None
+    bounds = [round(j * n_bars / folds) for j in range(folds + 1)]
+    shortest: tuple[int, int, int] | None = None  # (train, segment, validate)
+    for j in range(folds):
+        segment = bounds[j + 1] - bounds[j]
+        n_val = max(1, round(segment * validate_fraction))
+        train = max(0, segment - n_val - embargo_bars)
+        if shortest is None or train < shortest[0]:
+            shortest = (train, segment, n_val)
+    if shortest is None or shortest[0] >= min_train_bars:
+        return None
+    train, segment, n_val = shortest
+    # segment * (1 - validate_fraction) - embargo >= min_train, with one bar of rounding slack
+    needed = math.ceil(folds * ((min_train_bars + embargo_bars) / (1 - validate_fraction) + 1))
+    return (
+        f"{n_bars} bars in {folds} folds leave {train} training bars in a fold < min_train_bars "
+        f"{min_train_bars} (segment {segment} = {train} train + {embargo_bars} embargo + {n_val} "
+        f"validate); about {needed} bars are needed: a longer window, fewer folds or a smaller "
+        "embargo_bars"
+    )

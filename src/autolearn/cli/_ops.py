@@ -587,9 +587,7 @@ def metrics(
     )
     target = textfile / "autolearn.prom"
     ensure_untracked([target])
-    atomic_write_bytes(target, render_metrics(report, records).encode())
-    try:
-        target.chmod(0o644)  # node_exporter runs as its own user and must read it
-    except OSError as exc:
-        raise StateError(f"cannot chmod {target}: {exc.strerror}") from exc
+    # node_exporter runs as its own user and must read it: 0644 is set before the rename, so
+    # the collector never finds the file unreadable (a chmod after it left a window).
+    atomic_write_bytes(target, render_metrics(report, records).encode(), mode=0o644)
     emit_json({"metrics": str(target), "status": report.overall})

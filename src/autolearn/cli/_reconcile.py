@@ -2,7 +2,9 @@
 
 Thin shells. ``reconcile`` reads ``OANDA_TOKEN`` (registered as a secret, never printed), runs
 ``autolearn.reconcile.run_reconcile`` and prints its one JSON record on stdout and the findings
-on stderr; exit 0 clean, 1 mismatch, 75 broker unavailable. ``init`` prepares a new bot
+on stderr; exit 0 clean, 1 mismatch, 75 broker unavailable. ``--repair`` fetches the missing
+and differing trades by id, upserts them into the ledger and checks again (the exit code is the
+re-check's). ``init`` prepares a new bot
 checkout: the state dir (0700), the git-ignore check of the state dir and the ledger (it prints
 the ``.gitignore`` line to add; it never edits ``.gitignore`` or any tracked file), and with
 ``--write-config`` the tracked ``config/knobs.yaml`` and ``config/gates.yaml`` from the
@@ -16,7 +18,7 @@ import sys
 from datetime import timedelta
 from importlib import resources
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -55,8 +57,19 @@ def reconcile(
     max_hold: Annotated[
         str, typer.Option(help="Longest a trade stays open (how far back to page openings)")
     ] = "30d",
+    repair: Annotated[
+        bool,
+        typer.Option(
+            "--repair",
+            help="Fetch missing/differing trades by id, upsert them, check again (recorded)",
+        ),
+    ] = False,
 ) -> None:
-    """Compare the broker's closed trades with the ledger: exit 0 clean, 1 mismatch, 75 offline."""
+    """Compare the broker's closed trades with the ledger: exit 0 clean, 1 mismatch, 75 offline.
+
+    With --repair the trades found missing or different are fetched from the broker by id
+    (trades/{id} and their fills), written to the ledger (idempotent) and compared again.
+    """
     from autolearn.ledger.sql import SqlLedger
     from autolearn.oanda.client import V20Client
     from autolearn.reconcile.cycle import ReconcileConfig, run_reconcile
@@ -81,8 +94,11 @@ def reconcile(
             account_id=account,
             config=config,
             now=utcnow(),
+            repair=ledger if repair else None,
         )
     emit_json(record)
+    if "repair" in record:
+        print(_repair_line(record["repair"]), file=sys.stderr)
     for finding in record.get("findings", []):
         print(_finding_line(finding), file=sys.stderr)
     total = int(record.get("findings_total", 0))
@@ -90,6 +106,18 @@ def reconcile(
         print(f"... {total} findings in all (the record keeps the first)", file=sys.stderr)
     if record.get("decision") == "mismatch":
         raise typer.Exit(1)
+
+
+def _repair_line(repair: dict[str, Any]) -> str:
+    rows = repair.get("rows", {})
+    failed = "; ".join(f"{f['broker_trade_id']}: {f['why']}" for f in repair.get("failed", []))
+    return (
+        f"repair: {len(repair.get('repaired', []))} of {len(repair.get('requested', []))} "
+        f"trade(s) fetched by id; rows {rows.get('inserted', 0)} inserted, "
+        f"{rows.get('updated', 0)} updated, {rows.get('unchanged', 0)} unchanged; "
+        f"findings before {repair.get('before', {}).get('findings_total', '?')}"
+        + (f"; not repaired: {failed}" if failed else "")
+    )
 
 
 def _finding_line(f: dict[str, object]) -> str:

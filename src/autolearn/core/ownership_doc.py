@@ -49,6 +49,15 @@ def render_ownership_doc(registry: Registry) -> str:
         f"Registry fingerprint: `{registry.fingerprint}`. Pockets: {', '.join(registry.pockets)}.",
         "",
     ]
+    if registry.patterns:
+        lines += [
+            "A `*` segment is one strategy key: the strategy's name with every character",
+            "outside `[A-Za-z0-9_]` written as `%XX` per UTF-8 byte, `%` included (`TrendMA`",
+            "stays `TrendMA`, `Micro-VWAP` is `Micro%2DVWAP`, `モ` is `%E3%83%A2`). The rule is",
+            "injective and reversible (`autolearn.core.knob_names`), so every strategy name the",
+            "ledger can hold has exactly one knob; status and metrics show the name itself.",
+            "",
+        ]
     for owner in Owner:
         specs = sorted(registry.owned_by(owner), key=lambda s: s.name)
         patterns = sorted(

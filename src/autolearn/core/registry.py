@@ -4,7 +4,9 @@ The registry is tracked configuration (``config/knobs.yaml``). Parsing collects 
 with its dotted path before failing, so one edit fixes them all. Only registered knobs can be
 written; a name may use ``{pocket}`` (expanded over the registry's pockets) or ``*`` (one
 name segment such as a strategy) so the policy can own ``pockets.micro.allow_new`` without the
-registry listing every strategy.
+registry listing every strategy. A ``*`` segment matches any strategy key of
+``autolearn.core.knob_names`` (``[A-Za-z0-9_]`` and ``%XX`` escapes: ``Micro%2DVWAP`` is
+``Micro-VWAP``), so every strategy name the ledger can hold has a registrable knob.
 
 Pure: takes the already-loaded document; the YAML reading lives in ``autolearn.adapters.yamlio``.
 """
@@ -20,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from autolearn.core.knob_names import KEY_SEGMENT
 from autolearn.core.knobs import KnobSpec, KnobType, KnobValue, Owner, problems_with_value
 from autolearn.errors import ConfigError, OwnershipError
 
@@ -27,7 +30,7 @@ __all__ = ["REGISTRY_SCHEMA_VERSION", "Registry", "parse_duration", "parse_regis
 
 REGISTRY_SCHEMA_VERSION = 1
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.([A-Za-z_][A-Za-z0-9_]*|\*|\{pocket\}))+$")
-_SEGMENT = r"[A-Za-z0-9_]+"
+_SEGMENT = KEY_SEGMENT  # what ``*`` matches: one strategy key (core.knob_names)
 _MAX_DURATION_S = 10 * 365 * 86400.0
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
 _KNOB_KEYS = {

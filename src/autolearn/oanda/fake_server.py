@@ -2,16 +2,24 @@
 
 For tests and the demo: a real socket on 127.0.0.1 (so the client's httpx stack, timeouts and
 retries run for real), serving ``transactions/sinceid`` (paged like OANDA, at most
-``page_size`` per answer), ``trades/{id}`` and ``trades?state=CLOSED`` (trades derived from the
-transaction log, plus any given explicitly), checking the bearer token, and failing on script:
-HTTP errors with headers (429 + Retry-After, 503...), slow answers, bodies cut short and
-non-JSON bodies. It must never be pointed at or mistaken for a broker: it places nothing,
-holds no money and knows only the transactions it is given.
+``page_size`` per answer), ``transactions/{id}``, ``trades/{id}`` and ``trades?state=CLOSED``
+(trades derived from the transaction log, plus any given explicitly), checking the bearer
+token, and failing on script: HTTP errors with headers (429 + Retry-After, 503...), slow
+answers, bodies cut short and non-JSON bodies. It must never be pointed at or mistaken for a
+broker: it places nothing, holds no money and knows only the transactions it is given.
+
+As a program (the runbook's reconcile drill), it serves a recorded transaction log until
+stopped, accepting the token in ``OANDA_TOKEN``::
+
+    python -m autolearn.oanda.fake_server --transactions session.json --account ID --url-file F
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
+import signal
 import sys
 import threading
 import time
@@ -20,10 +28,11 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-__all__ = ["FakeV20Server", "Fault", "FaultKind", "RecordedRequest", "derive_trades"]
+__all__ = ["FakeV20Server", "Fault", "FaultKind", "RecordedRequest", "derive_trades", "main"]
 
 PageTransform = Callable[[list[dict[str, Any]]], list[dict[str, Any]]]
 
@@ -282,6 +291,8 @@ class FakeV20Server:
         with self._lock:
             if parts[3:] == ["transactions", "sinceid"]:
                 return self._since(query)
+            if len(parts) == 5 and parts[3] == "transactions":
+                return self._transaction(parts[4])
             if parts[3:] == ["trades"]:
                 return self._trade_list(query)
             if len(parts) == 5 and parts[3] == "trades":
@@ -300,6 +311,15 @@ class FakeV20Server:
         if self.page_transform is not None:
             page = self.page_transform([dict(t) for t in page])
         return 200, {"transactions": page, "lastTransactionID": self._last_id()}
+
+    def _transaction(self, tx_id: str) -> tuple[int, Mapping[str, object]]:
+        found = next((t for t in self._transactions if str(t["id"]) == tx_id), None)
+        if found is None:
+            return 404, {
+                "errorCode": "NO_SUCH_TRANSACTION",
+                "errorMessage": "The Transaction specified does not exist",
+            }
+        return 200, {"transaction": found, "lastTransactionID": self._last_id()}
 
     def _trade(self, spec: str) -> tuple[int, Mapping[str, object]]:
         trades = self._all_trades()
@@ -399,3 +419,41 @@ def _send(
         handler.send_header(name, value)
     handler.end_headers()
     handler.wfile.write(raw)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Serve a recorded log on 127.0.0.1 until SIGTERM/SIGINT; exit 78 without ``OANDA_TOKEN``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m autolearn.oanda.fake_server",
+        description="A local v20 server for drills and tests (never a broker).",
+    )
+    parser.add_argument(
+        "--transactions",
+        type=Path,
+        required=True,
+        help="JSON file: a list of transactions, or an object with a 'transactions' list",
+    )
+    parser.add_argument("--account", default="001-009-0000000-002", help="the account it serves")
+    parser.add_argument("--url-file", type=Path, help="write the base URL here once serving")
+    args = parser.parse_args(argv)
+    token = os.environ.get("OANDA_TOKEN", "")
+    if not token:
+        print("fake_server: set OANDA_TOKEN (the token it accepts)", file=sys.stderr)
+        return 78
+    doc = json.loads(args.transactions.read_text(encoding="utf-8"))
+    transactions = doc["transactions"] if isinstance(doc, dict) else doc
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    with FakeV20Server(account_id=args.account, token=token, transactions=transactions) as server:
+        if args.url_file is not None:
+            tmp = args.url_file.with_name(args.url_file.name + ".tmp")
+            tmp.write_text(server.base_url + "\n", encoding="utf-8")
+            tmp.replace(args.url_file)  # readers see the whole URL or nothing
+        print(server.base_url, flush=True)
+        stop.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -241,8 +241,9 @@ def check_reconcile(status: ReconcileStatus) -> Finding:
             check="reconcile",
             severity=Severity.WARNING,
             what=status.problem,
-            fix="`autolearn reconcile --account ID` lists the findings; `autolearn ingest "
-            "--oanda` re-imports missing or wrong trades",
+            fix="`autolearn reconcile --account ID` lists the findings; `autolearn reconcile "
+            "--account ID --repair` fetches the missing and differing trades by id from the "
+            "broker, upserts them and checks again (extra rows: delete them by hand)",
             source=status.source,
         )
     return Finding(

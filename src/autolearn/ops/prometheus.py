@@ -5,10 +5,12 @@ Pure: a :class:`StatusReport` and the history records in, the text of ``autolear
 over the append-only history, so they only grow. Records are typed
 (:class:`~autolearn.core.run_record.RunRecord`) or JSON objects parsed here; one that does not
 parse is not counted (``build_status`` reports it, and ``autolearn_status_code`` shows it).
+A value that is not finite is written as the format's ``NaN`` / ``+Inf`` / ``-Inf``, never a crash.
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -16,16 +18,26 @@ from typing import Any
 from autolearn.core.run_record import RunRecord, VerdictRecord, parse_runs
 from autolearn.ops.status import Health, StatusReport, is_run
 
-__all__ = ["render_metrics"]
+__all__ = ["format_value", "render_metrics"]
 
 
 def _label_value(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
+def format_value(value: float) -> str:
+    """A sample value in the text format: integers plainly, NaN and infinities by their names."""
+    number = float(value)
+    if math.isnan(number):
+        return "NaN"
+    if math.isinf(number):
+        return "+Inf" if number > 0 else "-Inf"
+    return str(int(number)) if number.is_integer() and abs(number) < 2**53 else repr(number)
+
+
 def _sample(name: str, labels: Mapping[str, str], value: float) -> str:
     body = ",".join(f'{k}="{_label_value(v)}"' for k, v in sorted(labels.items()))
-    number = repr(float(value)) if value != int(value) else str(int(value))
+    number = format_value(value)
     return f"{name}{{{body}}} {number}" if body else f"{name} {number}"
 
 
@@ -140,6 +152,7 @@ def render_metrics(report: StatusReport, records: Sequence[RunRecord | Mapping[s
             "Seconds since the newest closed trade in the ledger.",
             [({}, ledger.age.total_seconds())],
         )
+    _ledger_and_reconcile(out, report)
     out.family(
         "autolearn_status_code",
         "gauge",
@@ -153,3 +166,64 @@ def render_metrics(report: StatusReport, records: Sequence[RunRecord | Mapping[s
         [({}, report.now.timestamp())],
     )
     return "\n".join(out.lines) + "\n"
+
+
+def _ledger_and_reconcile(out: _Exposition, report: StatusReport) -> None:
+    """Ledger size and staleness; when reconcile last ran clean and what it last found."""
+    ledger = report.ledger
+    if ledger.trades is not None:
+        out.family(
+            "autolearn_ledger_trades",
+            "gauge",
+            "Closed-trade rows in the ledger.",
+            [({}, float(ledger.trades))],
+        )
+    stale = ledger.error is None and (ledger.age is None or ledger.age > ledger.stale_after)
+    out.family(
+        "autolearn_ledger_stale",
+        "gauge",
+        "1 when the newest closed trade is older than the stale limit (or there is none).",
+        [({}, float(stale))],
+    )
+    out.family(
+        "autolearn_ledger_stale_after_seconds",
+        "gauge",
+        "The ledger staleness limit status uses (--ledger-stale-after).",
+        [({}, ledger.stale_after.total_seconds())],
+    )
+    rec = report.reconcile
+    if rec is None:
+        return
+    out.family(
+        "autolearn_reconcile_configured",
+        "gauge",
+        "1 once reconcile (broker vs ledger) has run or has state.",
+        [({}, float(rec.configured))],
+    )
+    out.family(
+        "autolearn_reconcile_state",
+        "gauge",
+        "1 for reconcile's current state (clean, stale, mismatch, never_clean, not_configured).",
+        [({"state": rec.state.value}, 1.0)],
+    )
+    if rec.last_clean_at is not None:
+        out.family(
+            "autolearn_reconcile_last_clean_timestamp_seconds",
+            "gauge",
+            "Unix time of the last reconcile run that found the ledger equal to the broker.",
+            [({}, rec.last_clean_at.timestamp())],
+        )
+    if rec.last_run is not None:
+        out.family(
+            "autolearn_reconcile_last_run_timestamp_seconds",
+            "gauge",
+            "Unix time of the last reconcile verdict (clean or mismatch).",
+            [({}, rec.last_run.at.timestamp())],
+        )
+    if rec.findings is not None:
+        out.family(
+            "autolearn_reconcile_findings",
+            "gauge",
+            "Findings (missing, extra, differing, unreadable) of the last reconcile verdict.",
+            [({}, float(rec.findings))],
+        )

@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from autolearn.core.knob_names import strategy_from_key
 from autolearn.core.run_record import RunRecord, VerdictRecord, parse_runs
 from autolearn.core.timestamps import TimestampError, format_utc, parse_utc
 from autolearn.ops.schedules import SCHEDULES, Schedule
@@ -598,7 +599,8 @@ def reconcile_status(
             last_clean_at=last_clean,
             findings=count,
             problem=f"reconcile {text} ({source}): the ledger disagrees with the broker; "
-            "`autolearn reconcile` lists them, `autolearn ingest --oanda` repairs most",
+            "`autolearn reconcile` lists them, `autolearn reconcile --repair` fetches the "
+            "missing and differing trades by id and checks again",
         )
     if last_clean is None:
         return ReconcileStatus(
@@ -651,6 +653,11 @@ def _block_details(
     pocket: str, strategy: str | None, policy_state: Mapping[str, Any]
 ) -> Mapping[str, Any]:
     """The policy state's entry for a blocked pocket/strategy, whatever nesting it uses."""
+    scopes = policy_state.get("scopes")
+    if isinstance(scopes, Mapping):  # what the policy cycle writes: "<pocket>[/<strategy>]"
+        entry = scopes.get(pocket if strategy is None else f"{pocket}/{strategy}")
+        if isinstance(entry, Mapping):
+            return entry
     pockets = policy_state.get("pockets")
     if not isinstance(pockets, Mapping):
         return {}
@@ -665,6 +672,16 @@ def _block_details(
     return next((c for c in candidates if isinstance(c, Mapping)), {})
 
 
+def _strategy_name(key: str | None) -> str | None:
+    """The strategy a knob's key stands for (``Micro%2DVWAP`` -> ``Micro-VWAP``)."""
+    if key is None:
+        return None
+    try:
+        return strategy_from_key(key)
+    except ValueError:
+        return key  # not written by the policy (hand-edited): shown as it stands
+
+
 def _blocked(
     inputs: StatusInputs, records: Sequence[RunRecord], now: datetime
 ) -> tuple[BlockedPocket, ...]:
@@ -675,7 +692,7 @@ def _blocked(
         match = _BLOCK_KNOB.match(knob)
         if match is None or value is not False:
             continue
-        pocket, strategy = match.group("pocket"), match.group("strategy")
+        pocket, strategy = match.group("pocket"), _strategy_name(match.group("strategy"))
         details = _block_details(pocket, strategy, policy_state)
         blocking = next(
             (

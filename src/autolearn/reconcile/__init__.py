@@ -1,6 +1,7 @@
 """Reconcile: the broker's closed trades are the truth; report what the ledger gets wrong.
 
-``compare`` is the pure comparison, ``cycle`` the shell (fetch, read the ledger, record).
+``compare`` is the pure comparison, ``cycle`` the shell (fetch, read the ledger, record),
+``repair`` fetches the trades a run found missing or different by id and upserts them.
 Importing this package has no side effects.
 """
 
@@ -17,6 +18,7 @@ from autolearn.reconcile.compare import (
     reconcile,
 )
 from autolearn.reconcile.cycle import ReconcileConfig, run_reconcile
+from autolearn.reconcile.repair import RepairReport, repair_trades
 
 __all__ = [
     "BrokerTrade",
@@ -24,9 +26,11 @@ __all__ = [
     "FindingKind",
     "ReconcileConfig",
     "Reconciliation",
+    "RepairReport",
     "Tolerances",
     "broker_trade",
     "parse_broker_trades",
     "reconcile",
+    "repair_trades",
     "run_reconcile",
 ]

@@ -17,6 +17,14 @@ close reason are the trade's; each row's ``close_tx_id`` is one of the trade's
 broker's entry price. What a Trade object does not say (the time and reason of an
 intermediate partial close) is not checked.
 
+Rows are matched to a broker trade by id whatever their instrument, so a row that carries the
+wrong instrument is a ``differs`` (``instrument``) with the row shown, never a ``missing``. A
+ledger trade whose last close lies after the period's end (``until``, the run's now) is always
+compared: a close in the future is never right (``differs`` on ``close_at`` when the broker
+knows the trade, else ``extra``). A ledger trade unknown to the broker counts as ``extra`` only
+when one of its rows is in an instrument in scope (a ledger shared with other instruments is not
+"extra"). The P/L tolerance is per row: a trade closed in ``n`` parts may be ``n`` cents off.
+
 The close reason is known from the Trade object only when one of its dependent orders
 (take profit, stop loss, trailing stop, guaranteed stop) is ``FILLED`` by the closing
 transaction: the fill's ``reason`` is then that order's type (``TAKE_PROFIT_ORDER``...). A
@@ -87,7 +95,8 @@ class Tolerances:
     """How far the ledger may be from the broker and still agree.
 
     ``price_rel`` is relative (v20 prices are exact decimals; only float storage differs);
-    ``pl_account`` is absolute in the account currency (a cent: rounding of a sum of rows);
+    ``pl_account`` is absolute in the account currency *per ledger row* (a cent: each partial
+    close's P/L is rounded on its own, so a trade of ``n`` rows may be ``n`` cents off);
     ``pl_pips`` absolute pips; ``time`` absolute (some QuantRabbit exports keep whole seconds).
     """
 
@@ -262,21 +271,25 @@ def parse_broker_trades(
 
 
 # -- comparing ----------------------------------------------------------------------------------
-def _groups(ledger: Iterable[Trade], instruments: frozenset[str] | None) -> dict[str, list[Trade]]:
+def _groups(ledger: Iterable[Trade]) -> dict[str, list[Trade]]:
+    """Ledger rows by broker trade id, whatever their instrument, in close order."""
     groups: dict[str, list[Trade]] = {}
     for row in ledger:
-        if instruments is None or row.instrument in instruments:
-            groups.setdefault(row.broker_trade_id, []).append(row)
+        groups.setdefault(row.broker_trade_id, []).append(row)
     for rows in groups.values():
         rows.sort(key=lambda t: (t.close_at, t.state is TradeState.CLOSED, t.close_tx_id))
     return groups
 
 
-def _ledger_closed_in(rows: Sequence[Trade], since: datetime, until: datetime | None) -> bool:
-    """The ledger says this trade closed (a CLOSED row) and its last close is in the period."""
-    last = rows[-1].close_at
+def _ledger_closed_in(
+    rows: Sequence[Trade], since: datetime, b: BrokerTrade | None, scope: frozenset[str]
+) -> bool:
+    """The ledger says this trade closed (a CLOSED row) in the period or after its end, and it
+    is this account's business: the broker knows it in a scoped instrument, or a row claims one.
+    """
     closed = any(r.state is TradeState.CLOSED for r in rows)
-    return closed and since <= last and (until is None or last <= until)
+    ours = (b is not None and b.instrument in scope) or any(r.instrument in scope for r in rows)
+    return closed and since <= rows[-1].close_at and ours
 
 
 def _in_period(b: BrokerTrade, since: datetime, until: datetime | None) -> bool:
@@ -313,8 +326,8 @@ def unmatched_ledger_ids(
     return sorted(
         (
             trade_id
-            for trade_id, rows in _groups(ledger, scope).items()
-            if trade_id not in known and _ledger_closed_in(rows, since, until)
+            for trade_id, rows in _groups(ledger).items()
+            if trade_id not in known and _ledger_closed_in(rows, since, None, scope)
         ),
         key=lambda t: (int_id(t), t),
     )
@@ -335,7 +348,8 @@ def reconcile(
     Args:
         broker: the broker's trades (closed ones in the period, plus any looked up by id).
         ledger: ledger rows; they may reach back before ``since`` (earlier partial closes of a
-            trade closed in the period), rows of other instruments are ignored.
+            trade closed in the period) and forward past ``until`` (a close in the future is
+            reported); rows of other instruments count only by the id of a broker trade.
         since: start of the period (a trade belongs to it by its final close time).
         until: end of the period (the run's ``now``; None: open-ended).
         instruments: the instruments compared; default: those of the broker's trades closed
@@ -344,21 +358,25 @@ def reconcile(
     """
     tol = tolerances or Tolerances()
     scope = _scope(broker, since, until, instruments)
-    by_id = {b.trade_id: b for b in broker if b.instrument in scope}
-    groups = _groups(ledger, scope)
-    broker_in = {b.trade_id for b in by_id.values() if _in_period(b, since, until)}
-    ledger_in = {t for t, rows in groups.items() if _ledger_closed_in(rows, since, until)}
+    by_id = {b.trade_id: b for b in broker}
+    groups = _groups(ledger)
+    broker_in = {
+        t for t, b in by_id.items() if b.instrument in scope and _in_period(b, since, until)
+    }
+    ledger_in = {
+        t for t, rows in groups.items() if _ledger_closed_in(rows, since, by_id.get(t), scope)
+    }
     findings: list[Finding] = list(unreadable)
     matched = 0
     for trade_id in sorted(broker_in | ledger_in, key=lambda t: (int_id(t), t)):
         b = by_id.get(trade_id)
         rows = groups.get(trade_id, [])
         if b is None or not b.closed:
-            findings.append(_extra(trade_id, rows, b))
+            findings.append(_extra(trade_id, rows, b, until))
         elif not rows:
             findings.append(_missing(b))
         else:
-            found = _differences(b, rows, tol)
+            found = _differences(b, rows, tol, until)
             findings += found
             matched += not found
     return Reconciliation(
@@ -372,19 +390,42 @@ def reconcile(
     )
 
 
-def _extra(trade_id: str, rows: Sequence[Trade], b: BrokerTrade | None) -> Finding:
+def _extra(
+    trade_id: str, rows: Sequence[Trade], b: BrokerTrade | None, until: datetime | None
+) -> Finding:
     last = rows[-1]
     at_broker = (
         "unknown at the broker" if b is None else f"the broker has it {b.state} (not closed)"
+    )
+    future = (
+        f"; its close lies after now ({format_utc(until)})"
+        if until is not None and last.close_at > until
+        else ""
     )
     return Finding(
         kind=FindingKind.EXTRA,
         broker_trade_id=trade_id,
         instrument=last.instrument,
-        ledger=f"{len(rows)} row(s), closed {format_utc(last.close_at)}",
-        detail=f"{at_broker}; ledger: {len(rows)} row(s), {sum(r.units for r in rows)} units, "
-        f"P/L {_num(sum(r.pl_account for r in rows))}, closed {format_utc(last.close_at)}",
+        ledger=_show_rows(rows),
+        detail=f"{at_broker}{future}; ledger: {len(rows)} row(s), "
+        f"{sum(r.units for r in rows)} units, P/L {_num(sum(r.pl_account for r in rows))}, "
+        f"closed {format_utc(last.close_at)}",
     )
+
+
+_ROWS_SHOWN = 4
+
+
+def _show_rows(rows: Sequence[Trade]) -> str:
+    """The ledger rows themselves (the first few), so a human can find and fix them."""
+    shown = [
+        f"{r.close_tx_id or '-'} {r.state.value} {r.instrument} {r.side.value} {r.units}u "
+        f"{_num(r.entry_price)}->{_num(r.close_price)} closed {format_utc(r.close_at)} "
+        f"P/L {_num(r.pl_account)}"
+        for r in rows[:_ROWS_SHOWN]
+    ]
+    more = f"; +{len(rows) - _ROWS_SHOWN} more" if len(rows) > _ROWS_SHOWN else ""
+    return f"{len(rows)} row(s): " + "; ".join(shown) + more
 
 
 def _missing(b: BrokerTrade) -> Finding:
@@ -413,7 +454,9 @@ _Pred = Callable[[Trade], bool]
 _Show = Callable[[Trade], object]
 
 
-def _differences(b: BrokerTrade, rows: Sequence[Trade], tol: Tolerances) -> list[Finding]:
+def _differences(
+    b: BrokerTrade, rows: Sequence[Trade], tol: Tolerances, until: datetime | None = None
+) -> list[Finding]:
     return [
         Finding(
             kind=FindingKind.DIFFERS,
@@ -427,7 +470,7 @@ def _differences(b: BrokerTrade, rows: Sequence[Trade], tol: Tolerances) -> list
         for name, ledger, broker, detail in (
             *_row_diffs(b, rows, tol),
             *_sum_diffs(b, rows, tol),
-            *_close_diffs(b, rows[-1], tol),
+            *_close_diffs(b, rows[-1], tol, until),
         )
     ]
 
@@ -482,17 +525,27 @@ def _sum_diffs(b: BrokerTrade, rows: Sequence[Trade], tol: Tolerances) -> list[_
             what = "close price" if len(rows) == 1 else f"units-weighted of {len(rows)} rows"
             out.append(("close_price", average, b.average_close_price, what))
     pl = sum(r.pl_account for r in rows)
-    if abs(pl - b.realized_pl) > tol.pl_account:
-        out.append(("pl_account", round(pl, 10), b.realized_pl, of))
+    limit = tol.pl_account * len(rows)  # each row's P/L was rounded on its own
+    if abs(pl - b.realized_pl) > limit:
+        out.append(("pl_account", round(pl, 10), b.realized_pl, f"{of}, tolerance {limit:g}"))
     return out
 
 
-def _close_diffs(b: BrokerTrade, last: Trade, tol: Tolerances | None = None) -> list[_Diff]:
+def _close_diffs(
+    b: BrokerTrade, last: Trade, tol: Tolerances | None = None, until: datetime | None = None
+) -> list[_Diff]:
     """The final close: its time and, when the Trade object tells it, its reason."""
     out: list[_Diff] = []
     limit = (tol or Tolerances()).time
     if b.close_time is not None and abs(last.close_at - b.close_time) > limit:
-        out.append(("close_at", format_utc(last.close_at), format_utc(b.close_time), _row(last)))
+        why = (
+            f"the ledger's close lies after now ({format_utc(until)}); "
+            if until is not None and last.close_at > until
+            else ""
+        )
+        out.append(
+            ("close_at", format_utc(last.close_at), format_utc(b.close_time), why + _row(last))
+        )
     reason = last.broker_close_reason
     if b.close_reason is not None and reason != b.close_reason:
         out.append(("broker_close_reason", reason, b.close_reason, _row(last)))
@@ -503,7 +556,10 @@ def _close_diffs(b: BrokerTrade, last: Trade, tol: Tolerances | None = None) -> 
 
 
 def _row(row: Trade) -> str:
-    return f"row close_tx_id={row.close_tx_id or '-'} {row.state.value}"
+    return (
+        f"row close_tx_id={row.close_tx_id or '-'} {row.state.value} {row.instrument} "
+        f"closed {format_utc(row.close_at)}"
+    )
 
 
 def _text(value: object) -> str:

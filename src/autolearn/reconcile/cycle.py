@@ -5,16 +5,23 @@ records ``lock_busy`` and returns), it pages ``trades?state=CLOSED`` newest firs
 ``V20Client`` until trades opened more than ``max_hold`` before the period (a trade is listed by
 its opening id, so one opened before the period may still have closed inside it), looks up by id
 any ledger trade the pages did not explain, reads the ledger rows of the period (reaching back
-to the earliest opening, for earlier partial closes), and appends one run record
-(``decision`` ``clean`` or ``mismatch``, counts, the first findings) to the history, and its
-state (``last_run_at``, ``last_clean_at``...) to ``mechanisms/reconcile.json``.
+to the earliest opening, for earlier partial closes, and forward without limit: a close after now
+is reported), and appends one run record (``decision`` ``clean`` or ``mismatch``, counts, the
+first findings) to the history, and its state (``last_run_at``, ``last_clean_at``...) to
+``mechanisms/reconcile.json``.
+
+With ``repair`` (``autolearn reconcile --repair``), a run that finds missing or differing
+trades fetches each of them by id (``reconcile.repair``: ``trades/{id}`` and its fills), upserts
+the rows, then compares again; the one record holds the verdict of the re-check, the findings
+before the repair (``repair.before``) and what was fetched and written (``repair``).
 
 A broker that cannot be reached is recorded (``broker_unavailable``) and re-raised, so the CLI
 exits 75 and the timer tries again; ``last_clean_at`` is kept, so ``status`` degrades only when
 no clean run happened within its window.
 
 Must not: read the clock (``now`` is a parameter) or the environment (the token is inside the
-client), write the ledger or any knob, or let the token reach a record.
+client), write the ledger except through a requested repair, write any knob, or let the
+token reach a record.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ from autolearn.reconcile.compare import (
     reconcile,
     unmatched_ledger_ids,
 )
+from autolearn.reconcile.repair import TradeUpserter, plan_repair, repair_trades
 
 __all__ = ["BrokerReader", "LedgerReader", "ReconcileConfig", "run_reconcile"]
 
@@ -53,6 +61,8 @@ class BrokerReader(Protocol):
     ) -> Iterator[dict[str, object]]: ...
 
     def trade(self, account_id: str, trade_specifier: str) -> dict[str, object]: ...
+
+    def transaction(self, account_id: str, transaction_id: str) -> dict[str, object]: ...
 
 
 class LedgerReader(Protocol):
@@ -79,6 +89,7 @@ class ReconcileConfig:
     tolerances: Tolerances = field(default_factory=Tolerances)
     recorded_findings: int = 20  # the record keeps the first N (the count is always complete)
     max_lookups: int = 200  # ledger trades looked up one by one, at most
+    max_repairs: int = 200  # trades a repair fetches by id, at most (the rest: next run)
 
     def __post_init__(self) -> None:
         if self.period <= timedelta(0) or self.max_hold < timedelta(0):
@@ -97,8 +108,11 @@ def run_reconcile(
     config: ReconcileConfig,
     now: datetime,
     run_id: str | None = None,
+    repair: TradeUpserter | None = None,
 ) -> dict[str, Any]:
     """One reconcile run; returns its record (already appended to the history).
+
+    ``repair`` is the ledger to write repaired rows to (``--repair``); ``None`` only compares.
 
     Raises:
         BrokerUnavailable: the broker could not be reached (recorded first).
@@ -107,7 +121,7 @@ def run_reconcile(
     base = base_record(MECHANISM, now, shadow=False, run_id=run_id)
     base["account"] = account_id
     return run_locked(
-        store, base, lambda: _locked(store, broker, ledger, account_id, config, now, base)
+        store, base, lambda: _locked(store, broker, ledger, account_id, config, now, base, repair)
     )
 
 
@@ -119,11 +133,25 @@ def _locked(
     config: ReconcileConfig,
     now: datetime,
     base: dict[str, Any],
+    repair: TradeUpserter | None,
 ) -> dict[str, Any]:
     since = now - config.period
     state = store.read_mechanism(MECHANISM)
+    repaired: dict[str, Any] | None = None
     try:
-        result, lookups = _compare(broker, ledger, account_id, config, since, now)
+        result, lookups, rows = _compare(broker, ledger, account_id, config, since, now)
+        ids = plan_repair(result.findings, config.max_repairs) if repair is not None else []
+        if repair is not None and ids:
+            report = repair_trades(broker, repair, account_id, ids, rows)
+            before = result
+            result, lookups, _ = _compare(broker, ledger, account_id, config, since, now)
+            repaired = report.to_json() | {
+                "before": {
+                    "findings_total": len(before.findings),
+                    "counts": before.counts(),
+                    "findings": [f.to_json() for f in before.findings[: config.recorded_findings]],
+                },
+            }
     except BrokerUnavailable as exc:
         record = base | {
             "decision": "broker_unavailable",
@@ -138,9 +166,12 @@ def _locked(
         raise
     counts = result.counts()
     decision = "clean" if result.clean else "mismatch"
+    reasons = [f"{k}:{n}" for k, n in counts.items() if n] or ["clean"]
+    if repaired is not None:
+        reasons.insert(0, f"repaired:{len(repaired['repaired'])}")
     record = base | {
         "decision": decision,
-        "reasons": [f"{k}:{n}" for k, n in counts.items() if n] or ["clean"],
+        "reasons": reasons,
         "applied": False,
         "period": {"since": format_utc(since), "until": format_utc(now)},
         "instruments": list(result.instruments),
@@ -154,6 +185,7 @@ def _locked(
         },
         "findings_total": len(result.findings),
         "findings": [f.to_json() for f in result.findings[: config.recorded_findings]],
+        **({"repair": repaired} if repaired is not None else {}),
     }
     store.record(record)
     at = format_utc(now)
@@ -170,6 +202,7 @@ def _locked(
             "findings": len(result.findings),
             "counts": counts,
             **({"last_clean_at": at} if result.clean else {"last_mismatch_at": at}),
+            **({"last_repair_at": at} if repaired is not None else {}),
         },
     )
     return record
@@ -182,13 +215,13 @@ def _compare(
     config: ReconcileConfig,
     since: datetime,
     now: datetime,
-) -> tuple[Reconciliation, int]:
+) -> tuple[Reconciliation, int, list[Trade]]:
     raw = _fetch_closed(broker, account_id, since - config.max_hold)
     trades, unreadable = parse_broker_trades(raw)
     in_period = [t for t in trades if t.close_time is not None and since <= t.close_time <= now]
-    until = now + timedelta(microseconds=1)
+    # no upper bound: a ledger close after now is wrong and must be reported, not skipped
     read_from = min([since, *(t.open_time for t in in_period)])
-    rows = ledger.trades(closed_since=read_from, closed_until=until)
+    rows = ledger.trades(closed_since=read_from)
     unmatched = unmatched_ledger_ids(
         trades, rows, since=since, until=now, instruments=config.instruments
     )
@@ -198,7 +231,7 @@ def _compare(
     trades += looked_up
     earlier = min([read_from, *(t.open_time for t in looked_up)])
     if earlier < read_from:  # a looked-up trade opened earlier: its first partial rows too
-        rows = ledger.trades(closed_since=earlier, closed_until=until)
+        rows = ledger.trades(closed_since=earlier)
     result = reconcile(
         trades,
         rows,
@@ -208,7 +241,7 @@ def _compare(
         tolerances=config.tolerances,
         unreadable=[*unreadable, *lookup_problems],
     )
-    return result, len(looked_up) + len(lookup_problems)
+    return result, len(looked_up) + len(lookup_problems), rows
 
 
 def _fetch_closed(broker: BrokerReader, account_id: str, opened_after: datetime) -> list[object]:
