@@ -109,10 +109,27 @@ def test_tb_logs_server_clock_follows_eu_dst() -> None:
     assert set(gaps[gaps < 6 * 3_600_000_000].tolist()) == {3_600_000_000}  # no doubled hour
 
 
-@settings(max_examples=200, deadline=None)
-@given(st.datetimes(min_value=datetime(2008, 1, 1), max_value=datetime(2035, 12, 31)))
+@pytest.mark.parametrize(
+    ("wall", "utc_hour"),
+    [
+        (datetime(2005, 3, 20, 12), 17),  # 2007 rule: EDT from 13 March; in 2005 still EST
+        (datetime(2005, 4, 3, 12), 16),  # 2005: EDT from the first Sunday of April
+        (datetime(2005, 10, 30, 12), 17),  # 2005: EST from the last Sunday of October
+        (datetime(2005, 11, 1, 12), 17),  # 2007 rule: EDT until 6 November
+        (datetime(2018, 3, 20, 12), 16),  # since 2007: EDT from the second Sunday of March
+    ],
+)
+def test_new_york_dst_follows_the_rule_of_its_year(wall: datetime, utc_hour: int) -> None:
+    """New York wall time in 2005 (before the 2007 US rule change) converts with 2005's DST."""
+    local = np.array([to_epoch_us(wall.replace(tzinfo=UTC))], dtype=np.int64)
+    assert new_york_to_utc(local)[0] == to_epoch_us(wall.replace(hour=utc_hour, tzinfo=UTC))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.datetimes(min_value=datetime(1997, 1, 1), max_value=datetime(2035, 12, 31)))
 def test_clock_conversions_agree_with_the_iana_database(moment: datetime) -> None:
-    """Reading a UTC instant's wall time back (EET and New York) returns the instant."""
+    """Reading a UTC instant's wall time back (EET and New York) returns the instant (EET's EU
+    rule holds since 1996; New York's dates come from the database, before 2007 too)."""
     utc = moment.replace(microsecond=0, tzinfo=UTC)
     for zone, convert in (
         ("Europe/Helsinki", mt5_eet_to_utc),

@@ -73,11 +73,16 @@ def test_blocked_in_a_bad_regime_and_unblocked_after_it_turns(
     )
     assert read_states(store)["micro/MomentumPulse"].status is Status.BLOCKED
 
-    # Blocked: no trades. The bot records shadow signals; the regime has turned.
+    # Blocked: no trades. The bot records shadow signals; the regime has turned (40 signals,
+    # mean +1.6 pips, sd 1.4: a confidence sequence above 0; 8 good ones no longer unblock).
+    outcomes = [3.0, 1.0, 2.5, -0.5, 2.0] * 8
     ledger.upsert_shadow_signals(
-        [make_signal(at=t1 + timedelta(minutes=10 * i), outcome_pips=1.2) for i in range(9)]
+        [
+            make_signal(at=t1 + timedelta(minutes=3 * i), outcome_pips=v)
+            for i, v in enumerate(outcomes)
+        ]
     )
-    t2 = t1 + timedelta(hours=2)  # well before the 12 h expiry
+    t2 = t1 + timedelta(hours=2, minutes=30)  # well before the 12 h expiry
     rec = _run(ledger, store, t2)
     assert {"scope": "micro/MomentumPulse", "from": "blocked", "to": "probation"}.items() <= {
         **next(t for t in rec["transitions"] if t["scope"] == "micro/MomentumPulse")
@@ -267,3 +272,47 @@ def test_cli_policy_and_unblock(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert main([*base, "unblock", "micro/MomentumPulse", "--reason", "checked"]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["decision"] == "operator_unblock" and out["scope"] == "micro/MomentumPulse"
+
+
+def test_cli_policy_now_runs_a_shadow_policy_on_historical_trades(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`policy --shadow --now T` reads the 14 days before T (the real Oct-2025 trades); on the
+    wall clock it sees none of them; `--now` without `--shadow` exits 65, recording nothing."""
+    ledger_url = f"sqlite:///{tmp_path / 'l.db'}"
+    with SqlLedger.open(ledger_url) as ledger:
+        ledger.upsert_trades(import_path(DATA / "trades_home.db").accepted)
+        last = ledger.last_close_at()
+    assert last is not None
+    state = tmp_path / "s"
+    base = ["--state-dir", str(state), "--ledger", ledger_url, "--bot-root", str(tmp_path)]
+    at = (last + timedelta(minutes=1)).isoformat()
+    assert main([*base, "policy", "--shadow", "--now", at]) == 0
+    rec = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert rec["decision"] == "shadow" and rec["metrics"]["trades"] > 0
+    assert rec["verdicts"]["scopes"]["micro"]["trades"]["n"] > 0
+    assert main([*base, "policy", "--shadow"]) == 0
+    rec = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert rec["metrics"]["trades"] == 0  # the wall clock's 14 days hold none of them
+    assert main([*base, "policy", "--now", at]) == 65
+    history = (state / "history.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(history) == 2  # the refused live run recorded nothing
+
+
+def test_cli_knobs_lists_the_wildcard_policy_knobs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`knobs --json` and `knobs` list pockets.{pocket}.strategies.*.allow_new/size_mult, the
+    patterns every per-strategy knob the policy writes is registered under."""
+    base = ["--bot-root", str(tmp_path), "--state-dir", str(tmp_path / "s")]
+    assert main([*base, "knobs", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    registry = load_registry(None)
+    for pocket in registry.pockets:
+        for key in ("allow_new", "size_mult"):
+            row = rows[f"pockets.{pocket}.strategies.*.{key}"]
+            assert row["owner"] == "policy" and row["pattern"] is True
+    assert rows["pockets.micro.allow_new"]["pattern"] is False
+    monkeypatch.setenv("COLUMNS", "200")
+    assert main([*base, "knobs"]) == 0
+    assert "pockets.scalp.strategies.*.size_mult" in capsys.readouterr().out

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import functools
+import math
+import random
+import statistics
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy.stats import t as t_dist
 
+from autolearn.core.judge import sequence_bounds
 from autolearn.policy.config import PolicyConfig
-from autolearn.policy.machine import Evidence, ScopeState, Status, StepCode, step
+from autolearn.policy.machine import Evidence, ScopeState, Status, StepCode, Transition, step
 
 NOW = datetime(2025, 10, 23, 3, 0, tzinfo=UTC)
 CFG = PolicyConfig()
@@ -18,6 +25,16 @@ NONE = Evidence.of([], CFG.confidence)
 
 def ev(values: list[float]) -> Evidence:
     return Evidence.of(values, CFG.confidence)
+
+
+def sev(values: list[float]) -> Evidence:
+    """Shadow evidence as ``decide`` builds it: t-interval and always-valid sequence."""
+    return Evidence.shadow(values, CFG)
+
+
+# Deterministic noisy shadow outcomes (pips): mean +1.6 / -1.6, sd ~1.4.
+SHADOW_GOOD = [3.0, 1.0, 2.5, -0.5, 2.0] * 8
+SHADOW_BAD = [-v for v in SHADOW_GOOD]
 
 
 LOSING = [-2.0, -1.5, -3.0, 0.5, -2.5, -1.0, -2.0, -1.8, 0.4, -2.2, -1.6, -2.4]
@@ -65,20 +82,33 @@ class TestBlocked:
         assert state.strikes == 1
 
     def test_good_shadow_signals_unblock_early(self) -> None:
-        """Enough positive shadow outcomes move a blocked scope to probation before expiry."""
-        state, code, _ = step(self.blocked, NONE, ev([1.0] * 8), CFG, NOW + timedelta(hours=1))
+        """Shadow outcomes whose confidence sequence lies above 0 move the scope to probation."""
+        shadow = sev(SHADOW_GOOD)
+        assert shadow.seq_lower > 0
+        state, code, _ = step(self.blocked, NONE, shadow, CFG, NOW + timedelta(hours=1))
         assert state.status is Status.PROBATION and code is StepCode.SHADOW_RECOVERED
+
+    def test_a_handful_of_good_signals_is_not_enough(self) -> None:
+        """Eight good signals (the old minimum) or an interval that reaches 0 unblock nothing."""
+        few = sev(SHADOW_GOOD[:8])
+        _, code, _ = step(self.blocked, NONE, few, CFG, NOW + timedelta(hours=1))
+        assert code is StepCode.STILL_BLOCKED
+        # the issue's case: a mean of +0.35 with sd 5 over 40 signals (interval straddles 0)
+        straddling = sev([5.35, -4.65] * 20)
+        assert straddling.mean >= CFG.shadow_unblock_above_pips and straddling.seq_lower < 0
+        _, code, _ = step(self.blocked, NONE, straddling, CFG, NOW + timedelta(hours=1))
+        assert code is StepCode.STILL_BLOCKED
 
     def test_bad_shadow_signals_extend_the_block(self) -> None:
         """Shadow outcomes still confidently negative keep the block past its planned end."""
         at = NOW + timedelta(hours=12)
-        state, code, _ = step(self.blocked, NONE, ev([-1.0, -1.2, -0.8, -1.1] * 2), CFG, at)
+        state, code, _ = step(self.blocked, NONE, sev(SHADOW_BAD), CFG, at)
         assert state.status is Status.BLOCKED and code is StepCode.SHADOW_STILL_BAD
-        assert state.until == at + CFG.block_for
+        assert state.until == at + CFG.block_for and state.since == NOW
 
     def test_shadow_between_thresholds_changes_nothing(self) -> None:
         """Shadow evidence inside the hysteresis band neither unblocks nor extends."""
-        flat = ev([0.1, -0.1] * 4)
+        flat = sev([0.1, -0.1] * 20)
         state, code, _ = step(self.blocked, NONE, flat, CFG, NOW + timedelta(hours=1))
         assert state == self.blocked and code is StepCode.STILL_BLOCKED
 
@@ -233,3 +263,176 @@ def test_same_evidence_twice_does_not_flap(trades: list[float]) -> None:
     first, _, _ = step(ScopeState(), ev(trades), NONE, CFG, NOW)
     second, _, _ = step(first, ev(trades), NONE, CFG, NOW)
     assert second.status is first.status
+
+
+class TestBlockCap:
+    """A block lasts at most max_block from its start, shadow extensions included."""
+
+    def test_bad_shadow_extends_only_up_to_the_cap_then_blocks_anew(self) -> None:
+        """Extensions stop at since + max_block; there a still-bad scope starts a new block
+        (new start, one more strike), so its evidence starts again from that moment."""
+        state = ScopeState(
+            status=Status.BLOCKED, since=NOW, until=NOW + CFG.block_for, size_mult=0.0, strikes=1
+        )
+        at = NOW
+        while at < NOW + CFG.max_block:
+            at += timedelta(minutes=15)
+            state, code, _ = step(state, NONE, sev(SHADOW_BAD), CFG, at)
+            assert state.since is not None and state.until is not None
+            assert state.until - state.since <= CFG.max_block
+            if at < NOW + CFG.max_block:
+                assert state.since == NOW and code is StepCode.SHADOW_STILL_BAD
+        assert state.status is Status.BLOCKED and code is StepCode.BLOCK_RENEWED
+        assert state.since == NOW + CFG.max_block and state.strikes == 2
+        assert state.until == state.since + CFG.block_for * CFG.block_backoff
+        renewal = Transition(
+            scope="micro", before=Status.BLOCKED, after=state.status, code=code, detail=""
+        )
+        assert renewal.changed  # recorded (and counted as a block) like any other transition
+
+    def test_at_the_cap_without_bad_evidence_the_block_ends(self) -> None:
+        """A block from before the cap (113 days, as in the issue) ends at the next step."""
+        old = ScopeState(
+            status=Status.BLOCKED,
+            since=NOW - timedelta(days=113),
+            until=NOW + timedelta(hours=12),
+            size_mult=0.0,
+            strikes=1,
+        )
+        state, code, detail = step(old, NONE, sev([0.1, -0.1] * 20), CFG, NOW)
+        assert state.status is Status.PROBATION and code is StepCode.BLOCK_EXPIRED
+        assert "block ended at 2025-07-09" in detail  # since + 7 d, not the stored until
+
+    def test_the_cap_shortens_a_stored_end_beyond_it(self) -> None:
+        """A stored end beyond since + max_block is pulled back to the cap."""
+        long = replace(TestBlocked.blocked, until=NOW + timedelta(days=30))
+        state, code, _ = step(long, NONE, NONE, CFG, NOW + timedelta(days=1))
+        assert code is StepCode.STILL_BLOCKED and state.until == NOW + CFG.max_block
+
+
+@functools.cache
+def _t_quantile(dof: int) -> float:
+    return float(t_dist.ppf(0.5 + CFG.confidence / 2, dof))
+
+
+class _Running:
+    """Size, mean and sd of a growing sample (Welford), so a simulation can look after every
+    signal in O(1); ``evidence`` reads it on the policy's confidence sequence."""
+
+    def __init__(self) -> None:
+        self.n, self.mean, self.m2 = 0, 0.0, 0.0
+
+    def add(self, x: float) -> None:
+        self.n += 1
+        delta = x - self.mean
+        self.mean += delta / self.n
+        self.m2 += delta * (x - self.mean)
+
+    def evidence(self) -> Evidence:
+        sd = math.sqrt(self.m2 / (self.n - 1)) if self.n >= 2 else math.nan
+        mean = self.mean if self.n else math.nan
+        seq_lower, seq_upper = sequence_bounds(
+            self.n, mean, sd, alpha=CFG.shadow_alpha, mixture_scale=CFG.shadow_mixture_scale
+        )
+        half = _t_quantile(self.n - 1) * sd / math.sqrt(self.n) if self.n >= 2 else math.nan
+        return Evidence(
+            n=self.n,
+            mean=mean,
+            lower=mean - half,
+            upper=mean + half,
+            net=self.mean * self.n,
+            profit_factor=math.nan,
+            win_rate=math.nan,
+            sd=sd,
+            seq_lower=seq_lower,
+            seq_upper=seq_upper,
+        )
+
+
+def test_running_evidence_is_the_policy_evidence() -> None:
+    """The simulations' O(1) evidence has the bounds Evidence.sequence gives the policy."""
+    rng = random.Random(7)
+    values = [rng.gauss(0.3, 5.0) for _ in range(300)]
+    run = _Running()
+    for v in values:
+        run.add(v)
+    a, b = run.evidence(), sev(values)
+    fields = ("n", "mean", "lower", "upper", "sd", "seq_lower", "seq_upper")
+    assert [getattr(a, f) for f in fields] == pytest.approx([getattr(b, f) for f in fields])
+
+
+def _blocked_life(mu: float, seed: int, *, per_look: int, looks: int) -> list[tuple[StepCode, int]]:
+    """A scope blocked at the saturated strike (7 days) whose shadow signals are N(mu, 5)
+    pips, ``per_look`` per 15-minute policy run; the policy steps after every run. Returns the
+    (code, signals so far) of each block start or end, until probation or ``looks`` runs."""
+    rng = random.Random(seed)
+    state = ScopeState(
+        status=Status.BLOCKED, since=NOW, until=NOW + CFG.max_block, size_mult=0.0, strikes=5
+    )
+    run, seen, events, at = _Running(), 0, [], NOW
+    for _ in range(looks):
+        at += timedelta(minutes=15)
+        for _ in range(per_look):
+            run.add(rng.gauss(mu, 5.0))
+        seen += per_look
+        after, code, _ = step(state, NONE, run.evidence(), CFG, at)
+        assert after.since is not None and at - after.since <= CFG.max_block
+        if after.status is not Status.BLOCKED or after.since != state.since:
+            events.append((code, seen))
+            run = _Running()  # a new state: its evidence starts now
+        state = after
+        if state.status is Status.PROBATION:
+            break
+    return events
+
+
+def test_a_losing_scope_is_never_unblocked_by_its_shadow_signals() -> None:
+    """EV -0.5 pips (sd 5), 2 signals per 15-minute run for 2 weeks (2,688 signals), 200
+    seeds: never shadow_recovered, and blocked throughout in 195 seeds. Every block ends at its
+    7-day cap; 393 of the 398 block ends start a new block on that block's own signals (still
+    below 0), 5 go to probation."""
+    outcomes = [_blocked_life(-0.5, seed, per_look=2, looks=2 * 672) for seed in range(200)]
+    codes = [code for events in outcomes for code, _ in events]
+    assert StepCode.SHADOW_RECOVERED not in codes
+    assert codes.count(StepCode.BLOCK_RENEWED) >= 380
+    assert codes.count(StepCode.BLOCK_EXPIRED) <= 10
+
+
+def test_a_recovered_scope_is_unblocked_within_a_bounded_number_of_signals() -> None:
+    """EV +1.0 pips (sd 5, i.e. 0.2 sd), 1 signal per run, 200 seeds: unblocked by its shadow
+    signals in 199 seeds, after a median of 171 signals, 95 % within 490, all within 662; the
+    last one leaves at its 7-day block end (672 signals). +0.5 (0.1 sd) would need ~1,000
+    signals (more than a block holds at this rate): it comes back through probation instead."""
+    firsts = []
+    for seed in range(200):
+        events = _blocked_life(1.0, seed, per_look=1, looks=672)
+        assert events and events[0][1] <= 672
+        firsts.append(events[0][1] if events[0][0] is StepCode.SHADOW_RECOVERED else math.inf)
+    recovered = sorted(n for n in firsts if math.isfinite(n))
+    assert len(recovered) >= 195
+    assert statistics.median(recovered) <= 200
+    assert sum(n <= 500 for n in recovered) >= 185
+
+
+def _probation_end(mu: float, seed: int) -> StepCode:
+    """A scope in probation trading N(mu, 5) pips, one trade per 15-minute run, until it leaves
+    probation (or 400 runs)."""
+    rng = random.Random(seed)
+    state = ScopeState(status=Status.PROBATION, since=NOW, size_mult=0.5, strikes=1)
+    values: list[float] = []
+    for k in range(400):
+        values.append(rng.gauss(mu, 5.0))
+        after, code, _ = step(state, ev(values), NONE, CFG, NOW + timedelta(minutes=15 * k))
+        if after.status is not Status.PROBATION:
+            return code
+    return StepCode.PROBATION_PENDING
+
+
+def test_the_loss_budget_spares_a_truly_recovered_scope() -> None:
+    """At EV +1.0 (sd 5) the loss budget re-blocks 2 of 400 probations (the fixed 20-pip budget
+    alone: 27); at EV -1.5, 322 of 400 probations still end blocked."""
+    good = [_probation_end(1.0, seed) for seed in range(400)]
+    assert good.count(StepCode.PROBATION_LOSS_BUDGET) <= 6
+    bad = [_probation_end(-1.5, seed) for seed in range(400)]
+    ended = bad.count(StepCode.PROBATION_LOSS_BUDGET) + bad.count(StepCode.PROBATION_FAILED)
+    assert ended >= 200

@@ -1,4 +1,4 @@
-"""The options the learning-mechanism commands share (``tune``, ``scalp-train``, ``autotune``).
+"""The options the mechanism commands share (``tune``, ``policy``, ``scalp-train``, ``autotune``).
 
 ``--shadow`` decides and records but applies nothing; ``--now`` (shadow runs only) decides as
 of another UTC time, e.g. to explain what a mechanism would have done on an old ledger. A live

@@ -1,6 +1,8 @@
-"""``autolearn policy [--shadow]`` and ``autolearn unblock POCKET[/STRATEGY] --reason ...``.
+"""``autolearn policy [--shadow [--now T]]`` and ``autolearn unblock POCKET[/STRATEGY] --reason``.
 
 Thin shell: resolve settings, open the ledger, run the cycle, print the one JSON run record.
+``--now`` (shadow runs only, as for ``tune``) decides as of another UTC time, so a shadow policy
+can be run on historical trades (the 14-day lookback ends at ``--now``, not at the clock).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import typer
 
 from autolearn.adapters.logs import emit_json
 from autolearn.cli._common import app, gates_config_path, gates_overrides, settings, store, utcnow
+from autolearn.cli._mechanism_opts import NowOpt, ShadowOpt, run_time
 
 if TYPE_CHECKING:  # imported inside the commands: gates pull in SQLAlchemy and numpy, and
     # every `autolearn` invocation (even `set`) would pay for them at start-up
@@ -35,18 +38,18 @@ def _config(path: Path | None) -> GatesConfig:
 
 @app.command()
 def policy(
-    shadow: Annotated[
-        bool, typer.Option("--shadow", help="Decide and record, apply nothing")
-    ] = False,
+    shadow: ShadowOpt = False,
+    now: NowOpt = None,
     config: _ConfigOpt = None,
 ) -> None:
     """Run one policy cycle: block, probation and unblock pockets and strategies."""
     from autolearn.ledger.sql import SqlLedger
     from autolearn.policy.cycle import run_policy
 
+    at = run_time(now, shadow)
     cfg = _config(config)
     with SqlLedger.open(settings().ledger_url) as ledger:
-        record = run_policy(ledger=ledger, store=store(), config=cfg, now=utcnow(), shadow=shadow)
+        record = run_policy(ledger=ledger, store=store(), config=cfg, now=at, shadow=shadow)
     emit_json(record)
 
 

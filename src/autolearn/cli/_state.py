@@ -31,8 +31,13 @@ def knobs(
     doc: Annotated[bool, typer.Option(help="Print the knob-ownership Markdown")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:
-    """Print the knob registry: owner, type, default, bounds, step, pace."""
+    """Print the knob registry: owner, type, default, bounds, step, pace.
+
+    Wildcard knobs (``pockets.micro.strategies.*.allow_new``: ``*`` is one strategy) are listed
+    as their pattern, as the policy writes them for any strategy (``"pattern": true`` in JSON).
+    """
     registry = settings().registry()  # parsing already refuses two owners / bad defaults
+    listed = [*registry, *(template for _, template in registry.patterns)]
     if check:
         problems = ownership_problems(registry)
         if problems:
@@ -55,15 +60,16 @@ def knobs(
                 "min_interval_s": s.min_interval.total_seconds(),
                 "max_drift_per_day": s.max_drift_per_day,
                 "family": s.family,
+                "pattern": "*" in s.name,
             }
-            for s in registry
+            for s in listed
         ]
         typer.echo(json.dumps(rows, indent=1))
         return
     table = Table(title=f"knobs ({registry.source})")
     for column in ("knob", "owner", "type", "default", "bounds", "step/max", "family"):
         table.add_column(column)
-    for s in sorted(registry, key=lambda s: (s.owner.value, s.name)):
+    for s in sorted(listed, key=lambda s: (s.owner.value, s.name)):
         bounds = "-" if s.type is KnobType.BOOL else f"[{s.lower:g}, {s.upper:g}]"
         steps = "-" if s.type is KnobType.BOOL else f"{s.step:g}/{s.max_step:g}"
         table.add_row(s.name, s.owner.value, s.type.value, str(s.default), bounds, steps, s.family)

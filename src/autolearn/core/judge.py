@@ -59,6 +59,8 @@ __all__ = [
     "fixed_sample_size",
     "judge",
     "loss_streak_limit",
+    "mean_sequence",
+    "sequence_bounds",
     "split_by_arm",
 ]
 
@@ -175,6 +177,35 @@ def _half_width(var: float, tau2: float, alpha: float) -> float:
     )
 
 
+def mean_sequence(
+    values: Sequence[float], *, alpha: float, mixture_scale: float
+) -> tuple[float, float]:
+    """The one-sample ``1 - alpha`` confidence sequence of the mean, as ``(lower, upper)``.
+
+    The same normal-mixture SPRT as :func:`judge`, on one sample: ``mean +- half_width`` with
+    the plug-in variance ``s^2 / n`` and the mixture scale in units of the sample sd, so the
+    bounds stay valid however often a caller looks (the policy looks every 15 minutes). NaN for
+    fewer than 2 values or a non-finite spread; an exact point when every value is equal.
+    """
+    s = summarize(values)
+    return sequence_bounds(s.n, s.expectancy, s.std, alpha=alpha, mixture_scale=mixture_scale)
+
+
+def sequence_bounds(
+    n: int, mean: float, sd: float, *, alpha: float, mixture_scale: float
+) -> tuple[float, float]:
+    """:func:`mean_sequence` from a sample's size, mean and sd (ddof 1)."""
+    if not (0 < alpha < 1 and mixture_scale > 0):
+        raise ValueError(f"alpha in (0, 1) and mixture_scale > 0, got {alpha!r}, {mixture_scale!r}")
+    if n < 2 or not math.isfinite(sd) or not math.isfinite(mean):
+        return math.nan, math.nan
+    if sd == 0:
+        return mean, mean
+    var = sd * sd
+    half = _half_width(var / n, mixture_scale**2 * var, alpha)
+    return mean - half, mean + half
+
+
 def _log_lambda(diff: float, var: float, tau2: float) -> float:
     """log of the mixture likelihood ratio of ``theta = theta0`` given ``diff = est - theta0``."""
     return 0.5 * math.log(var / (var + tau2)) + tau2 * diff * diff / (2.0 * var * (var + tau2))
@@ -199,7 +230,7 @@ def judge(candidate: Sequence[float], baseline: Sequence[float], params: JudgePa
         return undecided("baseline_too_small", None)
     if n_c < 2:
         return undecided("candidate_too_small", params.min_candidate - n_c)
-    var_c, var_b = c.std**2, b.std**2
+    var_c, var_b = c.std * c.std, b.std * b.std  # not **2: that raises OverflowError
     pooled_var = ((n_c - 1) * var_c + (n_b - 1) * var_b) / (n_c + n_b - 2)
     if not math.isfinite(pooled_var):
         return undecided("non_finite_pl", None)

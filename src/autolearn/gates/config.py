@@ -186,6 +186,9 @@ class ReentryRule:
     cooldown_loss_s: float = 180.0
     same_dir_reentry_pips: float = 1.8  # <= 0 disables the distance rule
     same_dir_mode: SameDirMode = SameDirMode.RETURN
+    # The distance rule reads a close at most this old; an older one no longer applies (see
+    # gates.yaml: in a trend the remembered level is never revisited and the rule locks out).
+    same_dir_max_age: timedelta = timedelta(hours=4)
     loss_dir_mode: SameDirMode = SameDirMode.INHERIT
     loss_cooldown_allow_distance: bool = True
     allow_jst_hours: tuple[int, ...] = ()
@@ -207,6 +210,13 @@ class ReentryRule:
             )
         if self.cooldown_win_s < 0 or self.cooldown_loss_s < 0:
             raise ValueError("cooldowns must be >= 0")
+        longest_cd = max(self.cooldown_win_s, self.cooldown_loss_s)
+        if self.same_dir_max_age.total_seconds() <= longest_cd:
+            raise ValueError(
+                f"same_dir_max_age ({self.same_dir_max_age}) must be longer than every cooldown "
+                f"({longest_cd:.0f}s), else the distance rule never applies (to turn it off, set "
+                "same_dir_reentry_pips: 0)"
+            )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -4,7 +4,9 @@ open-stack caps (original-system.md 3.7).
 Order: bias scaling -> JST hour allow/block lists -> open stack (hard cap, soft caps with the
 ``stack_override`` when price is far enough better than the average entry) -> last close of
 the same base strategy and direction (none: ``no_state``) -> cooldown by last result (after a
-loss the cooldown may be overridden when the price distance is already met) -> distance.
+loss the cooldown may be overridden when the price distance is already met) -> distance, read
+only while that close is younger than ``same_dir_max_age`` (``distance_expired``: in a trend the
+remembered level is never revisited, and an unexpiring close locked a strategy out for months).
 The rule comes from the tracked file plus runtime overrides; this module never writes either.
 
 Pure: no I/O, no clock.
@@ -131,6 +133,7 @@ def evaluate_reentry(
     base_cd = rule.cooldown_loss_s if last.is_loss else rule.cooldown_win_s
     cooldown = max(base_cd * cd_scale, cfg.min_cooldown_s) if base_cd > 0 else 0.0
     elapsed = (now - last.close_at).total_seconds()
+    max_age_s = rule.same_dir_max_age.total_seconds()
     if elapsed < cooldown:
         if last.is_loss and dist and rule.loss_cooldown_allow_distance:
             return _ok(
@@ -140,6 +143,12 @@ def evaluate_reentry(
         return _block(
             "cooldown",
             f"{elapsed:.0f}s since a {'loss' if last.is_loss else 'close'} < {cooldown:.0f}s",
+        )
+    if not dist and elapsed > max_age_s:  # after the cooldown (checked above)
+        return stacked or _ok(
+            "distance_expired",
+            f"last close {elapsed / 3600:.1f} h ago > same_dir_max_age "
+            f"{max_age_s / 3600:.1f} h: distance not required",
         )
     if not dist:
         return _block(

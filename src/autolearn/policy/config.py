@@ -23,6 +23,13 @@ class PolicyConfig:
     Block when ``n >= min_trades`` and the *upper* bound of the expectancy interval is below
     ``block_below`` (confidently losing). Unblock only on stricter evidence: a mean at or above
     ``unblock_above`` (> ``block_below``) over enough trades or shadow signals.
+
+    Shadow signals (only those of the last ``shadow_window`` since the block began): a blocked
+    scope is unblocked early only when their always-valid confidence sequence (the judge's:
+    ``shadow_alpha``, ``shadow_mixture_scale`` in units of their own sd;
+    ``autolearn.core.judge.mean_sequence``) lies above 0 pips and their mean reaches
+    ``shadow_unblock_above_pips``, because the policy looks every 15 minutes; it is kept blocked
+    past its end (up to ``max_block``) while their ``confidence`` t-interval lies below 0.
     """
 
     lookback: timedelta = timedelta(days=14)
@@ -37,8 +44,14 @@ class PolicyConfig:
     probation_trades: int = 10
     probation_fail_min: int = 5
     probation_max_loss: float = 20.0
-    shadow_min_signals: int = 8
+    # ...and only when that loss is also beyond this many sd * sqrt(n) of the probation's own
+    # trades: a break-even-or-better scope's ordinary swings do not end its probation.
+    probation_loss_sd: float = 2.5
+    shadow_min_signals: int = 30
     shadow_unblock_above_pips: float = 0.3
+    shadow_alpha: float = 0.05
+    shadow_mixture_scale: float = 0.2
+    shadow_window: timedelta = timedelta(days=7)
     per_strategy: bool = True
 
     def __post_init__(self) -> None:
@@ -62,5 +75,20 @@ class PolicyConfig:
             problems.append(f"probation_max_loss must be > 0, got {self.probation_max_loss}")
         if self.block_for <= timedelta(0) or self.max_block < self.block_for:
             problems.append("0 < block_for <= max_block must hold")
+        problems += self._shadow_problems()
         if problems:
             raise ValueError("; ".join(problems))
+
+    def _shadow_problems(self) -> list[str]:
+        problems = []
+        if not 0 < self.shadow_alpha < 1:
+            problems.append(f"shadow_alpha: 0 < x < 1 must hold, got {self.shadow_alpha}")
+        if not 0 < self.shadow_mixture_scale <= 10:
+            problems.append(
+                f"shadow_mixture_scale: 0 < x <= 10 must hold, got {self.shadow_mixture_scale}"
+            )
+        if self.shadow_window <= timedelta(0):
+            problems.append(f"shadow_window must be > 0, got {self.shadow_window}")
+        if self.probation_loss_sd < 0 or not math.isfinite(self.probation_loss_sd):
+            problems.append(f"probation_loss_sd must be >= 0, got {self.probation_loss_sd}")
+        return problems

@@ -49,7 +49,7 @@ def read_states(store: StateStore) -> dict[str, ScopeState]:
     doc = store.read_mechanism(MECHANISM)
     try:
         return {k: ScopeState.from_json(v) for k, v in dict(doc.get("scopes", {})).items()}
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:  # e.g. a scope as a string
         raise StateError(
             f"{store.mechanisms_dir}/{MECHANISM}.json: malformed scopes ({exc})"
         ) from exc
@@ -160,7 +160,10 @@ def _read_ledger(
 ) -> tuple[list[Trade], list[ShadowSignal]]:
     since = now - config.policy.lookback
     trades = ledger.trades(closed_since=since, closed_until=now)
-    blocked_since = [s.since for s in states.values() if s.since and s.status is Status.BLOCKED]
+    oldest = now - config.policy.shadow_window  # shadow evidence is never older than this
+    blocked_since = [
+        max(s.since, oldest) for s in states.values() if s.since and s.status is Status.BLOCKED
+    ]
     signals = ledger.shadow_signals(since=min([since, *blocked_since]))
     return trades, signals
 

@@ -7,7 +7,10 @@ recover from its shadow signals). Trades of pockets the registry does not know (
 
 The decision requests the policy's own knobs only, and only those whose value differs from
 the current one: ``pockets.<p>.allow_new``, ``pockets.<p>.size_mult`` and the same under
-``pockets.<p>.strategies.<S>.``. ``validate_overlay`` refuses anything else.
+``pockets.<p>.strategies.<key>.``, where ``<key>`` is the strategy's name escaped by
+``autolearn.core.knob_names.strategy_key`` (plain names unchanged, ``Micro-VWAP`` ->
+``Micro%2DVWAP``), so a strategy of any name is blockable. ``validate_overlay`` refuses anything
+else.
 
 Pure: no I/O, no clock.
 """
@@ -20,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from autolearn.core.knob_names import is_strategy_key, strategy_knob_prefix
 from autolearn.core.knobs import KnobValue
 from autolearn.core.metrics import Units, pnl
 from autolearn.core.model import ShadowSignal, Trade
@@ -53,8 +57,9 @@ def split_scope(scope: str) -> tuple[str, str | None]:
 
 
 def scope_knob_prefix(scope: str) -> str:
+    """``"micro/Micro-VWAP"`` -> ``"pockets.micro.strategies.Micro%2DVWAP."`` (escaped key)."""
     pocket, strategy = split_scope(scope)
-    return f"pockets.{pocket}." + (f"strategies.{strategy}." if strategy else "")
+    return strategy_knob_prefix(pocket, strategy)
 
 
 def knobs_of(scope: str, state: ScopeState) -> dict[str, KnobValue]:
@@ -81,6 +86,9 @@ def validate_overlay(requested: Mapping[str, object], registry: Registry) -> Non
         ok_shape = (len(parts) == 3) or (len(parts) == 5 and parts[2] == "strategies")
         if not ok_shape or parts[-1] not in ("allow_new", "size_mult"):
             problems.append(f"{name}: unknown key (allowed: allow_new, size_mult)")
+            continue
+        if len(parts) == 5 and not is_strategy_key(parts[3]):
+            problems.append(f"{name}: {parts[3]!r} is not a canonical strategy key")
             continue
         if registry.find(name) is None:
             problems.append(f"{name}: not registered in {registry.source}")
@@ -146,14 +154,15 @@ def decide(
         before = states.get(scope, ScopeState())
         since = max(window_start, before.since) if before.since else window_start
         values = pnl([t for t in by_scope.get(scope, []) if t.close_at >= since], units)
-        shadow_since = before.since or window_start
+        # Shadow evidence: since the state began, and never older than shadow_window.
+        shadow_since = max(before.since or window_start, now - cfg.shadow_window)
         outcomes = [
             float(s.outcome_pips)
             for s in shadow_by_scope.get(scope, [])
             if s.at >= shadow_since and s.outcome_pips is not None
         ]
         ev = Evidence.of(values, cfg.confidence)
-        sev = Evidence.of(outcomes, cfg.confidence)
+        sev = Evidence.shadow(outcomes, cfg)
         after, code, detail = step(before, ev, sev, cfg, now)
         new_states[scope] = after
         transitions.append(
@@ -179,8 +188,9 @@ def decide(
                 {
                     "scope": scope,
                     "code": "strategy_not_registrable",
-                    "detail": f"no registered knob matches {next(iter(wanted))!r} (name has "
-                    "characters outside [A-Za-z0-9_]); state kept, nothing written",
+                    "detail": f"no registered knob matches {next(iter(wanted))!r} (the "
+                    "registry lacks pockets.{pocket}.strategies.* knobs); state kept, nothing "
+                    "written",
                 }
             )
             continue

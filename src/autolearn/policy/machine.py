@@ -1,15 +1,27 @@
 """The policy state machine of one scope (a pocket, or a strategy within a pocket).
 
-    active --(confidently losing)--> blocked --(shadow signals recover | block expires)-->
+    active --(confidently losing)--> blocked --(shadow signals recover | block ends)-->
     probation (reduced size) --(enough good trades)--> active
     probation --(confidently losing | loss budget spent)--> blocked (longer: one more strike)
+    blocked --(max_block reached, shadow still confidently losing)--> blocked (a new block:
+        ``block_renewed``, recorded as a transition)
 
 Hysteresis: a block needs the *upper* bound of the expectancy interval below ``block_below``;
 leaving probation needs the *mean* at or above the stricter ``unblock_above``. Evidence is
 counted only since the scope entered its current state, so the losses that caused a block can
 never re-block a scope that has since recovered. A blocked scope makes no trades, which is why
 the original's block never lifted (original-system.md 5.2): here shadow signals or the block's
-expiry move it on.
+end move it on.
+
+Lifting a block early is the risky move, and the policy looks every cycle: a fixed-n interval
+peeked at every 15 minutes unblocked on 8 signals whose interval straddled 0. So an early unblock
+needs the always-valid confidence sequence of the shadow outcomes (the judge's, one sample, in sd
+units) above 0 pips. Keeping a block is the safe move: while the shadow outcomes' t-interval
+(the one that starts a block) lies below 0 the block is extended, but never past
+``since + max_block``: a block lasts at most ``max_block``. At that cap a scope whose shadow
+signals are still confidently losing is blocked again *from now*, so its evidence starts again
+(a pocket once bad is judged on recent signals, never on months of them); otherwise it moves
+to probation.
 
 Pure: no I/O, no clock (``now`` is a parameter).
 """
@@ -23,6 +35,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from autolearn.core.judge import sequence_bounds
 from autolearn.core.metrics import expectancy_interval, summarize
 from autolearn.core.timestamps import format_utc, parse_utc
 from autolearn.policy.config import PolicyConfig
@@ -44,6 +57,7 @@ class StepCode(StrEnum):
     BLOCK_NEGATIVE = "block_negative_expectancy"
     STILL_BLOCKED = "still_blocked"
     SHADOW_STILL_BAD = "shadow_still_bad"
+    BLOCK_RENEWED = "block_renewed"  # max_block reached, shadow still bad: a new block from now
     SHADOW_RECOVERED = "shadow_recovered"
     BLOCK_EXPIRED = "block_expired"
     PROBATION_PENDING = "probation_pending"
@@ -64,9 +78,13 @@ class Evidence:
     net: float
     profit_factor: float
     win_rate: float
+    sd: float = math.nan
+    seq_lower: float = math.nan  # the always-valid confidence sequence (``shadow`` only)
+    seq_upper: float = math.nan
 
     @classmethod
     def of(cls, values: Sequence[float], confidence: float) -> Evidence:
+        """The Student-t ``confidence`` interval of the mean (``lower``, ``upper``)."""
         stats = summarize(values)
         lower, upper = expectancy_interval(values, confidence)
         return cls(
@@ -77,7 +95,17 @@ class Evidence:
             net=stats.net,
             profit_factor=stats.profit_factor,
             win_rate=stats.win_rate,
+            sd=stats.std,
         )
+
+    @classmethod
+    def shadow(cls, values: Sequence[float], cfg: PolicyConfig) -> Evidence:
+        """Shadow outcomes: the t-interval and the always-valid sequence (``seq_lower/upper``)."""
+        ev = cls.of(values, cfg.confidence)
+        seq_lower, seq_upper = sequence_bounds(
+            ev.n, ev.mean, ev.sd, alpha=cfg.shadow_alpha, mixture_scale=cfg.shadow_mixture_scale
+        )
+        return replace(ev, seq_lower=seq_lower, seq_upper=seq_upper)
 
     def as_dict(self) -> dict[str, float | int | None]:
         out: dict[str, float | int | None] = {}
@@ -94,9 +122,15 @@ class Evidence:
         return out
 
     def text(self) -> str:
+        seq = (
+            f" sequence=[{self.seq_lower:.3f}, {self.seq_upper:.3f}]"
+            if not math.isnan(self.seq_lower)
+            else ""
+        )
         return (
-            f"n={self.n} mean={self.mean:.3f} interval=[{self.lower:.3f}, {self.upper:.3f}] "
-            f"net={self.net:.2f} pf={self.profit_factor:.3f} win={self.win_rate:.3f}"
+            f"n={self.n} mean={self.mean:.3f} interval=[{self.lower:.3f}, {self.upper:.3f}]{seq} "
+            f"net={self.net:.2f} sd={self.sd:.3f} pf={self.profit_factor:.3f} "
+            f"win={self.win_rate:.3f}"
         )
 
 
@@ -145,7 +179,8 @@ class Transition:
 
     @property
     def changed(self) -> bool:
-        return self.before is not self.after
+        """A new status, or a new block (``block_renewed``: same status, new start)."""
+        return self.before is not self.after or self.code is StepCode.BLOCK_RENEWED
 
 
 def step(
@@ -158,7 +193,8 @@ def step(
     """The next state of one scope, with its code and a detail that carries the numbers.
 
     ``trades`` holds the scope's P/L since it entered its state (within the lookback), in the
-    configured units; ``shadow`` the outcomes (pips) of its shadow signals since then.
+    configured units; ``shadow`` the outcomes (pips) of its shadow signals since then (within
+    ``shadow_window``), built by ``Evidence.shadow``.
     """
     if state.status is Status.BLOCKED:
         return _from_blocked(state, shadow, cfg, now)
@@ -180,24 +216,44 @@ def _from_active(
 def _from_blocked(
     state: ScopeState, shadow: Evidence, cfg: PolicyConfig, now: datetime
 ) -> tuple[ScopeState, StepCode, str]:
+    # Shadow outcomes are pips (the bot records them so), whatever the configured units: the
+    # edges are 0 pips, not ``block_below``. Lifting a block early is the risky move: it needs
+    # the always-valid sequence above 0. Keeping it is the safe one (its cost is bounded by the
+    # cap): the same fixed-confidence interval that starts a block keeps it.
     enough = shadow.n >= cfg.shadow_min_signals
-    if enough and shadow.mean >= cfg.shadow_unblock_above_pips:
-        detail = f"shadow {shadow.text()} >= {cfg.shadow_unblock_above_pips} pips"
+    recovered = (
+        enough
+        and shadow.seq_lower > 0  # NaN compares False: no sequence, no early unblock
+        and shadow.mean >= cfg.shadow_unblock_above_pips
+    )
+    if recovered:
+        detail = (
+            f"shadow {shadow.text()}: sequence above 0 and mean >= "
+            f"{cfg.shadow_unblock_above_pips} pips"
+        )
         return (
             _probation(state, now, cfg, StepCode.SHADOW_RECOVERED),
             StepCode.SHADOW_RECOVERED,
             detail,
         )
-    if enough and not math.isnan(shadow.upper) and shadow.upper < cfg.block_below:
-        # Shadow evidence says the regime is still bad: do not let the block expire into it.
-        until = max(state.until or now, now + cfg.block_for)
-        detail = f"shadow {shadow.text()}; block extended to {format_utc(until)}"
-        return replace(state, until=until), StepCode.SHADOW_STILL_BAD, detail
-    if state.until is None or now >= state.until:
-        ended = format_utc(state.until) if state.until else "-"
-        detail = f"block ended at {ended}; shadow {shadow.text()}"
-        return _probation(state, now, cfg, StepCode.BLOCK_EXPIRED), StepCode.BLOCK_EXPIRED, detail
-    return state, StepCode.STILL_BLOCKED, f"until {format_utc(state.until)}; shadow {shadow.text()}"
+    still_bad = enough and shadow.upper < 0
+    until = state.until
+    if still_bad:  # the regime is still bad: do not let the block expire into it...
+        until = max(until or now, now + cfg.block_for)
+    if state.since is not None and until is not None:
+        until = min(until, state.since + cfg.max_block)  # ...but never past the cap
+    if until is not None and now < until:
+        if still_bad:
+            detail = f"shadow {shadow.text()}: upper < 0; blocked until {format_utc(until)}"
+            return replace(state, until=until), StepCode.SHADOW_STILL_BAD, detail
+        detail = f"until {format_utc(until)}; shadow {shadow.text()}"
+        return replace(state, until=until), StepCode.STILL_BLOCKED, detail
+    if still_bad:
+        # At the cap and still confidently losing: a new block, on evidence from now on.
+        return _block(state, now, cfg, StepCode.BLOCK_RENEWED, shadow)
+    ended = format_utc(until) if until else "-"
+    detail = f"block ended at {ended}; shadow {shadow.text()}"
+    return _probation(state, now, cfg, StepCode.BLOCK_EXPIRED), StepCode.BLOCK_EXPIRED, detail
 
 
 def _from_probation(
@@ -205,7 +261,7 @@ def _from_probation(
 ) -> tuple[ScopeState, StepCode, str]:
     if ev.n >= cfg.probation_fail_min and not math.isnan(ev.upper) and ev.upper < cfg.block_below:
         return _block(state, now, cfg, StepCode.PROBATION_FAILED, ev)
-    if ev.n and ev.net <= -cfg.probation_max_loss:
+    if ev.n and ev.net <= -cfg.probation_max_loss and _beyond_noise(ev, cfg):
         return _block(state, now, cfg, StepCode.PROBATION_LOSS_BUDGET, ev)
     if ev.n >= cfg.probation_trades and ev.mean >= cfg.unblock_above:
         active = ScopeState(
@@ -224,6 +280,18 @@ def _from_probation(
     return state, StepCode.PROBATION_PENDING, detail
 
 
+def _beyond_noise(ev: Evidence, cfg: PolicyConfig) -> bool:
+    """Whether a probation's net loss is beyond ``probation_loss_sd * sd * sqrt(n)``.
+
+    A fixed pip budget alone ended the probation of truly recovered scopes: at +1 pip a trade
+    (sd 5), 11 % of 30-trade probations reach -20 pips on noise alone; with this condition
+    1.8 %. One trade has no sd: the budget alone decides.
+    """
+    if ev.n < 2 or not math.isfinite(ev.sd):
+        return True
+    return ev.net <= -cfg.probation_loss_sd * ev.sd * math.sqrt(ev.n)
+
+
 def _block(
     state: ScopeState, now: datetime, cfg: PolicyConfig, code: StepCode, ev: Evidence
 ) -> tuple[ScopeState, StepCode, str]:
@@ -237,11 +305,12 @@ def _block(
         size_mult=0.0,
         strikes=strikes,
     )
-    why = (
-        f"net <= -{cfg.probation_max_loss} (probation loss budget)"
-        if code is StepCode.PROBATION_LOSS_BUDGET
-        else f"upper {ev.upper:.3f} < block_below {cfg.block_below}"
-    )
+    if code is StepCode.PROBATION_LOSS_BUDGET:
+        why = f"net <= -{cfg.probation_max_loss} and -{cfg.probation_loss_sd} sd*sqrt(n) (budget)"
+    elif code is StepCode.BLOCK_RENEWED:
+        why = f"max_block reached, shadow upper {ev.upper:.3f} < 0: a new block"
+    else:
+        why = f"upper {ev.upper:.3f} < block_below {cfg.block_below}"
     detail = f"{ev.text()}; {why}; blocked for {duration} (strike {strikes})"
     return blocked, code, detail
 

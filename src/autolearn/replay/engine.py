@@ -138,8 +138,14 @@ def _account_factor(instrument: str, account: str, exit_price: float) -> float:
         return 1.0 / exit_price
     raise ConfigError(
         f"cannot convert {quote} P/L of {instrument} to {account}: replay an instrument quoted "
-        f"in or based on the account currency"
+        f"in or based on the account currency (a cross pair such as GBP_JPY or EUR_GBP needs a "
+        f"conversion series, which the replay does not take)"
     )
+
+
+def _check_account_currency(instrument: str, account: str) -> None:
+    """Refuse a cross pair before the replay starts, not at its first close (~30 s in)."""
+    _account_factor(instrument, account, 1.0)
 
 
 def _scratch_dir() -> Path:
@@ -455,6 +461,7 @@ def run_replay(
     """Replay ``candles`` through the closed loop; artifacts end up in ``run_dir`` (replaced)."""
     if len(candles) < 2:
         raise ConfigError(f"a replay needs at least 2 bars, got {len(candles)}")
+    _check_account_currency(candles.instrument, config.account_currency)
     work = _scratch_dir()
     started = time.perf_counter()
     try:
