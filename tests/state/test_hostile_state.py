@@ -86,6 +86,21 @@ class TestLinks:
         assert _git(repo, "status", "--porcelain") == ""
         assert not (state / "snapshots").exists()  # refused before the first write (item 12)
 
+    @pytest.mark.parametrize("subdir", ["snapshots", "locks", "mechanisms"])
+    def test_a_linked_subdirectory_is_never_written_through(self, repo: Path, subdir: str) -> None:
+        """``snapshots -> ../../config`` (or locks/): refused; nothing lands in the checkout."""
+        state = repo / "logs" / "tuning"
+        state.mkdir(parents=True)
+        (state / subdir).symlink_to(Path("../../config"))
+        store = StateStore(state, REGISTRY)
+        with pytest.raises(StateError, match="not a directory"):
+            if subdir == "mechanisms":
+                store.write_mechanism("tuner", {"families": {}})
+            else:
+                _block_micro(store)
+        assert sorted(p.name for p in (repo / "config").iterdir()) == ["bot.yaml", "knobs.yaml"]
+        assert _git(repo, "status", "--porcelain") == ""
+
     def test_history_link_refused_on_append_too(self, tmp_path: Path) -> None:
         """The history appends with O_NOFOLLOW: a link is never written through."""
         target = tmp_path / "target.txt"

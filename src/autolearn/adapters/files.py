@@ -18,7 +18,13 @@ from pathlib import Path
 
 from autolearn.errors import StateError
 
-__all__ = ["MAX_STATE_BYTES", "describe_special", "open_regular", "read_regular"]
+__all__ = [
+    "MAX_STATE_BYTES",
+    "describe_special",
+    "open_regular",
+    "read_regular",
+    "refuse_linked_dirs",
+]
 
 # effective.json, snapshots, mechanism and control files are a few KB; 16 MiB is far beyond
 # any legitimate one and small enough that a runaway file cannot exhaust a worker's memory.
@@ -103,3 +109,31 @@ def read_regular(path: Path, *, limit: int = MAX_STATE_BYTES) -> bytes | None:
             "move it away and restore with `autolearn rollback --to VERSION`"
         )
     return b"".join(chunks)
+
+
+def refuse_linked_dirs(root: Path, path: Path) -> None:
+    """Refuse ``path`` when a directory between ``root`` and it is a symlink (or not a directory).
+
+    ``O_NOFOLLOW`` guards only the last component: ``snapshots -> ../../config`` would still
+    land every snapshot inside the checkout. ``root`` itself may be a link (a state dir on
+    another disk); what lies below it is autolearn's own and is never a link.
+    """
+    try:
+        relative = path.parent.relative_to(root)
+    except ValueError:
+        return  # not under the state dir: the caller's own checks apply
+    current = root
+    for part in relative.parts:
+        current = current / part
+        try:
+            mode = os.lstat(current).st_mode
+        except FileNotFoundError:
+            return  # created below by the writer, as a real directory
+        except OSError as exc:
+            raise StateError(f"cannot inspect {current}: {exc.strerror}") from exc
+        if not stat.S_ISDIR(mode):
+            raise StateError(
+                f"{current} is {describe_special(mode)}, not a directory; autolearn never "
+                "follows links inside its state directory (a link can redirect writes into the "
+                "checkout). Fix: replace it with a real directory"
+            )

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from autolearn.adapters.atomic import atomic_write_bytes, ensure_dir, remove_stale_temp_files
-from autolearn.adapters.files import read_regular
+from autolearn.adapters.files import read_regular, refuse_linked_dirs
 from autolearn.adapters.gitguard import ensure_state_dir_ignored, ensure_untracked, tracked_under
 from autolearn.adapters.history import HistoryFile
 from autolearn.adapters.locks import file_lock
@@ -143,7 +143,9 @@ class StateStore:
         if not name.replace("_", "").isalnum():
             raise StateError(f"invalid lock name {name!r}")
         self._check_root()
-        with file_lock(self.locks_dir / f"{name}.lock", timeout_s=timeout_s):
+        path = self.locks_dir / f"{name}.lock"
+        refuse_linked_dirs(self.root, path)
+        with file_lock(path, timeout_s=timeout_s):
             yield
 
     # -- reading -----------------------------------------------------------------------------
@@ -318,6 +320,47 @@ class StateStore:
             return self._apply_locked(
                 effective, writer, requested, now, kind, record, dry_run, start_arms
             )
+
+    def apply_if(
+        self,
+        expected: Mapping[str, KnobValue],
+        requested: Mapping[str, object],
+        now: datetime,
+        *,
+        writer: Owner | str = Owner.OPERATOR,
+        kind: ApplyKind = ApplyKind.OPERATOR,
+        record: Mapping[str, Any] | None = None,
+    ) -> ApplyResult:
+        """Apply ``requested`` only if every knob of ``expected`` still holds that value.
+
+        A compare-and-set under the merged-view lock (an undo: a timer's apply cannot slip in
+        between the check and the write). A knob that moved, or a change the guard refuses,
+        raises ``StateError`` naming it, and nothing is written.
+        """
+        with self.lock("effective", timeout_s=30):
+            effective = self.read_effective()
+            current = {**self.registry.defaults(), **effective.values}
+            moved = [
+                f"{k} is {json.dumps(current.get(k))}, not {json.dumps(v)}"
+                for k, v in sorted(expected.items())
+                if current.get(k) != v or type(current.get(k)) is not type(v)
+            ]
+            if moved:
+                raise StateError(
+                    "changed since, nothing undone: " + "; ".join(moved) + " (see `autolearn "
+                    "history`; undo the later change first, or `autolearn set` the knob)"
+                )
+            refused = [
+                d
+                for d in guard_changes(
+                    self.registry, writer, current, effective.changes, requested, now, kind
+                )
+                if not d.adopted
+            ]
+            if refused:
+                details = "; ".join(f"{d.knob}: {d.code.value} ({d.detail})" for d in refused)
+                raise StateError(f"cannot undo exactly, nothing changed: {details}")
+            return self._apply_locked(effective, writer, requested, now, kind, record, False)
 
     def end_arms(self, families: Mapping[str, str], now: datetime) -> bool:
         """End the splits of ``families`` (family -> mechanism): every entry sees the values.
@@ -578,6 +621,7 @@ class StateStore:
 
     def _write_json(self, path: Path, doc: dict[str, Any], *, raw: bool = False) -> None:
         ensure_dir(self.root)
+        refuse_linked_dirs(self.root, path)
         self._refuse_tracked([path])
         body = doc if raw else {"schema_version": STATE_SCHEMA_VERSION, **doc}
         data = json.dumps(body, sort_keys=True, indent=1, default=str).encode() + b"\n"
