@@ -31,7 +31,8 @@ effect each side errs with about ``alpha / 2``.
 Hard limits (:func:`check_hard_limits`) bypass the statistics, as Kayenta's "critical" metrics do,
 and are calibrated to trip on a no-effect change in well under 1 % of flights: a loss streak long
 enough to be rare at the baseline's own loss probability, and an excess drawdown (against the
-baseline's mean) in units of ``sd * sqrt(n)``. NaN never reads as bad.
+baseline's mean) in units of ``sd * sqrt(n)``, widened by the uncertainty of that mean. NaN
+never reads as bad.
 
 Pure and deterministic: no I/O, no clock.
 """
@@ -114,6 +115,10 @@ class HardLimits:
     loss_beyond_pips: float = 0.5  # a "loss" loses more than this (scratch exits are not losses)
     min_loss_streak: int = 8  # never fewer losses in a row than this, whatever the estimate
     drawdown_sd: float = 4.5  # excess drawdown vs the baseline's mean, in sd * sqrt(n)
+    # ... plus this many standard errors of the baseline's mean per candidate trade: the mean
+    # is an estimate, and its error accumulates linearly (a fixed before/after baseline of 100
+    # trades tripped 13 % of no-effect flights without it: bench/bench_judge.py)
+    baseline_mean_z: float = 2.5
     max_drawdown_account: float | None = None  # optional absolute limit (account currency)
 
     def __post_init__(self) -> None:
@@ -121,8 +126,10 @@ class HardLimits:
             raise ValueError(f"false_alarm must be in (0, 1), got {self.false_alarm!r}")
         if self.min_loss_streak < 2:
             raise ValueError("min_loss_streak must be >= 2")
-        if not (self.loss_beyond_pips >= 0 and self.drawdown_sd > 0):
-            raise ValueError("loss_beyond_pips must be >= 0 and drawdown_sd > 0")
+        if not (self.loss_beyond_pips >= 0 and self.drawdown_sd > 0 and self.baseline_mean_z >= 0):
+            raise ValueError(
+                "loss_beyond_pips and baseline_mean_z must be >= 0 and drawdown_sd > 0"
+            )
         if self.max_drawdown_account is not None and not self.max_drawdown_account > 0:
             raise ValueError("max_drawdown_account must be > 0 (or null: no absolute limit)")
 
@@ -371,11 +378,15 @@ def check_hard_limits(
         p_loss = sum(1 for v in baseline_pips if v < -limits.loss_beyond_pips) / base.n
         streak = _trailing_losses(candidate_pips, limits.loss_beyond_pips)
         excess = _excess_drawdown(candidate_pips, base.expectancy)
-        scale = max(base.std, 1e-9) * math.sqrt(max(n, 1))
+        sd = max(base.std, 1e-9)
+        limit = sd * (
+            limits.drawdown_sd * math.sqrt(max(n, 1))
+            + limits.baseline_mean_z * n / math.sqrt(base.n)
+        )
         if streak >= loss_streak_limit(p_loss, limits, horizon):
             reason, stat = "hard_limit_loss_streak", float(streak)
-        elif n >= 10 and excess >= limits.drawdown_sd * scale:
-            reason, stat = "hard_limit_drawdown", excess / scale
+        elif n >= 10 and excess >= limit:
+            reason, stat = "hard_limit_drawdown", excess / limit
     if not reason and limits.max_drawdown_account is not None:
         drawdown = max_drawdown(candidate_account)
         if drawdown >= limits.max_drawdown_account:
