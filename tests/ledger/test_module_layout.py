@@ -27,6 +27,7 @@ _MODULES = [
     "autolearn.ledger._schema",
     "autolearn.ledger._engine",
     "autolearn.ledger._rows",
+    "autolearn.ledger._migrate",
 ]
 
 

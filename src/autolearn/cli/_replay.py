@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
-import numpy as np
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -44,6 +43,8 @@ def parse_day(value: str | None, option: str) -> datetime | None:
 
 def load_replay_candles(paths: Sequence[Path], start: datetime | None, end: datetime | None) -> Any:
     """Load and merge candle files of one instrument, then keep ``[start, end)``."""
+    import numpy as np  # lazy: the learn extra, only when a replay runs
+
     from autolearn.backtest import Candles, load_candles
     from autolearn.replay import slice_candles
 

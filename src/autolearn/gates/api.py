@@ -103,9 +103,14 @@ class Gates:
         *,
         clock: Callable[[], float] = time.monotonic,
         refresh_s: float | None = None,
+        tuning: Tuning | None = None,
     ) -> Gates:
         """The bot's constructor. A bad config raises ``ConfigError`` (at start-up, loudly);
-        an unreachable ledger does not: entries then follow ``on_ledger_error``."""
+        an unreachable ledger does not: entries then follow ``on_ledger_error``.
+
+        ``tuning``: the worker's own reader of ``effective.json`` (``autolearn.connect`` passes
+        it), so the gates and the bot see one version; without it the gates open their own.
+        """
         from autolearn.ledger.sql import SqlLedger  # local: the pure gates need no SQL
 
         store = StateStore(state_dir, registry)
@@ -113,7 +118,8 @@ class Gates:
         config = load_gates_config(config_path, overrides)
         if refresh_s is not None:
             config = _with_refresh(config, refresh_s)
-        tuning = Tuning(state_dir, registry)
+        if tuning is None:
+            tuning = Tuning(state_dir, registry)
 
         def opener() -> Ledger:
             return SqlLedger.open(ledger_url)

@@ -7,8 +7,9 @@ Python sort identically; the ``meta`` table holds ``schema_version`` and a diffe
 refused before anything is touched.
 
 Deployed ledgers exist: this module must not change a table, column or index without raising
-``SCHEMA_VERSION`` and shipping a migration. It defines and checks the schema only; it opens no
-engine and manages no transaction (the caller passes a connection).
+``SCHEMA_VERSION`` and shipping a migration (``ledger/migrations/``, alembic; README "Ledger
+schema migrations"). It defines and checks the schema only; it opens no engine and manages no
+transaction (the caller passes a connection). Migrating lives in ``_migrate.py``.
 """
 
 from __future__ import annotations
@@ -25,12 +26,17 @@ __all__ = [
     "SCHEMA_VERSION",
     "SHADOW_KEY",
     "TRADE_KEY",
+    "alembic_version_table",
     "create_schema",
     "cursors_table",
+    "head_revision",
     "meta_table",
     "metadata",
     "schema_ready",
     "shadow_table",
+    "stamp_revision",
+    "stored_revision",
+    "stored_version",
     "trades_table",
 ]
 
@@ -107,41 +113,89 @@ cursors_table = sa.Table(
     sa.Column("updated_at_us", sa.BigInteger, nullable=False),
 )
 
+# Alembic's own version table (its default name and shape), declared here so a bare worker
+# install (no alembic) can stamp a new ledger it creates. Not part of ``metadata``.
+alembic_version_table = sa.Table(
+    "alembic_version",
+    sa.MetaData(),
+    sa.Column("version_num", sa.String(32), nullable=False),
+    sa.PrimaryKeyConstraint("version_num", name="alembic_version_pkc"),
+)
+
 TRADE_KEY = ("broker_trade_id", "close_tx_id")
 SHADOW_KEY = ("signal_id",)
 # Bookkeeping columns: not part of a row's content when deciding "unchanged".
 NOT_CONTENT = frozenset({"ingested_at_us"})
 
 
+def head_revision() -> str:
+    """The alembic revision of ``SCHEMA_VERSION``: migration ``vN`` yields schema version N."""
+    return f"v{SCHEMA_VERSION}"
+
+
 def schema_ready(conn: Connection, *, url_for_errors: str) -> bool:
-    """True when every table and the version exist; raises on a foreign version."""
+    """True when every table exists at ``SCHEMA_VERSION``, stamped; raises on a newer version."""
     inspector = sa.inspect(conn)
     if not inspector.has_table("meta"):
         return False
+    stored = stored_version(conn, url_for_errors=url_for_errors)
+    return (
+        stored == SCHEMA_VERSION
+        and stored_revision(conn, url_for_errors=url_for_errors) == head_revision()
+        and all(inspector.has_table(t) for t in metadata.tables)
+    )
+
+
+def stored_version(conn: Connection, *, url_for_errors: str) -> int | None:
+    """``meta.schema_version`` (None: no meta table or no row); raises when newer or garbage."""
+    if not sa.inspect(conn).has_table("meta"):
+        return None
     stored = conn.execute(
         sa.select(meta_table.c.value).where(meta_table.c.key == "schema_version")
     ).scalar_one_or_none()
-    _check_version(stored, url_for_errors)
-    return stored is not None and all(inspector.has_table(t) for t in metadata.tables)
-
-
-def create_schema(conn: Connection) -> None:
-    """Create the missing tables and record ``SCHEMA_VERSION`` (inside the caller's write)."""
-    metadata.create_all(conn, checkfirst=True)
-    stmt = dialect_insert(conn, meta_table).values(key="schema_version", value=str(SCHEMA_VERSION))
-    conn.execute(stmt.on_conflict_do_nothing(index_elements=["key"]))
-
-
-def _check_version(stored: str | None, url_for_errors: str) -> None:
     if stored is None:
-        return
+        return None
     try:
         version = int(stored)
     except ValueError:
         version = -1
-    if version != SCHEMA_VERSION:
+    if not 1 <= version <= SCHEMA_VERSION:
         raise LedgerError(
             f"ledger {url_for_errors}: schema_version {stored!r} in table meta, this autolearn "
-            f"understands only {SCHEMA_VERSION}; upgrade autolearn (a newer schema is never "
+            f"understands 1 to {SCHEMA_VERSION}; upgrade autolearn (a newer schema is never "
             "written by an older version) or point at another ledger"
         )
+    return version
+
+
+def stored_revision(conn: Connection, *, url_for_errors: str) -> str | None:
+    """The alembic revision stamped in the ledger (None: a ledger from before alembic)."""
+    if not sa.inspect(conn).has_table("alembic_version"):
+        return None
+    rows = conn.execute(sa.select(alembic_version_table.c.version_num)).scalars().all()
+    known = {f"v{n}" for n in range(1, SCHEMA_VERSION + 1)}
+    if len(rows) > 1 or (rows and rows[0] not in known):
+        raise LedgerError(
+            f"ledger {url_for_errors}: alembic revision {rows!r} in table alembic_version, this "
+            f"autolearn knows {sorted(known)}; upgrade autolearn or point at another ledger"
+        )
+    return rows[0] if rows else None
+
+
+def create_schema(conn: Connection) -> None:
+    """Create the missing tables at ``SCHEMA_VERSION`` and stamp it (inside the caller's write).
+
+    A new ledger gets the current tables directly and the head revision stamped (alembic's own
+    recipe for a fresh database), so creating one needs no alembic.
+    """
+    metadata.create_all(conn, checkfirst=True)
+    stmt = dialect_insert(conn, meta_table).values(key="schema_version", value=str(SCHEMA_VERSION))
+    conn.execute(stmt.on_conflict_do_nothing(index_elements=["key"]))
+    stamp_revision(conn, head_revision())
+
+
+def stamp_revision(conn: Connection, revision: str) -> None:
+    """Record ``revision`` as the ledger's alembic revision (creating alembic's table)."""
+    alembic_version_table.create(conn, checkfirst=True)
+    conn.execute(sa.delete(alembic_version_table))
+    conn.execute(sa.insert(alembic_version_table).values(version_num=revision))

@@ -7,7 +7,8 @@ What it does, each fixing a failure of the original (original-system.md 2.1, 3.6
 - upserts compare each incoming row with the stored one, write only what changed, and count
   inserted / updated / unchanged exactly (on SQLite the batch runs under ``BEGIN IMMEDIATE``;
   on PostgreSQL two concurrent writers may mis-count, never mis-store);
-- opening refuses a ledger whose ``schema_version`` differs before anything is touched.
+- opening refuses a ledger whose ``schema_version`` is newer before anything is touched, and
+  brings an older one to the current version (``_migrate.py``: alembic, under the write lock).
 
 The tables live in ``_schema.py``, engines in ``_engine.py``, value <-> row conversion in
 ``_rows.py``; ``TradeWriter`` (``writer.py``), ``LedgerSummary`` (``summary.py``) and
@@ -38,6 +39,7 @@ from autolearn.core.timestamps import from_epoch_us, to_epoch_us
 from autolearn.errors import InputError, LedgerError, LedgerUnavailable
 from autolearn.ledger._base import UpsertCounts, Watermark
 from autolearn.ledger._engine import SQLITE_BUSY_TIMEOUT_MS, dialect_insert, make_engine
+from autolearn.ledger._migrate import migrate
 from autolearn.ledger._rows import (
     check_text,
     chunks,
@@ -51,7 +53,6 @@ from autolearn.ledger._schema import (
     SCHEMA_VERSION,
     SHADOW_KEY,
     TRADE_KEY,
-    create_schema,
     cursors_table,
     schema_ready,
     shadow_table,
@@ -202,10 +203,10 @@ class SqlLedger:
                         sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK}
                     )
                 if schema_ready(conn, url_for_errors=self._url):
-                    return  # another process created it meanwhile
-                create_schema(conn)
+                    return  # another process created or migrated it meanwhile
+                migrate(conn, url_for_errors=self._url)
 
-        with self._translate("create schema"):
+        with self._translate("create or migrate schema"):
             self._retry_transient(create)
 
     # ----------------------------------------------------------------------------------------

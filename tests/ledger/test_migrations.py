@@ -1,0 +1,246 @@
+"""Ledger schema migrations (alembic): v1 ledgers are stamped and kept, newer ones refused.
+
+The v1 ledger is ``tests/data/ledger/v1-ledger.sql``: what autolearn wrote before migrations
+existed (315 real QuantRabbit trades, shadow signals, a cursor). It is loaded as-is on SQLite and
+row by row into a v1 schema (the baseline migration) on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import sys
+import threading
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from autolearn.errors import LedgerError
+from autolearn.ledger import _migrate, _schema
+from autolearn.ledger._schema import SCHEMA_VERSION, head_revision, metadata
+from autolearn.ledger.sql import SqlLedger
+
+V1_DUMP = Path(__file__).resolve().parents[1] / "data" / "ledger" / "v1-ledger.sql"
+V1_TABLES = ("meta", "trades", "shadow_signals", "cursors")
+
+
+@pytest.fixture(name="empty_url")
+def fixture_empty_url(request: pytest.FixtureRequest, ledger_url: str, tmp_path: Path) -> Any:
+    """A factory of further empty ledger locations on the same backend as ``ledger_url``."""
+
+    def make() -> str:
+        if ledger_url.startswith("sqlite"):
+            return f"sqlite:///{tmp_path / f'{uuid.uuid4().hex[:8]}.db'}"
+        db_url: sa.URL = request.getfixturevalue("pg_database_url")
+        schema = f"m{uuid.uuid4().hex[:10]}"
+        engine = sa.create_engine(db_url)
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+        engine.dispose()
+        scoped = db_url.update_query_dict({"options": f"-csearch_path={schema}"})
+        return scoped.render_as_string(hide_password=False)
+
+    return make
+
+
+def _v1_rows() -> dict[str, list[dict[str, Any]]]:
+    """Every row of the v1 dump, per table, as dicts."""
+    mem = sqlite3.connect(":memory:")
+    mem.row_factory = sqlite3.Row
+    mem.executescript(V1_DUMP.read_text(encoding="utf-8"))
+    rows = {t: [dict(r) for r in mem.execute(f'SELECT * FROM "{t}"')] for t in V1_TABLES}
+    mem.close()
+    return rows
+
+
+def _alembic_to(conn: sa.Connection, revision: str, scripts: Path | None = None) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(scripts or _migrate.MIGRATIONS_DIR))
+    config.attributes["connection"] = conn
+    command.upgrade(config, revision)
+
+
+def _write_v1(url: str) -> None:
+    """A pre-alembic v1 ledger holding the dump's rows at ``url``."""
+    if url.startswith("sqlite"):
+        path = sa.make_url(url).database
+        assert path
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(path)
+        db.executescript(V1_DUMP.read_text(encoding="utf-8"))
+        db.close()
+        return
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        _alembic_to(conn, "v1")  # the frozen v1 DDL
+        conn.exec_driver_sql("DROP TABLE alembic_version")  # v1 code had no alembic
+        conn.exec_driver_sql("DELETE FROM meta")
+        for table, rows in _v1_rows().items():
+            conn.execute(metadata.tables[table].insert(), rows)
+    engine.dispose()
+
+
+def _read_all(url: str) -> dict[str, list[tuple[Any, ...]]]:
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        out = {
+            t: sorted(tuple(r) for r in conn.execute(sa.select(metadata.tables[t])))
+            for t in V1_TABLES
+        }
+        if sa.inspect(conn).has_table("alembic_version"):
+            out["alembic_version"] = [
+                tuple(r) for r in conn.exec_driver_sql("SELECT version_num FROM alembic_version")
+            ]
+    engine.dispose()
+    return out
+
+
+def _shape(url: str) -> dict[str, Any]:
+    """Tables, columns, keys and indexes as the database reports them."""
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        insp = sa.inspect(conn)
+        shape = {
+            t: (
+                [(c["name"], str(c["type"]), c["nullable"]) for c in insp.get_columns(t)],
+                insp.get_pk_constraint(t)["constrained_columns"],
+                sorted((i["name"], tuple(i["column_names"])) for i in insp.get_indexes(t)),
+            )
+            for t in sorted(insp.get_table_names())
+        }
+    engine.dispose()
+    return shape
+
+
+class TestUpgradeFromV1:
+    def test_v1_ledger_with_real_rows_is_stamped_with_nothing_lost(self, ledger_url: str) -> None:
+        """A v1 ledger from before alembic opens, is stamped at the head, every row intact."""
+        _write_v1(ledger_url)
+        before = _read_all(ledger_url)
+        assert "alembic_version" not in before
+        with SqlLedger.open(ledger_url) as ledger:
+            assert ledger.count_trades() == 315
+        after = _read_all(ledger_url)
+        assert after["alembic_version"] == [(head_revision(),)]
+        assert {t: after[t] for t in V1_TABLES} == before
+        with SqlLedger.open(ledger_url) as again:  # and it stays ready (read-only open)
+            assert again.count_trades() == 315
+
+    def test_concurrent_first_opens_of_a_v1_ledger_stamp_once(self, ledger_url: str) -> None:
+        """Four processes' worth of first opens at once: all succeed, one stamp, rows intact."""
+        _write_v1(ledger_url)
+        errors: list[BaseException] = []
+        barrier = threading.Barrier(4)
+
+        def opener() -> None:
+            try:
+                barrier.wait()
+                with SqlLedger.open(ledger_url) as ledger:
+                    ledger.count_trades()
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=opener) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        assert _read_all(ledger_url)["alembic_version"] == [(head_revision(),)]
+
+    def test_next_migration_runs_on_open(
+        self, ledger_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Adding ``versions/v2_*.py`` and raising SCHEMA_VERSION migrates a v1 ledger on open
+        (what issue 12's ``signals`` table will do), keeping every v1 row."""
+        scripts = tmp_path / "migrations"
+        shutil.copytree(_migrate.MIGRATIONS_DIR, scripts, ignore=shutil.ignore_patterns("__py*"))
+        (scripts / "versions" / "v2_example.py").write_text(_V2_EXAMPLE, encoding="utf-8")
+        _write_v1(ledger_url)
+        before = _read_all(ledger_url)
+        monkeypatch.setattr(_schema, "SCHEMA_VERSION", 2)
+        monkeypatch.setattr(_migrate, "SCHEMA_VERSION", 2)
+        monkeypatch.setattr(_migrate, "MIGRATIONS_DIR", scripts)
+        with SqlLedger.open(ledger_url) as ledger:
+            assert ledger.count_trades() == 315
+        after = _read_all(ledger_url)
+        assert after["alembic_version"] == [("v2",)]
+        assert after["meta"] == [("schema_version", "2")]
+        assert {t: after[t] for t in V1_TABLES if t != "meta"} == {
+            t: v for t, v in before.items() if t != "meta"
+        }
+        engine = sa.create_engine(ledger_url)
+        with engine.connect() as conn:
+            assert sa.inspect(conn).has_table("example_signals")
+        engine.dispose()
+
+
+_V2_EXAMPLE = """
+import sqlalchemy as sa
+from alembic import op
+
+revision = "v2"
+down_revision = "v1"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table("example_signals", sa.Column("signal_id", sa.Text, primary_key=True))
+"""
+
+
+class TestSchemaAgreement:
+    def test_fresh_ledger_equals_the_migration_chain(self, empty_url: Any) -> None:
+        """``create_all`` + stamp (a new ledger) and the chain from nothing give one schema."""
+        fresh, chained = empty_url(), empty_url()
+        SqlLedger.open(fresh).close()
+        engine = sa.create_engine(chained)
+        with engine.begin() as conn:
+            _alembic_to(conn, "head")
+        engine.dispose()
+        assert _shape(fresh) == _shape(chained)
+        assert _read_all(chained)["alembic_version"] == [(head_revision(),)]
+
+    def test_revisions_are_one_line_v1_to_head(self) -> None:
+        """Revision ``vN`` yields schema version N; one head, no branches."""
+        from alembic.script import ScriptDirectory
+
+        scripts = ScriptDirectory(str(_migrate.MIGRATIONS_DIR))
+        assert scripts.get_heads() == [head_revision()]
+        chain = [s.revision for s in scripts.walk_revisions()]
+        assert chain == [f"v{n}" for n in range(SCHEMA_VERSION, 0, -1)]
+
+
+class TestRefusals:
+    def test_unknown_revision_is_refused_untouched(self, ledger_url: str) -> None:
+        """A revision this code does not know (a newer autolearn) is refused before any write."""
+        SqlLedger.open(ledger_url).close()
+        engine = sa.create_engine(ledger_url)
+        with engine.begin() as conn:
+            conn.exec_driver_sql("UPDATE alembic_version SET version_num = 'v99'")
+            conn.exec_driver_sql("DROP TABLE cursors")
+        with pytest.raises(LedgerError, match=r"alembic revision \['v99'\].*upgrade autolearn"):
+            SqlLedger.open(ledger_url)
+        with engine.connect() as conn:
+            assert not sa.inspect(conn).has_table("cursors")
+        engine.dispose()
+
+    def test_upgrade_without_alembic_names_the_extra(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A bare worker install facing an older ledger says which install migrates it."""
+        monkeypatch.setitem(sys.modules, "alembic", None)
+        engine = sa.create_engine(f"sqlite:///{tmp_path / 'x.db'}")
+        with (
+            engine.begin() as conn,
+            pytest.raises(LedgerError, match=r"revision v0.*pip install 'autolearn\[cli\]'"),
+        ):
+            _migrate.run_alembic_upgrade(conn, url_for_errors="x", current="v0")
+        engine.dispose()
