@@ -8,6 +8,7 @@
     ├── LedgerError                (exit 65)  the trade ledger cannot be read or written
     │   └── LedgerUnavailable      (exit 75)  transient (unreachable, deadlock, locked): retry
     ├── InputError                 (exit 65)  an input file/row is malformed (file, row, column)
+    ├── UsageError                 (exit 2)   the command line is wrong (missing/conflicting args)
     ├── OwnershipError             (exit 77)  a mechanism tried to write a knob it does not own
     └── BrokerError                (exit 69)
         ├── BrokerUnavailable      (exit 75)  transient (429/5xx/timeouts): skip the cycle, retry
@@ -32,6 +33,7 @@ __all__ = [
     "OwnershipError",
     "StateError",
     "TrackedPathError",
+    "UsageError",
 ]
 
 
@@ -87,6 +89,12 @@ class InputError(AutolearnError):
     """Malformed input. The message names the file, row and column when known."""
 
     exit_code = 65
+
+
+class UsageError(AutolearnError):
+    """The command line itself is wrong: a missing or conflicting argument (exit 2, as click)."""
+
+    exit_code = 2
 
 
 class OwnershipError(AutolearnError):

@@ -8,6 +8,10 @@ the bot checkout. Defaults keep every runtime file under ``logs/`` (untracked in
     AUTOLEARN_REGISTRY     knob registry (tracked YAML)       default: <root>/config/knobs.yaml,
                                                               else the packaged default
     AUTOLEARN_LEDGER_URL   trade ledger (SQLAlchemy URL)      default: sqlite:///<root>/logs/autolearn/ledger.db
+
+The command line also reads the env file the units load (``AUTOLEARN_ENV_FILE``, default
+``/etc/autolearn.env``; ``KEY=VALUE`` lines): a variable set in the process wins over the file,
+so a command run by hand acts on the same state dir and ledger as the timers.
 """
 
 from __future__ import annotations
@@ -20,8 +24,17 @@ from pathlib import Path
 
 from autolearn.adapters.yamlio import load_yaml, load_yaml_text
 from autolearn.core.registry import Registry, parse_registry
+from autolearn.errors import ConfigError
 
-__all__ = ["Settings", "load_registry", "packaged_registry_text"]
+__all__ = [
+    "DEFAULT_ENV_FILE",
+    "Settings",
+    "load_registry",
+    "packaged_registry_text",
+    "read_env_file",
+]
+
+DEFAULT_ENV_FILE = Path("/etc/autolearn.env")
 
 
 def packaged_registry_text() -> str:
@@ -39,12 +52,54 @@ def load_registry(path: Path | None) -> Registry:
     return parse_registry(load_yaml(path), str(path))
 
 
+def read_env_file(env: Mapping[str, str]) -> tuple[Path | None, dict[str, str]]:
+    """The env file's path and its ``KEY=VALUE`` pairs (``(None, {})`` when there is none).
+
+    ``AUTOLEARN_ENV_FILE`` names it (it must then be readable); else ``/etc/autolearn.env`` is
+    read if present. Blank lines and ``#`` comments are skipped, ``export`` and matching quotes
+    are allowed (as systemd's ``EnvironmentFile=``).
+
+    Raises:
+        ConfigError: the named file cannot be read, or a line is not ``KEY=VALUE``.
+    """
+    named = env.get("AUTOLEARN_ENV_FILE")
+    path = Path(named) if named else DEFAULT_ENV_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if named:
+            raise ConfigError(f"AUTOLEARN_ENV_FILE={named}: no such file") from None
+        return None, {}
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else "not UTF-8"
+        raise ConfigError(
+            f"env file {path}: cannot read it ({why}); run as its owner (sudo -E) or point "
+            "AUTOLEARN_ENV_FILE at a readable copy"
+        ) from exc
+    pairs: dict[str, str] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.removeprefix("export ").partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not key.isidentifier():
+            raise ConfigError(f"env file {path}:{number}: expected KEY=VALUE, got {raw[:40]!r}")
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        pairs[key] = value
+    return path, pairs
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     bot_root: Path
     state_dir: Path
     registry_path: Path | None
     ledger_url: str
+    # False when the state dir is only the default under the current directory (no flag,
+    # variable or env file named the bot or the state): a write there is likely the wrong state
+    is_state_dir_named: bool = True
 
     @classmethod
     def resolve(
@@ -69,7 +124,10 @@ class Settings:
             or env.get("AUTOLEARN_LEDGER_URL")
             or (f"sqlite:///{root / 'logs' / 'autolearn' / 'ledger.db'}")
         )
-        return cls(root, state.resolve(), reg, url)
+        named = bool(
+            bot_root or state_dir or env.get("AUTOLEARN_BOT_ROOT") or env.get("AUTOLEARN_STATE_DIR")
+        )
+        return cls(root, state.resolve(), reg, url, named)
 
     def registry(self) -> Registry:
         return load_registry(self.registry_path)

@@ -316,3 +316,58 @@ def test_cli_knobs_lists_the_wildcard_policy_knobs(
     monkeypatch.setenv("COLUMNS", "200")
     assert main([*base, "knobs"]) == 0
     assert "pockets.scalp.strategies.*.size_mult" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "lift",
+    [
+        ["undo", "--last-by", "policy", "--reason", "block was news, checked"],
+        ["set", "pockets.micro.allow_new", "true", "--reason", "block was news, checked"],
+    ],
+)
+def test_an_operator_lift_of_a_block_survives_the_next_policy_run(
+    tmp_path: Path,
+    make_trade: Callable[..., Trade],
+    capsys: pytest.CaptureFixture[str],
+    lift: list[str],
+) -> None:
+    """`undo`/`set` of a policy knob go through the policy's state (as `unblock`): the next
+    `autolearn policy` keeps the operator's value instead of re-applying the block."""
+    ledger_url = f"sqlite:///{tmp_path / 'l.db'}"
+    start = datetime.now(UTC) - timedelta(hours=6)
+    with SqlLedger.open(ledger_url) as ledger:
+        ledger.upsert_trades(_losing_regime(make_trade, start))
+    state = tmp_path / "s"
+    base = ["--state-dir", str(state), "--ledger", ledger_url, "--bot-root", str(tmp_path)]
+    assert main([*base, "policy"]) == 0
+    store = StateStore(state, load_registry(None))
+    assert store.current_values()["pockets.micro.allow_new"] is False
+    capsys.readouterr()
+    assert main([*base, *lift]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["policy_scopes"]["micro"] in ("active", "probation")
+    assert store.current_values()["pockets.micro.allow_new"] is True
+    assert read_states(store)["micro"].status is not Status.BLOCKED
+    assert main([*base, "policy"]) == 0
+    assert store.current_values()["pockets.micro.allow_new"] is True
+    assert read_states(store)["micro"].status is not Status.BLOCKED
+
+
+def test_a_block_set_by_hand_is_kept_by_the_policy_until_unblocked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`set allow_new false` is a policy block (kept by the next run); `unblock` lifts it."""
+    ledger_url = f"sqlite:///{tmp_path / 'l.db'}"
+    SqlLedger.open(ledger_url).close()
+    state = tmp_path / "s"
+    base = ["--state-dir", str(state), "--ledger", ledger_url, "--bot-root", str(tmp_path)]
+    store = StateStore(state, load_registry(None))
+    assert main([*base, "set", "pockets.micro.allow_new", "false", "--reason", "news"]) == 0
+    blocked = read_states(store)["micro"]
+    assert blocked.status is Status.BLOCKED and blocked.until is not None
+    assert main([*base, "policy"]) == 0
+    assert store.current_values()["pockets.micro.allow_new"] is False
+    assert main([*base, "unblock", "micro", "--reason", "news over"]) == 0
+    assert main([*base, "policy"]) == 0
+    assert store.current_values()["pockets.micro.allow_new"] is True
+    assert read_states(store)["micro"].status is Status.PROBATION

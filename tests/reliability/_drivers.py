@@ -706,14 +706,14 @@ class KillCampaign:
         url = f"sqlite:///{ledger or (lane.root / 'ledger.db')}"
         env = self.bot.env(state_dir=state, ledger_url=url if scenario == "ingest" else None)
         return Job(
-            argvs=self._argvs(scenario, next_run),
+            argvs=self._argvs(scenario, next_run, state),
             env=env,
             cwd=self.bot.root,
             log=self._log,
             kill_after=kill_after,
         )
 
-    def _argvs(self, scenario: str, next_run: bool) -> list[list[str]]:
+    def _argvs(self, scenario: str, next_run: bool, state: Path) -> list[list[str]]:
         n = 1 if next_run else 5
         start = self._serial
         if scenario == "set_loop":
@@ -725,16 +725,18 @@ class KillCampaign:
                 for i in range(n)
             ]
         if scenario == "rollback_loop":
-            return [
-                [
-                    "rollback",
-                    "--to",
-                    self.versions[(start + i) % len(self.versions)],
-                    "--reason",
-                    "kill",
-                ]
-                for i in range(n)
-            ]
+            # Each target differs from the version before it: a rollback to the current
+            # version is refused (exit 65: it would change nothing), so start from a version
+            # other than the lane's current one (a killed run may have left any of them).
+            distinct = list(dict.fromkeys(self.versions))
+            current = self.bot.store(state).read_effective().version
+            targets: list[str] = []
+            previous = current
+            for i in range(n):
+                choices = [v for v in distinct if v != previous]
+                previous = choices[(start + i) % len(choices)]
+                targets.append(previous)
+            return [["rollback", "--to", target, "--reason", "kill"] for target in targets]
         if scenario == "freeze_loop":
             verbs = ("freeze", "unfreeze")
             return [[verbs[(start + i) % 2], "policy", "--reason", "kill"] for i in range(n)]

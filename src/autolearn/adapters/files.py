@@ -62,7 +62,7 @@ def open_regular(path: Path, flags: int, mode: int = 0o600) -> int:
             raise StateError(
                 f"{path} is a symbolic link; autolearn never follows links in its state "
                 "directory (a link can redirect a write into a tracked file). Fix: remove the "
-                "link (restore the file with `autolearn rollback --to VERSION` if it was "
+                "link (restore the file with `autolearn recover --reason R` if it was "
                 "effective.json)"
             ) from exc
         raise StateError(f"cannot open {path}: {exc.strerror}") from exc
@@ -106,7 +106,8 @@ def read_regular(path: Path, *, limit: int = MAX_STATE_BYTES) -> bytes | None:
     if size > limit:
         raise StateError(
             f"{path} is larger than {limit} bytes: not a state file autolearn wrote; "
-            "move it away and restore with `autolearn rollback --to VERSION`"
+            "restore the last good version with `autolearn recover --reason R` (it moves the "
+            "file aside)"
         )
     return b"".join(chunks)
 

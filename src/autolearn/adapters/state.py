@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -173,7 +174,8 @@ class StateStore:
         if version_of(values, effective.presets) != effective.version:
             raise StateError(
                 f"{self.effective_path}: values do not match version {effective.version} "
-                "(edited by hand?); restore with `autolearn rollback --to VERSION`"
+                "(edited by hand?); restore the last good version with `autolearn recover "
+                "--reason R` (or `recover --to VERSION`)"
             )
         if effective.presets != self.presets:  # presets changed by a deploy: rebase
             effective = replace(effective, version=self.version_of(values), presets=self.presets)
@@ -414,6 +416,78 @@ class StateStore:
                 details = "; ".join(f"{d.knob}: {d.code.value} ({d.detail})" for d in refused)
                 raise StateError(f"cannot restore {version} exactly, nothing changed: {details}")
             return self._apply_locked(effective, writer, wanted, now, kind, record, False)
+
+    def recover(
+        self,
+        version: str | None,
+        writer: Owner | str,
+        now: datetime,
+        *,
+        record: Mapping[str, Any] | None = None,
+    ) -> tuple[ApplyResult, Path | None]:
+        """Replace an unreadable or lost ``effective.json`` with snapshot ``version``, recorded.
+
+        ``version`` defaults to the last version the history records as applied (the last good
+        one). The unreadable file is kept beside it (``effective.json.corrupt-<time>``) for a
+        post-mortem; its changes in flight are lost (their arms end: every entry sees the
+        restored values). Refuses (``StateError``, nothing changed) when ``effective.json``
+        reads fine (use :meth:`restore`) or when the target snapshot does not verify.
+        """
+        with self.lock("effective", timeout_s=30):
+            try:
+                self.read_effective()  # strict: a lost one (deleted after applies) is recovered too
+            except StateError as exc:
+                problem = str(exc)
+            else:
+                raise StateError(
+                    f"{self.effective_path} reads fine: nothing to recover (to go back to a "
+                    "version use `autolearn rollback --to VERSION`)"
+                )
+            target = version or self.last_recorded_version() or self.base_version()
+            values = dict(self.read_snapshot_file(target).get("values", {}))
+            kept = self.root / f"effective.json.corrupt-{now.strftime('%Y%m%dT%H%M%SZ')}"
+            self._refuse_tracked([kept, self.effective_path, self.history.path])
+            moved = os.path.lexists(self.effective_path)
+            if moved:
+                os.replace(self.effective_path, kept)
+            base = Effective(version=self.base_version(), values={}, presets=self.presets)
+            current = self.registry.defaults()
+            refused = [
+                d
+                for d in guard_changes(
+                    self.registry, writer, current, {}, values, now, ApplyKind.OPERATOR
+                )
+                if not d.adopted and d.code.value != "no_change"
+            ]
+            if refused:
+                if moved:
+                    os.replace(kept, self.effective_path)
+                details = "; ".join(f"{d.knob}: {d.code.value} ({d.detail})" for d in refused)
+                raise StateError(f"cannot restore {target} exactly, nothing changed: {details}")
+            full = {
+                **dict(record or {}),
+                "target_version": target,
+                "recovered_from": {"problem": problem, "kept_as": str(kept) if moved else None},
+            }
+            result = self._apply_locked(base, writer, values, now, ApplyKind.OPERATOR, full, False)
+            if not result.applied:  # the target is the presets: an empty layer, written
+                self._write_json(
+                    self.effective_path, replace(base, updated_at=now).to_json(), raw=True
+                )
+            return result, kept if moved else None
+
+    def read_snapshot_file(self, version: str) -> dict[str, Any]:
+        """A stored snapshot (or the presets), verified; never falls back to ``effective.json``."""
+        if not version.startswith("v") or not version[1:].isalnum():
+            raise StateError(f"invalid version id {version!r}")
+        if version == self.base_version():
+            return {"version": version, "values": {}, "presets": self.presets}
+        doc = self._read_json(self.snapshots_dir / f"{version}.json")
+        if doc is None:
+            raise StateError(f"no snapshot {version} in {self.snapshots_dir}")
+        if version_of(doc.get("values", {}), str(doc.get("presets", ""))) != version:
+            raise StateError(f"snapshot {version} is corrupt (content does not match its id)")
+        return doc
 
     def _apply_locked(
         self,
@@ -693,8 +767,8 @@ def _parse_effective(doc: Mapping[str, Any], path: Path) -> Effective:
         raise
     except (KeyError, TypeError, ValueError, AttributeError, TimestampError) as exc:
         raise StateError(
-            f"{path}: malformed state ({type(exc).__name__}: {exc}); restore with "
-            "`autolearn rollback --to VERSION` (see `autolearn history`)"
+            f"{path}: malformed state ({type(exc).__name__}: {exc}); restore the last good "
+            "version with `autolearn recover --reason R` (see `autolearn history`)"
         ) from exc
 
 

@@ -11,6 +11,7 @@ import sys
 
 import typer
 
+from autolearn._entry import missing_extra_message
 from autolearn.adapters.logs import configure_logging, get_logger, redact
 from autolearn.cli import (
     _config,
@@ -24,7 +25,7 @@ from autolearn.cli import (
     _state,
     _tune,
 )
-from autolearn.cli._common import app
+from autolearn.cli._common import app, exit_code_on_broken_pipe
 from autolearn.errors import AutolearnError, LockBusy
 
 __all__ = ["app", "main"]
@@ -39,6 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # Without standalone mode, click returns typer.Exit codes instead of raising them.
         result = app(args=argv, standalone_mode=False)
+    except (BrokenPipeError, SystemExit) as exc:  # the reader went away (`status | head`)
+        # click's own EPIPE handler wraps stdout and exits 1 whatever the command meant
+        if isinstance(exc, SystemExit) and type(sys.stdout).__name__ != "PacifyFlushWrapper":
+            raise
+        return exit_code_on_broken_pipe()
     except LockBusy as exc:
         print(f"autolearn: {exc} (lock_busy: nothing done)", file=sys.stderr)
         return 0
@@ -57,11 +63,21 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"autolearn: {exc}", file=sys.stderr)
         return int(getattr(exc, "exit_code", 2))
+    except ModuleNotFoundError as exc:  # an extra this command needs is not installed
+        message = missing_extra_message(exc)
+        if message is None:
+            return _internal_error(exc)
+        print(message, file=sys.stderr)
+        return 78
     except Exception as exc:  # the outermost handler: report bugs loudly, never silently
-        get_logger().exception("unexpected_error", error=redact(str(exc)))
-        print(f"autolearn: internal error: {redact(repr(exc))}", file=sys.stderr)
-        return 70
+        return _internal_error(exc)
     return result if isinstance(result, int) else 0
+
+
+def _internal_error(exc: Exception) -> int:
+    get_logger().exception("unexpected_error", error=redact(str(exc)))
+    print(f"autolearn: internal error: {redact(repr(exc))}", file=sys.stderr)
+    return 70
 
 
 def entrypoint() -> None:  # pragma: no cover - console script shim

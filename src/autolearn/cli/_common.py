@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,9 +14,25 @@ import typer
 from rich.console import Console
 
 from autolearn.adapters.state import StateStore
-from autolearn.settings import Settings
+from autolearn.errors import ConfigError
+from autolearn.settings import Settings, read_env_file
 
-__all__ = ["app", "console", "gates_config_path", "gates_overrides", "settings", "store", "utcnow"]
+__all__ = [
+    "JsonOpt",
+    "acted_on",
+    "actor",
+    "app",
+    "console",
+    "emit_run",
+    "exit_code_on_broken_pipe",
+    "gates_config_path",
+    "gates_overrides",
+    "intend_exit",
+    "operator_store",
+    "settings",
+    "store",
+    "utcnow",
+]
 
 app = typer.Typer(
     name="autolearn",
@@ -22,8 +41,19 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(highlight=False, soft_wrap=True)
+
+
+class _Console(Console):
+    """Rich's console, except that a broken pipe propagates: ``cli.main`` keeps the exit code
+    (rich's own handler exits 1, so `status | head` of a healthy status would fail)."""
+
+    def on_broken_pipe(self) -> None:
+        raise BrokenPipeError
+
+
+console = _Console(highlight=False, soft_wrap=True)
 _SETTINGS: dict[str, Settings] = {}
+_ENV_FILE: dict[str, Path | None] = {}
 
 
 @app.callback()
@@ -41,10 +71,30 @@ def _global(
     ledger: Annotated[
         str | None, typer.Option(envvar="AUTOLEARN_LEDGER_URL", help="Ledger URL (sqlite/postgres)")
     ] = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, callback=lambda v: _print_version(v), help="Print it"
+        ),
+    ] = False,
 ) -> None:
+    env_file, pairs = read_env_file(os.environ)
+    _ENV_FILE["path"] = env_file
     _SETTINGS["current"] = Settings.resolve(
-        bot_root=bot_root, state_dir=state_dir, registry=registry, ledger_url=ledger
+        bot_root=bot_root,
+        state_dir=state_dir,
+        registry=registry,
+        ledger_url=ledger,
+        env={**pairs, **os.environ},  # the process wins over the file, as flags win over both
     )
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        from autolearn import __version__
+
+        typer.echo(f"autolearn {__version__}")
+        raise typer.Exit(0)
 
 
 def settings() -> Settings:
@@ -53,6 +103,25 @@ def settings() -> Settings:
 
 def store() -> StateStore:
     current = settings()
+    return StateStore(current.state_dir, current.registry())
+
+
+def operator_store() -> StateStore:
+    """The state an operator command changes; refuses to start a fresh one by accident.
+
+    A state dir that does not exist and that nothing named (no ``--bot-root``/``--state-dir``,
+    no ``AUTOLEARN_*`` variable, no env file: only the default under the current directory) is
+    almost surely the wrong one: the live timers would not see the change.
+    """
+    current = settings()
+    if not current.is_state_dir_named and not current.state_dir.exists():
+        raise ConfigError(
+            f"no state dir at {current.state_dir} (the default under the current directory: "
+            "no AUTOLEARN_BOT_ROOT or AUTOLEARN_STATE_DIR, no env file); nothing done. Run it "
+            "from the bot checkout, pass --bot-root/--state-dir, put the settings in "
+            "/etc/autolearn.env (or AUTOLEARN_ENV_FILE), or start a new state with "
+            "`autolearn init`"
+        )
     return StateStore(current.state_dir, current.registry())
 
 
@@ -74,3 +143,69 @@ def gates_overrides() -> Mapping[str, Any] | None:
     """The runtime overrides of the gates config (state dir, never a tracked file)."""
     overrides: Mapping[str, Any] | None = store().read_mechanism("gates").get("overrides")
     return overrides or None
+
+
+def actor() -> dict[str, Any]:
+    """Who acted: the login user (the sudo caller when run with sudo), uid and host."""
+    user = os.environ.get("SUDO_USER") or os.environ.get("USER") or os.environ.get("LOGNAME")
+    if not user:
+        try:
+            import pwd
+
+            user = pwd.getpwuid(os.getuid()).pw_name
+        except (ImportError, KeyError):
+            user = "?"
+    return {"user": user, "uid": os.getuid(), "host": socket.gethostname()}
+
+
+def acted_on(state_dir: Path) -> None:
+    """Say on stderr which state dir a command changed (stdout stays the JSON result)."""
+    env_file = _ENV_FILE.get("path")
+    source = f" (settings from {env_file})" if env_file else ""
+    print(f"autolearn: state dir {state_dir}{source}", file=sys.stderr)
+
+
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print the JSON run record (the default when piped)")
+]
+
+
+def emit_run(record: dict[str, Any], as_json: bool) -> None:
+    """The run record: one JSON line when asked or piped (journald), else a short summary."""
+    from autolearn.adapters.logs import emit_json
+    from autolearn.core.record_view import record_row
+
+    if as_json or not sys.stdout.isatty():
+        emit_json(record)
+        return
+    row = record_row(record)
+    console.print(f"[bold]{row.mechanism}: {row.decision}[/bold]  at {row.at}")
+    for label, text in (("changes", row.changes), ("verdicts", row.verdicts)):
+        if text:
+            console.print(f"  {label}: {text}")
+    console.print(f"  reasons: {row.reasons or '-'}")
+    console.print(f"[dim]  run_id {record.get('run_id')}; the full record: --json[/dim]")
+
+
+_INTENDED_EXIT: dict[str, int] = {}
+
+
+def intend_exit(code: int) -> None:
+    """The exit code a command will return once its output is written (status, doctor):
+    kept if the reader goes away mid-output (``status | head``)."""
+    _INTENDED_EXIT["code"] = code
+
+
+def exit_code_on_broken_pipe() -> int:
+    """After a broken pipe: stdout to /dev/null (the final flush must not fail again), and the
+    exit code the command meant (0 when it named none: its work was done)."""
+    if type(sys.stdout).__name__ == "PacifyFlushWrapper":  # click's wrapper: unwrap it
+        sys.stdout = sys.__stdout__
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is no real file (a test's capture): nothing to do
+        pass
+    finally:
+        os.close(devnull)
+    return _INTENDED_EXIT.pop("code", 0)

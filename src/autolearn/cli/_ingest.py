@@ -10,7 +10,7 @@ import typer
 
 from autolearn.adapters.logs import emit_json, register_secret
 from autolearn.cli._common import app, console, settings
-from autolearn.errors import ConfigError, InputError
+from autolearn.errors import ConfigError, InputError, UsageError
 
 __all__ = ["ingest_files"]
 
@@ -71,6 +71,6 @@ def _ingest(
         ingest_oanda(current.ledger_url, oanda_url, token, account, since_id=since_id)
         return
     if not paths:
-        raise InputError("give files to import, or --oanda")
+        raise UsageError("give files to import, or --oanda (see `autolearn ingest --help`)")
     totals = ingest_files(list(paths), current.ledger_url)
     emit_json({"event": "ingest_finished", **totals})

@@ -13,8 +13,7 @@ from typing import Annotated
 
 import typer
 
-from autolearn.adapters.logs import emit_json
-from autolearn.cli._common import app, settings, store
+from autolearn.cli._common import JsonOpt, app, emit_run, settings, store
 from autolearn.cli._mechanism_opts import NowOpt, ShadowOpt, run_time
 from autolearn.errors import InputError
 
@@ -29,6 +28,7 @@ def scalp_train(
         typer.Option(envvar="AUTOLEARN_SCALP_CONFIG", help="Scalp trainer thresholds YAML"),
     ] = None,
     now: NowOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Run the M1Scalper self-trainer once (opt-in; every 3 hours under systemd)."""
     from autolearn.ledger.sql import SqlLedger
@@ -38,7 +38,7 @@ def scalp_train(
     cfg = load_scalp_config(config)
     with SqlLedger.open(settings().ledger_url) as ledger:
         record = run_cycle(store(), ledger, cfg, at, shadow=shadow)
-    emit_json(record)
+    emit_run(record, as_json)
 
 
 @app.command("autotune")
@@ -67,6 +67,7 @@ def autotune(
         typer.Option(envvar="AUTOLEARN_AUTOTUNE_CONFIG", help="Autotune settings YAML"),
     ] = None,
     now: NowOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Run the continuous autotune once (hourly under systemd, Nice/CPUQuota/MemoryMax)."""
     from autolearn.autotune import load_autotune_config, run_cycle
@@ -95,4 +96,4 @@ def autotune(
             workers=workers,
             shadow=shadow,
         )
-    emit_json(record)
+    emit_run(record, as_json)

@@ -24,7 +24,17 @@ from autolearn.adapters.atomic import atomic_write_bytes
 from autolearn.adapters.gitguard import ensure_untracked
 from autolearn.adapters.logs import emit_json, redact
 from autolearn.adapters.state import StateStore
-from autolearn.cli._common import app, console, settings, store, utcnow
+from autolearn.cli._common import (
+    acted_on,
+    actor,
+    app,
+    console,
+    intend_exit,
+    operator_store,
+    settings,
+    store,
+    utcnow,
+)
 from autolearn.cli._config import gather_config_facts
 from autolearn.core.ownership_doc import ownership_problems
 from autolearn.core.registry import parse_duration
@@ -255,7 +265,7 @@ def systemd_uninstall(
 
 def _switch(mechanism: str, enabled: bool, reason: str, user: bool, use_systemctl: bool) -> None:
     _mechanisms([mechanism])
-    state = store()
+    state = operator_store()
     now = utcnow()
     timer = f"{unit_base(mechanism)}.timer"
     installed = (installer.unit_dir(user) / timer).exists()
@@ -274,8 +284,10 @@ def _switch(mechanism: str, enabled: bool, reason: str, user: bool, use_systemct
             "reasons": [f"operator: {reason}"],
             "run_id": _run_id(now),
             "timer": timer if installed and use_systemctl else None,
+            "actor": actor(),
         }
     )
+    acted_on(state.root)
     emit_json(
         {
             "mechanism": mechanism,
@@ -414,6 +426,8 @@ def _print_status(report: StatusReport) -> None:
         f"[{style}]autolearn: {report.overall.upper()}[/{style}]  at {format_utc(report.now)}  "
         f"effective {report.effective_version}  ({report.history_records} history records)"
     )
+    for line in report.switches:  # FROZEN / DISABLED / BLOCKED: the headline, not a table row
+        console.print(f"[bold yellow]{escape(line)}[/bold yellow]")
     console.print(f"[dim]state dir {settings().state_dir}[/dim]")
     for m in report.mechanisms:
         if m.health is Health.DISABLED and m.last_run is None:
@@ -460,6 +474,7 @@ def status(
         _duration("--ledger-stale-after", ledger_stale_after),
         _duration("--reconcile-clean-within", reconcile_clean_within),
     )
+    intend_exit(report.exit_code)
     if as_json:
         doc = {"state_dir": str(settings().state_dir), **report.to_json()}
         typer.echo(json.dumps(doc, indent=1, default=str))
@@ -529,8 +544,9 @@ def doctor(
             )
         )
     )
-    _print_findings(findings, as_json)
     code = exit_code(findings)
+    intend_exit(code)
+    _print_findings(findings, as_json)
     if code:
         raise typer.Exit(code)
 
@@ -565,8 +581,9 @@ def deploy_check(
     root = settings().bot_root
     facts = probes.probe_deploy(root, expect, remote=remote, branch=branch, fetch=fetch)
     findings = evaluate_deploy(facts)
-    _print_findings(findings, as_json)
     code = exit_code(findings)
+    intend_exit(code)
+    _print_findings(findings, as_json)
     if code:
         print(f"autolearn: deploy-check FAILED in {root} (see above)", file=sys.stderr)
         raise typer.Exit(code)

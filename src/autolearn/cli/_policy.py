@@ -13,14 +13,26 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from autolearn.adapters.logs import emit_json
-from autolearn.cli._common import app, gates_config_path, gates_overrides, settings, store, utcnow
+from autolearn.cli._common import (
+    JsonOpt,
+    acted_on,
+    actor,
+    app,
+    emit_run,
+    gates_config_path,
+    gates_overrides,
+    operator_store,
+    settings,
+    store,
+    utcnow,
+)
 from autolearn.cli._mechanism_opts import NowOpt, ShadowOpt, run_time
 
 if TYPE_CHECKING:  # imported inside the commands: gates pull in SQLAlchemy and numpy, and
     # every `autolearn` invocation (even `set`) would pay for them at start-up
     from autolearn.gates.config import GatesConfig
 
-__all__ = ["policy", "unblock"]
+__all__ = ["load_policy_config", "policy", "unblock"]
 
 _ConfigOpt = Annotated[
     Path | None,
@@ -36,11 +48,17 @@ def _config(path: Path | None) -> GatesConfig:
     return load_gates_config(gates_config_path(path), gates_overrides())
 
 
+def load_policy_config() -> GatesConfig:
+    """The gates/policy config a policy run would use (tracked YAML + runtime overrides)."""
+    return _config(None)
+
+
 @app.command()
 def policy(
     shadow: ShadowOpt = False,
     now: NowOpt = None,
     config: _ConfigOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Run one policy cycle: block, probation and unblock pockets and strategies."""
     from autolearn.ledger.sql import SqlLedger
@@ -50,7 +68,7 @@ def policy(
     cfg = _config(config)
     with SqlLedger.open(settings().ledger_url) as ledger:
         record = run_policy(ledger=ledger, store=store(), config=cfg, now=at, shadow=shadow)
-    emit_json(record)
+    emit_run(record, as_json)
 
 
 @app.command()
@@ -65,12 +83,15 @@ def unblock(
     """Lift a policy block by hand (to probation by default); the action is recorded."""
     from autolearn.policy.cycle import operator_unblock
 
+    state = operator_store()
     record = operator_unblock(
-        store=store(),
+        store=state,
         scope=target,
         reason=reason,
         now=utcnow(),
         to_active=active,
         config=_config(config),
+        actor=actor(),
     )
+    acted_on(state.root)
     emit_json(record)

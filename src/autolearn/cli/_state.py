@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
 from typing import Annotated, Any
 
 import typer
@@ -10,14 +13,25 @@ from rich.markup import escape
 from rich.table import Table
 
 from autolearn.adapters.logs import emit_json
-from autolearn.cli._common import app, console, settings, store, utcnow
+from autolearn.adapters.state import StateStore
+from autolearn.cli._common import (
+    acted_on,
+    actor,
+    app,
+    console,
+    operator_store,
+    settings,
+    store,
+    utcnow,
+)
 from autolearn.core.apply_guard import ApplyKind
 from autolearn.core.knobs import KnobType, Owner
 from autolearn.core.ownership_doc import ownership_problems, render_ownership_doc
 from autolearn.core.record_view import record_row
 from autolearn.core.registry import parse_duration
+from autolearn.core.run_record import RunRecord
 from autolearn.core.timestamps import format_utc
-from autolearn.errors import ConfigError, InputError
+from autolearn.errors import ConfigError, InputError, StateError, UsageError
 from autolearn.runtime import Tuning
 
 __all__: list[str] = []
@@ -68,7 +82,8 @@ def knobs(
         return
     table = Table(title=f"knobs ({registry.source})")
     for column in ("knob", "owner", "type", "default", "bounds", "step/max", "family"):
-        table.add_column(column)
+        # fold, never cut: at 80 columns every name would read "strategi..."
+        table.add_column(column, overflow="fold")
     for s in sorted(listed, key=lambda s: (s.owner.value, s.name)):
         bounds = "-" if s.type is KnobType.BOOL else f"[{s.lower:g}, {s.upper:g}]"
         steps = "-" if s.type is KnobType.BOOL else f"{s.step:g}/{s.max_step:g}"
@@ -97,7 +112,7 @@ def explain(key: Annotated[str, typer.Argument(help="Dotted knob name")]) -> Non
         )
     )
     if info.layer == "missing":
-        raise typer.Exit(1)
+        raise UsageError(f"unknown knob {key!r}: not in the registry (see `autolearn knobs`)")
 
 
 @app.command()
@@ -165,18 +180,29 @@ def rollback(
     to: Annotated[str, typer.Option("--to", help="Version id (see `autolearn snapshots`)")],
     reason: Annotated[str, typer.Option(help="Why (recorded)")],
 ) -> None:
-    """Restore any earlier snapshot (an operator action, recorded with its diff)."""
-    state = store()
+    """Restore any earlier snapshot (an operator action, recorded with its diff).
+
+    A rollback to the current version changes nothing and is refused (exit 65): to undo one
+    change whatever ran since, use ``autolearn undo``.
+    """
+    state = operator_store()
     now = utcnow()
-    record = {
-        "mechanism": "operator",
-        "decision": "rollback",
-        "run_id": _run_id(now),
-        "reasons": [f"operator: {reason}"],
+    current = state.read_effective(allow_lost=True)  # a deleted one is restored by a rollback
+    if to == current.version:
+        raise StateError(
+            f"{to} is the current version: a rollback to it changes nothing (was the target "
+            "taken from a newer record, e.g. a timer run?). To undo a change use `autolearn "
+            "undo RUN_ID`, `undo --last KNOB` or `undo --last-by MECHANISM`"
+        )
+    target = dict(state.read_snapshot(to).get("values", {}))
+    touched = set(target) | set(current.values)
+    record = _operator_record(now, "rollback", reason) | {
         "target_version": to,
         "restored_snapshot": True,
     }
-    result = state.restore(to, Owner.OPERATOR, now, kind=ApplyKind.OPERATOR, record=record)
+    with _policy_sync(state, touched, now) as synced:
+        result = state.restore(to, Owner.OPERATOR, now, kind=ApplyKind.OPERATOR, record=record)
+    acted_on(state.root)
     emit_json(
         {
             "decision": "rollback",
@@ -185,7 +211,145 @@ def rollback(
             "diff": result.diff,
             "reason": reason,
         }
+        | ({"policy_scopes": synced} if synced else {})
     )
+
+
+@app.command()
+def recover(
+    reason: Annotated[str, typer.Option(help="Why (recorded)")],
+    to: Annotated[
+        str | None,
+        typer.Option("--to", help="Version id (default: the last applied one in the history)"),
+    ] = None,
+) -> None:
+    """Recover from an unreadable effective.json: restore the last good snapshot, recorded.
+
+    The unreadable file is kept as ``effective.json.corrupt-<time>``. Refused (65) when
+    effective.json reads fine: then use ``rollback --to`` or ``undo``.
+    """
+    state = operator_store()
+    now = utcnow()
+    record = _operator_record(now, "recover", reason) | {"restored_snapshot": True}
+    result, kept = state.recover(to, Owner.OPERATOR, now, record=record)
+    acted_on(state.root)
+    emit_json(
+        {
+            "decision": "recover",
+            "to": state.read_effective().version,
+            "diff": result.diff,
+            "kept_as": str(kept) if kept else None,
+            "reason": reason,
+        }
+    )
+
+
+@app.command()
+def undo(
+    run_id: Annotated[
+        str | None, typer.Argument(help="The change's run_id (see `autolearn history --json`)")
+    ] = None,
+    reason: Annotated[str, typer.Option(help="Why (recorded)")] = "",
+    last: Annotated[
+        str | None, typer.Option("--last", help="Undo the newest change of this knob")
+    ] = None,
+    last_by: Annotated[
+        str | None, typer.Option("--last-by", help="Undo the newest change by this mechanism")
+    ] = None,
+) -> None:
+    """Undo one recorded change, whatever ran since: its knobs go back to their values before it.
+
+    The change is named, not taken as "the newest record": by its run_id, as the newest change
+    of a knob (``--last KNOB``) or by a mechanism (``--last-by tuner``). Under the state lock,
+    every knob must still hold the value the change left; a knob changed since is named and
+    nothing is undone (exit 65).
+    """
+    if sum(x is not None for x in (run_id, last, last_by)) != 1:
+        raise UsageError("name exactly one change: RUN_ID, --last KNOB or --last-by MECHANISM")
+    if not reason.strip():
+        raise UsageError("undo needs --reason: say why (it is recorded)")
+    state = operator_store()
+    change = _find_change(state.history.read_runs().runs, run_id, last, last_by)
+    expected = {d.knob: d.after for d in change.diff}
+    requested = {d.knob: d.before for d in change.diff}
+    now = utcnow()
+    record = _operator_record(now, "undo", reason) | {
+        "undone_run_id": change.run_id,
+        "undone_mechanism": change.mechanism,
+        "target_version": change.version_before,
+    }
+    with _policy_sync(state, set(requested), now) as synced:
+        result = state.apply_if(expected, requested, now, record=record)
+    acted_on(state.root)
+    emit_json(
+        {
+            "decision": "undo",
+            "undone": change.run_id,
+            "mechanism": change.mechanism,
+            "from": result.version_before,
+            "to": result.version_after,
+            "diff": result.diff,
+            "reason": reason,
+        }
+        | ({"policy_scopes": synced} if synced else {})
+    )
+
+
+def _find_change(
+    runs: Sequence[RunRecord], run_id: str | None, knob: str | None, mechanism: str | None
+) -> RunRecord:
+    """The applied change a user named (newest first for ``--last``/``--last-by``)."""
+    for r in reversed(runs):
+        if not (r.applied and r.diff):
+            if run_id is not None and r.run_id == run_id:
+                raise StateError(f"run {run_id} ({r.decision}) changed nothing: nothing to undo")
+            continue
+        if (
+            (run_id is not None and r.run_id == run_id)
+            or (knob is not None and any(d.knob == knob for d in r.diff))
+            or (mechanism is not None and r.mechanism == mechanism)
+        ):
+            return r
+    named = (
+        f"run {run_id}" if run_id else f"a change of {knob}" if knob else f"a change by {mechanism}"
+    )
+    raise StateError(f"no applied {named} in the history (see `autolearn history --since 7d`)")
+
+
+@contextmanager
+def _policy_sync(state: StateStore, knobs: set[str], now: datetime) -> Iterator[dict[str, str]]:
+    """Hold the policy lock around an operator's write of policy-owned knobs, then make the
+    policy's state agree (as ``unblock`` does), so its next run does not undo the write."""
+    registry = state.registry
+    owned = {
+        k
+        for k in knobs
+        if (s := registry.find(k)) is not None
+        and s.owner is Owner.POLICY
+        and k.startswith("pockets.")  # a scope's knob, not a gates setting
+    }
+    synced: dict[str, str] = {}
+    if not owned:
+        yield synced
+        return
+    # imported here: the policy pulls in the gates and SQLAlchemy, which `set` need not pay for
+    from autolearn.cli._policy import load_policy_config
+    from autolearn.policy.cycle import MECHANISM, record_operator_scopes
+
+    config = load_policy_config()
+    with state.lock(MECHANISM, timeout_s=10):
+        yield synced
+        synced.update(record_operator_scopes(store=state, knobs=owned, now=now, config=config))
+
+
+def _operator_record(now: datetime, decision: str, reason: str) -> dict[str, Any]:
+    return {
+        "mechanism": "operator",
+        "decision": decision,
+        "run_id": _run_id(now),
+        "reasons": [f"operator: {reason}"],
+        "actor": actor(),
+    }
 
 
 @app.command(name="set")
@@ -194,24 +358,29 @@ def set_knob(
     value: Annotated[str, typer.Argument(help="New value (JSON: 0.3, 12, true)")],
     reason: Annotated[str, typer.Option(help="Why (recorded)")],
 ) -> None:
-    """Set one knob by hand (an operator action: bounds and grid still apply)."""
+    """Set one knob by hand (an operator action: bounds and grid still apply).
+
+    A policy-owned knob (``pockets.*``) is written through the policy's state, so its next run
+    keeps it (``allow_new false`` is a block of ``block_for``; true lifts one).
+    """
     try:
         parsed = json.loads(value)
     except ValueError as exc:
         raise InputError(f"value {value!r} is not JSON (e.g. 0.3, 12, true)") from exc
-    state = store()
+    state = operator_store()
     now = utcnow()
-    record = {
-        "mechanism": "operator",
-        "decision": "set",
-        "run_id": _run_id(now),
-        "reasons": [f"operator: {reason}"],
-    }
-    result = state.apply(
-        Owner.OPERATOR, {knob: parsed}, now, kind=ApplyKind.OPERATOR, record=record
-    )
+    record = _operator_record(now, "set", reason)
+    with _policy_sync(state, {knob}, now) as synced:
+        result = state.apply(
+            Owner.OPERATOR, {knob: parsed}, now, kind=ApplyKind.OPERATOR, record=record
+        )
+    acted_on(state.root)
     decision = result.decisions[0]
-    emit_json(decision.to_record() | {"version": result.version_after})
+    emit_json(
+        decision.to_record()
+        | {"version": result.version_after}
+        | ({"policy_scopes": synced} if synced else {})
+    )
     if not decision.adopted and decision.code.value != "no_change":
         raise typer.Exit(65)
 
@@ -247,9 +416,12 @@ def unfreeze(
 def _set_frozen(mechanism: str, frozen: bool, reason: str) -> None:
     if mechanism not in _MECHANISMS:
         raise InputError(f"unknown mechanism {mechanism!r} (known: {', '.join(_MECHANISMS)})")
-    state = store()
+    state = operator_store()
     now = utcnow()
-    state.set_control(mechanism, {"frozen": frozen, "reason": reason, "at": format_utc(now)})
+    who = actor()
+    state.set_control(
+        mechanism, {"frozen": frozen, "reason": reason, "at": format_utc(now), "by": who}
+    )
     decision = "operator_freeze" if frozen else "operator_unfreeze"
     state.record(
         {
@@ -258,8 +430,10 @@ def _set_frozen(mechanism: str, frozen: bool, reason: str) -> None:
             "decision": decision,
             "reasons": [f"operator: {reason}"],
             "run_id": _run_id(now),
+            "actor": who,
         }
     )
+    acted_on(state.root)
     emit_json({"mechanism": mechanism, "frozen": frozen, "reason": reason})
 
 

@@ -13,8 +13,7 @@ from typing import Annotated
 
 import typer
 
-from autolearn.adapters.logs import emit_json
-from autolearn.cli._common import app, settings, store
+from autolearn.cli._common import JsonOpt, app, emit_run, settings, store
 from autolearn.cli._mechanism_opts import NowOpt, ShadowOpt, run_time
 
 __all__: list[str] = []
@@ -28,6 +27,7 @@ def tune(
         typer.Option(envvar="AUTOLEARN_TUNER_CONFIG", help="Tuner thresholds YAML (optional)"),
     ] = None,
     now: NowOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Run the online tuner once (every 10 minutes under systemd)."""
     from autolearn.ledger.sql import SqlLedger
@@ -37,4 +37,4 @@ def tune(
     cfg = load_tuner_config(config)
     with SqlLedger.open(settings().ledger_url) as ledger:
         record = run_cycle(store(), ledger, cfg, at, shadow=shadow)
-    emit_json(record)
+    emit_run(record, as_json)

@@ -298,7 +298,8 @@ def check_history(torn: bool, corrupt: Sequence[int], effective_error: str | Non
             check="state",
             severity=Severity.ERROR,
             what=f"runtime state unreadable: {effective_error}",
-            fix="`autolearn snapshots`, then `autolearn rollback --to VERSION --reason ...`",
+            fix="`autolearn recover --reason ...` (the last good snapshot, recorded; or "
+            "`--to VERSION` from `autolearn snapshots`)",
             source="effective.json",
         )
     if torn or corrupt:

@@ -317,12 +317,35 @@ class StatusReport:
     def mechanism(self, name: str) -> MechanismStatus:
         return next(m for m in self.mechanisms if m.mechanism == name)
 
+    @property
+    def switches(self) -> tuple[str, ...]:
+        """What an operator must see first: every FROZEN or DISABLED mechanism and every
+        BLOCKED scope, with its reason and expiry (a mechanism never enabled is not listed)."""
+        out = [
+            f"FROZEN {m.mechanism}: {m.mode_source}"
+            for m in self.mechanisms
+            if m.mode is Mode.FROZEN
+        ]
+        out += [
+            f"DISABLED {m.mechanism}: {m.enabled_source}"
+            for m in self.mechanisms
+            if not m.enabled and "never enabled" not in m.enabled_source
+        ]
+        out += [
+            f"BLOCKED {b.pocket if b.strategy is None else f'{b.pocket}/{b.strategy}'} "
+            f"until {b.until or '-'}: {b.reason}"
+            for b in self.blocked
+            if not b.expired
+        ]
+        return tuple(out)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "now": format_utc(self.now),
             "overall": self.overall,
             "exit_code": self.exit_code,
             "problems": list(self.problems),
+            "switches": list(self.switches),
             "mechanisms": [m.to_json() for m in self.mechanisms],
             "operator_rollbacks_24h": [r.to_json() for r in self.operator_rollbacks_24h],
             "diff": [d.to_json() for d in self.diff],

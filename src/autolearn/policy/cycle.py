@@ -12,12 +12,13 @@ This module does I/O; the decisions live in ``decide.py`` and ``machine.py``.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
 from autolearn.adapters.state import StateStore
 from autolearn.core.apply_guard import ApplyKind
+from autolearn.core.knob_names import strategy_from_key
 from autolearn.core.knobs import KnobValue, Owner
 from autolearn.core.model import ShadowSignal, Trade
 from autolearn.core.timestamps import format_utc
@@ -34,12 +35,20 @@ from autolearn.mechanism import (
 from autolearn.policy.decide import (
     decide,
     knobs_of,
+    scope_knob_prefix,
     split_scope,
     validate_overlay,
 )
 from autolearn.policy.machine import ScopeState, Status, StepCode
 
-__all__ = ["MECHANISM", "operator_unblock", "read_states", "run_policy"]
+__all__ = [
+    "MECHANISM",
+    "operator_unblock",
+    "read_states",
+    "record_operator_scopes",
+    "run_policy",
+    "scope_of_knob",
+]
 
 MECHANISM = "policy"
 
@@ -200,6 +209,7 @@ def operator_unblock(
     now: datetime,
     to_active: bool = False,
     config: GatesConfig,
+    actor: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """An operator lifts a block: the scope goes to probation (or active), recorded with why."""
     if not reason.strip():
@@ -226,6 +236,8 @@ def operator_unblock(
         "strategy": strategy,
         "in_flight": None,
     }
+    if actor is not None:
+        record["actor"] = dict(actor)
     with store.lock(MECHANISM, timeout_s=10):
         states = read_states(store)
         before = states.get(scope, ScopeState())
@@ -258,4 +270,59 @@ def operator_unblock(
         scopes = dict(doc.get("scopes", {}))
         scopes[scope] = target.to_json()
         store.write_mechanism(MECHANISM, {**doc, "scopes": scopes})
+    return out
+
+
+def scope_of_knob(knob: str) -> str | None:
+    """``pockets.micro.allow_new`` -> ``micro``; a strategy key -> ``micro/<name>``; else None."""
+    parts = knob.split(".")
+    if len(parts) == 3 and parts[0] == "pockets":
+        return parts[1]
+    if len(parts) == 5 and parts[0] == "pockets" and parts[2] == "strategies":
+        try:
+            return f"{parts[1]}/{strategy_from_key(parts[3])}"
+        except ValueError:
+            return None
+    return None
+
+
+def record_operator_scopes(
+    *, store: StateStore, knobs: Iterable[str], now: datetime, config: GatesConfig
+) -> dict[str, str]:
+    """Make the policy's state agree with values an operator wrote (``set``, ``undo``,
+    ``rollback``), so its next run keeps them instead of re-applying its own.
+
+    The caller holds the policy lock across its apply and this call. Each touched scope takes
+    the state its knobs now stand for: ``allow_new`` false is a block of ``block_for`` (from
+    now), true with ``size_mult`` 1 is active, below 1 probation at that size. Returns scope ->
+    new status.
+    """
+    scopes = sorted({s for k in knobs if (s := scope_of_knob(k)) is not None})
+    if not scopes:
+        return {}
+    values = store.current_values()
+    doc = store.read_mechanism(MECHANISM)
+    stored = dict(doc.get("scopes", {}))
+    states = read_states(store)
+    out: dict[str, str] = {}
+    for scope in scopes:
+        prefix = scope_knob_prefix(scope)
+        allow = values.get(f"{prefix}allow_new", True)
+        size = float(values.get(f"{prefix}size_mult", 1.0))
+        before = states.get(scope, ScopeState())
+        if allow is False:
+            status, until = Status.BLOCKED, now + config.policy.block_for
+        else:
+            status, until = (Status.ACTIVE if size >= 1.0 else Status.PROBATION), None
+        state = ScopeState(
+            status=status,
+            reason=StepCode.OPERATOR_UNBLOCK.value if allow is not False else "operator_block",
+            since=now,
+            until=until,
+            size_mult=0.0 if allow is False else size,
+            strikes=before.strikes,
+        )
+        stored[scope] = state.to_json()
+        out[scope] = status.value
+    store.write_mechanism(MECHANISM, {**doc, "scopes": stored})
     return out
