@@ -38,6 +38,22 @@ def fixture_pg_database_url(pg_url: str) -> Iterator[sa.URL]:
         admin.dispose()
 
 
+def pg_schema_url(db_url: sa.URL, schema: str) -> str:
+    """A URL of a fresh, empty PostgreSQL schema ``schema`` in the test database."""
+    engine = sa.create_engine(db_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    engine.dispose()
+    scoped = db_url.update_query_dict({"options": f"-csearch_path={schema}"})
+    return scoped.render_as_string(hide_password=False)
+
+
+@pytest.fixture(name="new_pg_schema")
+def fixture_new_pg_schema(request: pytest.FixtureRequest) -> Callable[[str], str]:
+    """A factory: the URL of a fresh, empty PostgreSQL schema with the given name."""
+    return lambda schema: pg_schema_url(request.getfixturevalue("pg_database_url"), schema)
+
+
 @pytest.fixture(
     name="ledger_url", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 )
@@ -45,14 +61,7 @@ def fixture_ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """An empty ledger location on each backend."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'ledger' / 'trades.db'}"
-    db_url: sa.URL = request.getfixturevalue("pg_database_url")
-    schema = f"t{next(_schema_numbers)}"
-    engine = sa.create_engine(db_url)
-    with engine.begin() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    engine.dispose()
-    scoped = db_url.update_query_dict({"options": f"-csearch_path={schema}"})
-    return scoped.render_as_string(hide_password=False)
+    return pg_schema_url(request.getfixturevalue("pg_database_url"), f"t{next(_schema_numbers)}")
 
 
 @pytest.fixture(name="ledger")

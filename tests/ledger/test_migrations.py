@@ -34,14 +34,8 @@ def fixture_empty_url(request: pytest.FixtureRequest, ledger_url: str, tmp_path:
     def make() -> str:
         if ledger_url.startswith("sqlite"):
             return f"sqlite:///{tmp_path / f'{uuid.uuid4().hex[:8]}.db'}"
-        db_url: sa.URL = request.getfixturevalue("pg_database_url")
-        schema = f"m{uuid.uuid4().hex[:10]}"
-        engine = sa.create_engine(db_url)
-        with engine.begin() as conn:
-            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-        engine.dispose()
-        scoped = db_url.update_query_dict({"options": f"-csearch_path={schema}"})
-        return scoped.render_as_string(hide_password=False)
+        new_pg_schema = request.getfixturevalue("new_pg_schema")
+        return str(new_pg_schema(f"m{uuid.uuid4().hex[:10]}"))
 
     return make
 
