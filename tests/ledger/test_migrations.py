@@ -1,8 +1,9 @@
-"""Ledger schema migrations (alembic): v1 ledgers are stamped and kept, newer ones refused.
+"""Ledger schema migrations (alembic): v1 ledgers are stamped and upgraded, newer ones refused.
 
 The v1 ledger is ``tests/data/ledger/v1-ledger.sql``: what autolearn wrote before migrations
 existed (315 real QuantRabbit trades, shadow signals, a cursor). It is loaded as-is on SQLite and
-row by row into a v1 schema (the baseline migration) on PostgreSQL.
+row by row into a v1 schema (the baseline migration) on PostgreSQL. Opening it runs the v2
+migration (the signal log and the candle store; every shadow signal copied into the log).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from autolearn.core.model import EntrySignal
 from autolearn.errors import LedgerError
 from autolearn.ledger import _migrate, _schema
 from autolearn.ledger._schema import SCHEMA_VERSION, head_revision, metadata
@@ -113,18 +115,76 @@ def _shape(url: str) -> dict[str, Any]:
 
 
 class TestUpgradeFromV1:
-    def test_v1_ledger_with_real_rows_is_stamped_with_nothing_lost(self, ledger_url: str) -> None:
-        """A v1 ledger from before alembic opens, is stamped at the head, every row intact."""
+    def test_v1_ledger_with_real_rows_is_upgraded_with_nothing_lost(self, ledger_url: str) -> None:
+        """A v1 ledger from before alembic opens at schema 2, stamped at the head, every v1 row
+        intact and the v2 tables present."""
         _write_v1(ledger_url)
         before = _read_all(ledger_url)
         assert "alembic_version" not in before
+        assert before["meta"] == [("schema_version", "1")]
         with SqlLedger.open(ledger_url) as ledger:
             assert ledger.count_trades() == 315
         after = _read_all(ledger_url)
-        assert after["alembic_version"] == [(head_revision(),)]
-        assert {t: after[t] for t in V1_TABLES} == before
+        assert after["alembic_version"] == [(head_revision(),)] == [("v2",)]
+        assert after["meta"] == [("schema_version", "2")]
+        assert SCHEMA_VERSION == 2
+        assert {t: after[t] for t in V1_TABLES if t != "meta"} == {
+            t: v for t, v in before.items() if t != "meta"
+        }
+        engine = sa.create_engine(ledger_url)
+        with engine.connect() as conn:
+            assert {"signals", "candles"} <= set(sa.inspect(conn).get_table_names())
+        engine.dispose()
         with SqlLedger.open(ledger_url) as again:  # and it stays ready (read-only open)
             assert again.count_trades() == 315
+
+    def test_v1_shadow_signals_are_copied_into_the_signal_log(self, ledger_url: str) -> None:
+        """Every v1 shadow signal becomes a not-taken signal (its reason, else ``shadow``) with
+        its fields, no scores, and ingestion time kept; the shadow table itself is untouched."""
+        _write_v1(ledger_url)
+        with SqlLedger.open(ledger_url) as ledger:
+            shadows = ledger.shadow_signals()
+            signals = ledger.signals()
+        assert len(shadows) == len(_v1_rows()["shadow_signals"]) > 0
+        assert signals == [
+            EntrySignal(
+                signal_id=s.signal_id,
+                at=s.at,
+                instrument=s.instrument,
+                pocket=s.pocket,
+                strategy=s.strategy,
+                side=s.side,
+                price=s.price,
+                sl_pips=s.sl_pips,
+                tp_pips=s.tp_pips,
+                taken=False,
+                not_taken=s.reason or "shadow",
+                config_version=s.config_version,
+                extra=s.extra,
+            )
+            for s in shadows
+        ]
+        engine = sa.create_engine(ledger_url)
+        with engine.connect() as conn:
+
+            def ingested(table: str) -> dict[str, int]:
+                query = sa.text(f"SELECT signal_id, ingested_at_us FROM {table}")
+                return {r[0]: r[1] for r in conn.execute(query)}
+
+            assert ingested("signals") == ingested("shadow_signals")
+        engine.dispose()
+
+    def test_migrated_log_equals_shadows_received_new(
+        self, ledger_url: str, empty_url: Any
+    ) -> None:
+        """The migration's copy and upsert_shadow_signals map a shadow signal identically: a
+        v2 ledger receiving the v1 shadow signals holds the migrated ledger's signal log."""
+        _write_v1(ledger_url)
+        with SqlLedger.open(ledger_url) as migrated:
+            shadows, migrated_log = migrated.shadow_signals(), migrated.signals()
+        with SqlLedger.open(empty_url()) as fresh:
+            fresh.upsert_shadow_signals(shadows)
+            assert fresh.signals() == migrated_log
 
     def test_concurrent_first_opens_of_a_v1_ledger_stamp_once(self, ledger_url: str) -> None:
         """Four processes' worth of first opens at once: all succeed, one stamp, rows intact."""
@@ -151,36 +211,37 @@ class TestUpgradeFromV1:
     def test_next_migration_runs_on_open(
         self, ledger_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """Adding ``versions/v2_*.py`` and raising SCHEMA_VERSION migrates a v1 ledger on open
-        (what issue 12's ``signals`` table will do), keeping every v1 row."""
+        """Adding ``versions/v3_*.py`` and raising SCHEMA_VERSION migrates a v1 ledger on open
+        through v2 and v3 in one go, keeping every v1 row."""
         scripts = tmp_path / "migrations"
         shutil.copytree(_migrate.MIGRATIONS_DIR, scripts, ignore=shutil.ignore_patterns("__py*"))
-        (scripts / "versions" / "v2_example.py").write_text(_V2_EXAMPLE, encoding="utf-8")
+        (scripts / "versions" / "v3_example.py").write_text(_V3_EXAMPLE, encoding="utf-8")
         _write_v1(ledger_url)
         before = _read_all(ledger_url)
-        monkeypatch.setattr(_schema, "SCHEMA_VERSION", 2)
-        monkeypatch.setattr(_migrate, "SCHEMA_VERSION", 2)
+        monkeypatch.setattr(_schema, "SCHEMA_VERSION", 3)
+        monkeypatch.setattr(_migrate, "SCHEMA_VERSION", 3)
         monkeypatch.setattr(_migrate, "MIGRATIONS_DIR", scripts)
         with SqlLedger.open(ledger_url) as ledger:
             assert ledger.count_trades() == 315
         after = _read_all(ledger_url)
-        assert after["alembic_version"] == [("v2",)]
-        assert after["meta"] == [("schema_version", "2")]
+        assert after["alembic_version"] == [("v3",)]
+        assert after["meta"] == [("schema_version", "3")]
         assert {t: after[t] for t in V1_TABLES if t != "meta"} == {
             t: v for t, v in before.items() if t != "meta"
         }
         engine = sa.create_engine(ledger_url)
         with engine.connect() as conn:
             assert sa.inspect(conn).has_table("example_signals")
+            assert sa.inspect(conn).has_table("signals")  # v2 ran on the way
         engine.dispose()
 
 
-_V2_EXAMPLE = """
+_V3_EXAMPLE = """
 import sqlalchemy as sa
 from alembic import op
 
-revision = "v2"
-down_revision = "v1"
+revision = "v3"
+down_revision = "v2"
 branch_labels = None
 depends_on = None
 

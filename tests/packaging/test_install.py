@@ -156,14 +156,27 @@ _WORKER_SCRIPT = textwrap.dedent(
     assert verdict.allowed, verdict
     gates.close()
     writer.close()
-    # A v1 ledger from before migrations is stamped without alembic (nothing to migrate yet).
+    # A v1 ledger needs the v2 migration (alembic, control plane only): the worker is refused
+    # with the install that migrates it, and the ledger is left exactly as it was.
     import sqlite3
     old = sqlite3.connect(root / "v1.db")
     old.executescript((root.parent / "v1.sql").read_text(encoding="utf-8"))
     old.close()
+    def dump():
+        db = sqlite3.connect(root / "v1.db")
+        lines = list(db.iterdump())
+        db.close()
+        return lines
+    before = dump()
+    from autolearn.errors import LedgerError
     from autolearn.ledger import SqlLedger
-    with SqlLedger.open(f"sqlite:///{root / 'v1.db'}") as v1:
-        assert v1.count_trades() == 315
+    try:
+        SqlLedger.open(f"sqlite:///{root / 'v1.db'}").close()
+    except LedgerError as exc:
+        assert "pip install 'autolearn[cli]'" in str(exc), exc
+    else:
+        raise AssertionError("a bare worker migrated a v1 ledger without alembic")
+    assert dump() == before
     loaded = sorted(m.split(".")[0] for m in sys.modules if m.split(".")[0] in heavy)
     assert loaded == [], loaded
     print("worker-ok")
@@ -174,8 +187,8 @@ _WORKER_SCRIPT = textwrap.dedent(
 @pytest.mark.slow
 def test_bare_install_runs_the_worker_api_without_the_control_plane(tmp_path: Path) -> None:
     """A fresh venv with ``pip install -c constraints.txt .`` (no extras) reads knobs, checks an
-    entry, writes a trade, stamps a v1 ledger and runs the example bot; the heavy packages are
-    absent and the console script names the extra it needs."""
+    entry, writes a trade, refuses to migrate a v1 ledger and runs the example bot; the heavy
+    packages are absent and the console script names the extra it needs."""
     source = tmp_path / "src-copy"
     source.mkdir()
     shutil.copy2(REPO / "tests" / "data" / "ledger" / "v1-ledger.sql", tmp_path / "v1.sql")

@@ -12,6 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from autolearn.backtest import STRATEGIES
+from autolearn.backtest._parsers import OANDA_GRANULARITY_S
 from autolearn.core.config_loader import load_config
 from autolearn.core.lifecycle import FlightSettings
 
@@ -34,6 +35,9 @@ class AutotuneConfig:
     )
     # data
     candles_path: str = ""  # candle file (any format load_candles reads); --candles wins
+    # the ledger's candle store (preferred over candles_path when it has recent bars)
+    instrument: str = "USD_JPY"
+    granularity: str = "M1"
     window: timedelta = timedelta(days=30)  # recent candles the study runs on
     max_candle_age: timedelta = timedelta(days=3)  # newest candle older than this: hold
     spread_pips: float = 0.8  # the engine's round-trip cost
@@ -82,6 +86,10 @@ class AutotuneConfig:
             found.append(f"min_dsr: must be in [0, 1), got {self.min_dsr!r}")
         if self.spread_pips < 0 or self.drawdown_weight < 0 or self.embargo_bars < 0:
             found.append("spread_pips, drawdown_weight and embargo_bars: must be >= 0")
+        if self.granularity not in OANDA_GRANULARITY_S:
+            found.append(
+                f"granularity: unknown {self.granularity!r}; known: {sorted(OANDA_GRANULARITY_S)}"
+            )
         if any(len(pair) != 2 for pair in self.knob_map):
             found.append("knob_map: expected [knob_suffix, engine_param] pairs")
         return found

@@ -13,11 +13,17 @@
 4. ``apply`` goes through ``StateStore.apply(Owner.AUTOTUNE, ...)`` (the guard; ``dry_run`` in
    shadow / frozen) with the run record; ``hold`` is recorded with every reason.
 
+Candles: the given ones (a file: ``--candles`` / ``AUTOLEARN_CANDLES`` / ``candles_path``), or
+the ledger's candle store (``config.instrument`` / ``config.granularity``, the bars that can
+reach the window: ``store_candles``); the study's workers re-read the same window from the same
+place and refuse it when its fingerprint changed.
+
 Must not: read the clock (``now`` is a parameter) or write knob values other than via apply.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -66,7 +72,7 @@ from autolearn.mechanism import (
     version_context,
 )
 
-__all__ = ["run_cycle"]
+__all__ = ["run_cycle", "store_candles"]
 
 _MECHANISM = "autotune"
 
@@ -75,8 +81,8 @@ def run_cycle(
     store: StateStore,
     ledger: Ledger,
     config: AutotuneConfig,
-    candles: Candles,
-    candles_path: Path,
+    candles: Candles | None,
+    candles_path: Path | None,
     now: datetime,
     *,
     storage_url: str | None = None,
@@ -84,15 +90,44 @@ def run_cycle(
     workers: int = 1,
     shadow: bool = False,
     run_id: str | None = None,
+    ledger_url: str | None = None,
 ) -> dict[str, Any]:
-    """One autotune run; returns its record (already appended to the history)."""
+    """One autotune run; returns its record (already appended to the history).
+
+    ``candles_path`` None means the candles come from the ledger's store (read here when
+    ``candles`` is None too); the workers then re-read them through ``ledger_url`` (required
+    once a study runs: the ``Ledger`` seam does not reveal its URL, which may hold a password).
+    """
     base = base_record(_MECHANISM, now, shadow=shadow, run_id=run_id)
 
     def locked() -> dict[str, Any]:
+        bars = candles if candles is not None else store_candles(ledger, config, now)
+        source = _Source(path=candles_path, ledger_url=ledger_url)
         run = _Run(store, ledger, config, now, shadow, base)
-        return run.go(candles, candles_path, storage_url, n_trials, workers)
+        return run.go(bars, source, storage_url, n_trials, workers)
 
     return run_locked(store, base, locked)
+
+
+def store_candles(ledger: Ledger, config: AutotuneConfig, now: datetime) -> Candles:
+    """The stored bars that can fall in a window: newer than ``window + max_candle_age``.
+
+    An older newest bar makes the run hold ``stale_candles`` anyway, so nothing earlier is read.
+    """
+    return ledger.candles(
+        config.instrument,
+        granularity=config.granularity,
+        since=now - config.window - config.max_candle_age,
+        until=now + timedelta(microseconds=1),
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Source:
+    """Where the candles came from: a file, or the ledger's store (``path`` None)."""
+
+    path: Path | None
+    ledger_url: str | None
 
 
 class _Run:
@@ -138,7 +173,7 @@ class _Run:
     def go(
         self,
         candles: Candles,
-        candles_path: Path,
+        source: _Source,
         storage_url: str | None,
         n_trials: int | None,
         workers: int,
@@ -170,7 +205,7 @@ class _Run:
                 [f"folds_too_short: {short} (window {days:g} days of {candles.timeframe_s}s bars)"],
                 {"metrics": {"bars": len(window), "min_train_bars": c.min_train_bars}},
             )
-        spec = self._spec(window, candles_path, storage_url)
+        spec = self._spec(window, source, storage_url)
         trials = n_trials or self.config.n_trials
         workers_out = run_workers(spec, trials, workers, self.config.seed)
         return self._decide(spec, window, workers_out)
@@ -214,10 +249,20 @@ class _Run:
             self.store.end_arms({self.config.family: _MECHANISM}, self.now)
         return self._hold([result.code], extra, decision=result.action)
 
-    def _spec(self, window: Candles, path: Path, storage_url: str | None) -> StudySpec:
+    def _spec(self, window: Candles, source: _Source, storage_url: str | None) -> StudySpec:
         c = self.config
+        path, from_ledger = source.path, None
+        if path is None:
+            if not source.ledger_url:
+                raise ConfigError(
+                    "autotune on the ledger's candle store needs ledger_url (its study "
+                    "workers re-read the window from the ledger)"
+                )
+            path = Path(f"ledger candles {c.instrument} {c.granularity}")  # a label only
+            from_ledger = (source.ledger_url, c.instrument, c.granularity)
         return make_spec(
             storage_url=storage_url or default_storage_url(self.store.root),
+            candles_ledger=from_ledger,
             candles_path=path,
             window=window,
             strategy=c.engine_strategy,

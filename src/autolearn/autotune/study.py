@@ -133,6 +133,10 @@ class StudySpec:
     heartbeat_interval_s: int
     grace_period_s: int
     max_retry: int
+    # (ledger URL, instrument, granularity) when the window comes from the ledger's candle
+    # store; ``candles_path`` is then only a label for messages (never the URL: it may hold a
+    # password).
+    candles_ledger: tuple[str, str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -269,6 +273,7 @@ def make_spec(
     grace_period_s: int,
     max_retry: int,
     family: str,
+    candles_ledger: tuple[str, str, str] | None = None,
 ) -> StudySpec:
     """The spec, with a study name that changes whenever anything it depends on changes."""
     if len(window) == 0:
@@ -305,12 +310,30 @@ def make_spec(
         heartbeat_interval_s=heartbeat_interval_s,
         grace_period_s=grace_period_s,
         max_retry=max_retry,
+        candles_ledger=candles_ledger,
     )
+
+
+def _read_candles(spec: StudySpec) -> Candles:
+    """The candle file, or the window's bars from the ledger's candle store."""
+    if spec.candles_ledger is None:
+        return load_candles(spec.candles_path)
+    from autolearn.core.timestamps import from_epoch_us
+    from autolearn.ledger.sql import SqlLedger
+
+    url, instrument, granularity = spec.candles_ledger
+    with SqlLedger.open(url) as ledger:
+        return ledger.candles(
+            instrument,
+            granularity=granularity,
+            since=from_epoch_us(spec.start_us),
+            until=from_epoch_us(spec.end_us + 1),
+        )
 
 
 def load_window(spec: StudySpec) -> Candles:
     """The spec's candle window, checked against its fingerprint."""
-    candles = load_candles(spec.candles_path)
+    candles = _read_candles(spec)
     t = candles.time_us
     lo = int(np.searchsorted(t, spec.start_us, side="left"))
     hi = int(np.searchsorted(t, spec.end_us, side="right"))
@@ -318,7 +341,7 @@ def load_window(spec: StudySpec) -> Candles:
     if _fingerprint(window) != spec.fingerprint:
         raise InputError(
             f"{spec.candles_path}: the candles of the window differ from the study's "
-            f"(fingerprint {spec.fingerprint}); every worker must read the same candle file"
+            f"(fingerprint {spec.fingerprint}); every worker must read the same candles"
         )
     return window
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -74,18 +75,28 @@ class RawRows:
     rows: list[int] = field(default_factory=list)
     time_us: list[int] = field(default_factory=list)
     prices: list[tuple[float, float, float, float, float]] = field(default_factory=list)
+    # Per row, in price units (NaN: this row had none); the caller converts to pips.
+    spreads: list[float] = field(default_factory=list)
     rejected: list[RejectedRow] = field(default_factory=list)
     incomplete_dropped: int = 0
     instrument: str = ""
     timeframe_s: int = 0
+    pending_spread: float = math.nan  # the current row's spread, between its checks and add()
 
     def reject(self, row: int, column: str, value: object, reason: str) -> None:
         self.rejected.append(RejectedRow(row=row, column=column, value=str(value), reason=reason))
 
-    def add(self, row: int, time_us: int, values: tuple[float, float, float, float, float]) -> None:
+    def add(
+        self,
+        row: int,
+        time_us: int,
+        values: tuple[float, float, float, float, float],
+        spread: float = math.nan,
+    ) -> None:
         self.rows.append(row)
         self.time_us.append(time_us)
         self.prices.append(values)
+        self.spreads.append(spread)
 
 
 def _naive_us(text: str, compact: bool) -> int:
@@ -159,14 +170,24 @@ def parse_histdata(text: str) -> RawRows:
     return out
 
 
-def parse_delimited(text: str, *, sep: str, time_kind: str, quoted: bool = False) -> RawRows:
+def parse_delimited(
+    text: str, *, sep: str, time_kind: str, quoted: bool = False, spread_points: bool = False
+) -> RawRows:
     """A header line then ``time, o, h, l, c, volume[, extra...]`` rows (MT5, backtesting.py).
 
     ``time_kind`` is ``"ymd"`` (``YYYY-MM-DD HH:MM:SS``) or ``"epoch_s"``. ``quoted`` strips the
-    double quotes that wrap every line of the hadiforoughi original.
+    double quotes that wrap every line of the hadiforoughi original. ``spread_points`` reads a
+    7th column named ``spread`` in MT5 points (one unit of the last quoted digit, so 18 points
+    on a 5-digit EUR/USD is 0.00018). The quote precision is the most common number of
+    decimals among the prices: rows drop trailing zeros, and some carry float noise
+    (``1.1234500000000001``), so neither one row nor the maximum would do.
     """
     out = RawRows()
-    for row, line in enumerate(text.splitlines(), start=1):
+    lines = text.splitlines()
+    header = lines[0].replace(" ", "").lower().split(sep) if lines else []
+    with_spread = spread_points and len(header) > 6 and header[6] == "spread"
+    decimals: Counter[int] = Counter()
+    for row, line in enumerate(lines, start=1):
         if row == 1 or not line.strip():
             continue  # header (checked by format detection)
         body = line.strip()
@@ -179,8 +200,36 @@ def parse_delimited(text: str, *, sep: str, time_kind: str, quoted: bool = False
         if len(fields) < 6:
             out.reject(row, "(row)", line, f"expected >= 6 fields separated by {sep!r}")
             continue
+        if with_spread:
+            decimals.update(_decimals(f) for f in fields[1:5])
+            if not _spread_row(out, row, fields):
+                continue
         _add_row(out, row, fields[:6], time_kind=time_kind)
+    if with_spread:
+        # Points -> price units once the file's quote precision is known.
+        digits = decimals.most_common(1)[0][0] if decimals else 0
+        out.spreads = [points * 10.0**-digits for points in out.spreads]
     return out
+
+
+def _decimals(text: str) -> int:
+    _, dot, frac = text.strip().partition(".")
+    return len(frac) if dot and frac.isdigit() else 0
+
+
+def _spread_row(out: RawRows, row: int, fields: list[str]) -> bool:
+    """Check the row's spread column (points); ``_add_row`` stores it with the row."""
+    text = fields[6] if len(fields) > 6 else ""
+    try:
+        points = float(text)
+    except ValueError:
+        out.reject(row, "spread", text, "not a number")
+        return False
+    if not math.isfinite(points) or points < 0:
+        out.reject(row, "spread", text, "must be finite and >= 0 (points)")
+        return False
+    out.pending_spread = points
+    return True
 
 
 def _add_row(out: RawRows, row: int, fields: list[str], *, time_kind: str) -> None:
@@ -193,8 +242,9 @@ def _add_row(out: RawRows, row: int, fields: list[str], *, time_kind: str) -> No
         out.reject(row, "time", fields[0], str(exc))
         return
     values = _ohlcv(out, row, list(fields[1:6]))
+    spread, out.pending_spread = out.pending_spread, math.nan
     if values is not None:
-        out.add(row, time_us, values)  # type: ignore[arg-type]
+        out.add(row, time_us, values, spread)  # type: ignore[arg-type]
 
 
 def _json_time(out: RawRows, row: int, text: object) -> int | None:
@@ -208,7 +258,11 @@ def _json_time(out: RawRows, row: int, text: object) -> int | None:
 
 
 def parse_oanda_json(doc: object) -> RawRows:
-    """OANDA v20 ``GET /v3/instruments/{i}/candles`` body: mid prices, incomplete ones dropped."""
+    """OANDA v20 ``GET /v3/instruments/{i}/candles`` body: mid prices, incomplete ones dropped.
+
+    With ``bid`` and ``ask`` beside ``mid`` (``price=MBA``) the row's spread is ask close - bid
+    close; a crossed quote (ask below bid) rejects the row.
+    """
     out = RawRows()
     if not isinstance(doc, dict) or not isinstance(doc.get("candles"), list):
         out.reject(0, "candles", type(doc).__name__, "expected an object with a 'candles' list")
@@ -228,9 +282,30 @@ def parse_oanda_json(doc: object) -> RawRows:
         mid = candle["mid"]
         fields = [mid.get("o"), mid.get("h"), mid.get("l"), mid.get("c"), candle.get("volume", 0)]
         values = _ohlcv(out, row, fields)
-        if values is not None:
-            out.add(row, time_us, values)  # type: ignore[arg-type]
+        if values is None:
+            continue
+        spread = _bid_ask_spread(out, row, candle)
+        if spread is not None:
+            out.add(row, time_us, values, spread)  # type: ignore[arg-type]
     return out
+
+
+def _bid_ask_spread(out: RawRows, row: int, candle: dict[str, object]) -> float | None:
+    """``ask.c - bid.c`` in price units (NaN without both sides; None: rejected, crossed)."""
+    bid, ask = candle.get("bid"), candle.get("ask")
+    if not isinstance(bid, dict) or not isinstance(ask, dict):
+        return math.nan  # price=M: mid only
+    closes = []
+    for side, prices in (("bid", bid), ("ask", ask)):
+        value = _price(out, row, f"{side}.c", prices.get("c"))
+        if value is None:
+            return None
+        closes.append(value)
+    bid_c, ask_c = closes
+    if ask_c < bid_c:
+        out.reject(row, "ask.c", ask_c, f"ask close below bid close {bid_c} (crossed quote)")
+        return None
+    return ask_c - bid_c
 
 
 def parse_factor_cache(doc: object, timeframe: str) -> RawRows:

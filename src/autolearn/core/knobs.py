@@ -12,8 +12,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 from enum import StrEnum
+from typing import Literal
 
 __all__ = [
+    "ADMITS",
+    "Admits",
     "Approach",
     "KnobSpec",
     "KnobType",
@@ -27,6 +30,10 @@ __all__ = [
 ]
 
 KnobValue = float | int | bool
+# How an entry-threshold knob compares its score: "above" admits a signal when
+# ``scores[score] >= value`` (a higher value is stricter), "below" when ``<= value``.
+Admits = Literal["above", "below"]
+ADMITS: tuple[Admits, ...] = ("above", "below")
 
 
 class Owner(StrEnum):
@@ -52,6 +59,10 @@ class KnobSpec:
     ``step`` is the grid spacing anchored at ``lower``; ``max_step`` the largest move in one apply
     (a multiple of ``step``); ``max_drift_per_day`` the largest total absolute movement within any
     24 hours; ``min_interval`` the least time between two changes of this knob.
+
+    ``score``/``admits`` (both or neither, int/float knobs only) mark an entry threshold: the
+    named score of each logged signal it compares and in which direction (:data:`Admits`), so
+    a counterfactual can replay the signals each candidate value would admit.
     """
 
     name: str
@@ -67,6 +78,24 @@ class KnobSpec:
     family: str = ""
     doc: str = ""
     reader: str = ""
+    score: str | None = None
+    admits: Admits | None = None
+
+    def __post_init__(self) -> None:
+        if (self.score is None) != (self.admits is None):
+            raise ValueError(
+                f"knob {self.name}: score and admits go together, got score {self.score!r} "
+                f"and admits {self.admits!r}"
+            )
+        if self.score is not None and (self.type is KnobType.BOOL or not self.score):
+            raise ValueError(
+                f"knob {self.name}: a score needs an int or float knob and a non-empty name, "
+                f"got type {self.type} and score {self.score!r}"
+            )
+        if self.admits is not None and self.admits not in ADMITS:
+            raise ValueError(
+                f"knob {self.name}: admits must be one of {ADMITS}, got {self.admits!r}"
+            )
 
     @property
     def decimals(self) -> int:

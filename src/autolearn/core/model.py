@@ -1,4 +1,4 @@
-"""Frozen values shared by every mechanism: closed trades and shadow signals.
+"""Frozen values shared by every mechanism: closed trades, shadow signals, entry signals.
 
 Pure: no I/O, no clock. Values validate themselves in ``__post_init__`` and name the offending
 field and value, so a bad row is caught where it enters, never deep inside a decision.
@@ -7,11 +7,12 @@ field and value, so a bad row is caught where it enters, never deep inside a dec
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
-__all__ = ["ShadowSignal", "Side", "Trade", "TradeState", "pip_size"]
+__all__ = ["EntrySignal", "ShadowSignal", "Side", "Trade", "TradeState", "pip_size"]
 
 
 class Side(StrEnum):
@@ -149,3 +150,86 @@ class ShadowSignal:
         if self.outcome_pips is not None:
             _require_finite("outcome_pips", self.outcome_pips)
         object.__setattr__(self, "side", Side(self.side))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EntrySignal:
+    """One candidate entry a strategy evaluated, taken or not: a row of the signal log.
+
+    ``at`` is the decision time, the close time of the bar the signal was decided on, and
+    ``price`` the mid then. ``scores`` are the named numbers the entry-threshold knobs compare
+    (the registry's ``score``): a counterfactual replays the signals a candidate threshold would
+    admit, so every score must be finite. ``not_taken`` says why a signal was not taken
+    (``threshold``, ``gate:<code>``, ``policy_block``, ``reentry_block``, ``position_open``,
+    ``shadow`` or the bot's own text) and is ``''`` exactly when ``taken``; ``broker_trade_id``
+    names the trade a taken signal opened ('' while unknown). ``sl_pips``/``tp_pips``/
+    ``timeout_s`` are what the entry would use (``None``: none). ``scores`` and ``extra`` are
+    copied on construction, so the caller's dicts never alias a stored value.
+    """
+
+    signal_id: str
+    at: datetime
+    instrument: str
+    pocket: str
+    strategy: str
+    side: Side
+    price: float
+    sl_pips: float | None = None
+    tp_pips: float | None = None
+    timeout_s: float | None = None
+    scores: Mapping[str, float] = field(default_factory=dict)
+    unit_id: str = ""
+    taken: bool
+    not_taken: str = ""
+    broker_trade_id: str = ""
+    config_version: str = ""
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.signal_id, str) or not self.signal_id:
+            raise ValueError(f"signal_id must be a non-empty string, got {self.signal_id!r}")
+        try:
+            self._check()
+        except ValueError as exc:  # every message names the signal, then the field
+            raise ValueError(f"signal {self.signal_id}: {exc}") from None
+        object.__setattr__(self, "side", Side(self.side))
+        object.__setattr__(self, "scores", _scores(self.scores))
+        object.__setattr__(self, "extra", dict(self.extra))
+
+    def _check(self) -> None:
+        if self.side not in {s.value for s in Side}:
+            raise ValueError(f"side must be 'long' or 'short', got {self.side!r}")
+        _require_aware("at", self.at)
+        _require_finite("price", self.price)
+        for name in ("sl_pips", "tp_pips", "timeout_s"):
+            value = getattr(self, name)
+            if value is not None:
+                _require_finite(name, value)
+        if self.timeout_s is not None and self.timeout_s <= 0:
+            raise ValueError(f"timeout_s must be > 0 seconds or None, got {self.timeout_s!r}")
+        if not isinstance(self.taken, bool):
+            raise ValueError(f"taken must be a bool, got {self.taken!r}")
+        if self.taken and self.not_taken:
+            raise ValueError(f"not_taken must be '' for a taken signal, got {self.not_taken!r}")
+        if not self.taken and not self.not_taken:
+            raise ValueError("not_taken must say why the signal was not taken, got ''")
+        _scores(self.scores)
+        if not isinstance(self.extra, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in self.extra.items()
+        ):
+            raise ValueError(f"extra must map text to text, got {self.extra!r}")
+
+
+def _scores(raw: object) -> dict[str, float]:
+    """``raw`` as a fresh ``{name: float}``; raises naming the first bad name or value."""
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"scores must be a mapping of name -> number, got {raw!r}")
+    out: dict[str, float] = {}
+    for name, value in raw.items():
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"scores: a score name must be a non-empty string, got {name!r}")
+        if isinstance(value, bool):  # True is an int, not a score
+            raise ValueError(f"scores[{name!r}] must be a finite number, got {value!r}")
+        _require_finite(f"scores[{name!r}]", value)
+        out[name] = float(value)
+    return out

@@ -37,6 +37,13 @@ def _pace(spec: KnobSpec) -> str:
     return ", ".join(parts) or "-"
 
 
+def _score(spec: KnobSpec) -> str:
+    """An entry threshold's admission rule, e.g. ``confidence ≥ value`` (``-``: not one)."""
+    if spec.score is None:
+        return "-"
+    return f"`{spec.score}` {'≥' if spec.admits == 'above' else '≤'} value"
+
+
 def render_ownership_doc(registry: Registry) -> str:
     """Markdown table: which mechanism owns which knob, its bounds and its cadence."""
     lines = [
@@ -44,7 +51,9 @@ def render_ownership_doc(registry: Registry) -> str:
         "",
         "Generated from the knob registry by `autolearn knobs --doc`; do not edit by hand",
         "(`make test` fails when this file and the registry disagree). Every knob has exactly",
-        "one owner; the state store rejects a write by anyone else (`not_owner`).",
+        "one owner; the state store rejects a write by anyone else (`not_owner`). An entry",
+        "threshold's `admits` says which score of a logged signal it compares: a signal is",
+        "admitted when the rule holds for the knob's value (the counterfactual replays them).",
         "",
         f"Registry fingerprint: `{registry.fingerprint}`. Pockets: {', '.join(registry.pockets)}.",
         "",
@@ -66,13 +75,13 @@ def render_ownership_doc(registry: Registry) -> str:
         if not specs and not patterns:
             continue
         lines += [f"## {owner.value}: {_CADENCE[owner]}", ""]
-        lines += ["| knob | type | default | limits | pace | family | read by |"]
-        lines += ["|---|---|---|---|---|---|---|"]
+        lines += ["| knob | type | default | limits | pace | family | read by | admits |"]
+        lines += ["|---|---|---|---|---|---|---|---|"]
         for spec in [*specs, *patterns]:
             default = str(spec.default).lower() if spec.type is KnobType.BOOL else spec.default
             lines.append(
                 f"| `{spec.name}` | {spec.type.value} | {default} | {_limits(spec)} | "
-                f"{_pace(spec)} | {spec.family} | {spec.reader or '-'} |"
+                f"{_pace(spec)} | {spec.family} | {spec.reader or '-'} | {_score(spec)} |"
             )
         lines.append("")
     return "\n".join(lines)

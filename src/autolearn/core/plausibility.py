@@ -16,9 +16,15 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from autolearn.core.model import ShadowSignal, Trade
+from autolearn.core.model import EntrySignal, ShadowSignal, Trade
 
-__all__ = ["Implausible", "TradeLimits", "implausible_signal", "implausible_trade"]
+__all__ = [
+    "Implausible",
+    "TradeLimits",
+    "implausible_entry_signal",
+    "implausible_signal",
+    "implausible_trade",
+]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -30,7 +36,9 @@ class TradeLimits:
     max_abs_pl_account: float = 1e12
     max_units: int = 10**12
     max_price: float = 1e7  # prices are per unit of base currency
-    max_abs_signal_pips: float = 100_000.0  # sl/tp/outcome of a shadow signal
+    max_abs_signal_pips: float = 100_000.0  # sl/tp/outcome of a shadow or entry signal
+    max_abs_signal_score: float = 1e9  # every score of an entry signal
+    max_signal_timeout_s: float = 30 * 86400.0  # an entry signal's timeout (30 days)
 
     def __post_init__(self) -> None:
         if self.future_tolerance < timedelta(0):
@@ -41,6 +49,8 @@ class TradeLimits:
             "max_units",
             "max_price",
             "max_abs_signal_pips",
+            "max_abs_signal_score",
+            "max_signal_timeout_s",
         ):
             value = getattr(self, name)
             if not math.isfinite(value) or value <= 0:
@@ -70,9 +80,9 @@ def _future(name: str, at: datetime, now: datetime, limits: TradeLimits) -> Impl
     return None
 
 
-def _magnitude(name: str, value: float, limit: float) -> Implausible | None:
+def _magnitude(name: str, value: float, limit: float, what: str = "trade") -> Implausible | None:
     if not math.isfinite(value) or abs(value) > limit:
-        return Implausible(name, repr(value), f"|{name}| > {limit:g} is not a plausible trade")
+        return Implausible(name, repr(value), f"|{name}| > {limit:g} is not a plausible {what}")
     return None
 
 
@@ -104,4 +114,29 @@ def implausible_signal(
         value = getattr(signal, name)
         if value is not None:
             found.append(_magnitude(name, value, limits.max_abs_signal_pips))
+    return [f for f in found if f is not None]
+
+
+def implausible_entry_signal(
+    signal: EntrySignal, now: datetime, limits: TradeLimits
+) -> list[Implausible]:
+    """Every field of ``signal`` outside ``limits`` at ``now`` (empty: plausible).
+
+    Scores are bounded too: one absurd score (``1e300``) would overflow every statistic a
+    counterfactual computes over the signals it admits.
+    """
+    found = [
+        _future("at", signal.at, now, limits),
+        _magnitude("price", signal.price, limits.max_price, "signal"),
+    ]
+    for name in ("sl_pips", "tp_pips"):
+        value = getattr(signal, name)
+        if value is not None:
+            found.append(_magnitude(name, value, limits.max_abs_signal_pips, "signal"))
+    if signal.timeout_s is not None:
+        found.append(
+            _magnitude("timeout_s", signal.timeout_s, limits.max_signal_timeout_s, "signal")
+        )
+    for score, value in sorted(signal.scores.items()):
+        found.append(_magnitude(f"scores[{score!r}]", value, limits.max_abs_signal_score, "signal"))
     return [f for f in found if f is not None]

@@ -20,16 +20,25 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from autolearn.core.knob_names import KEY_SEGMENT
-from autolearn.core.knobs import KnobSpec, KnobType, KnobValue, Owner, problems_with_value
+from autolearn.core.knobs import (
+    ADMITS,
+    Admits,
+    KnobSpec,
+    KnobType,
+    KnobValue,
+    Owner,
+    problems_with_value,
+)
 from autolearn.errors import ConfigError, OwnershipError
 
 __all__ = ["REGISTRY_SCHEMA_VERSION", "Registry", "parse_duration", "parse_registry"]
 
 REGISTRY_SCHEMA_VERSION = 1
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.([A-Za-z_][A-Za-z0-9_]*|\*|\{pocket\}))+$")
+_SCORE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # a signal's score name (EntrySignal.scores)
 _SEGMENT = KEY_SEGMENT  # what ``*`` matches: one strategy key (core.knob_names)
 _MAX_DURATION_S = 10 * 365 * 86400.0
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
@@ -45,6 +54,8 @@ _KNOB_KEYS = {
     "family",
     "doc",
     "reader",
+    "score",
+    "admits",
 }
 
 
@@ -221,6 +232,7 @@ def _parse_knob(name: str, raw: object, problems: list[str]) -> KnobSpec | None:
             problems.append(f"{where}.max_step: {max_step:g} must be a multiple of step {step:g}")
         if "max_drift_per_day" in raw:
             drift = _positive(raw["max_drift_per_day"], f"{where}.max_drift_per_day", problems)
+    score, admits = _score(raw, knob_type, where, problems)
     try:
         interval = parse_duration(raw.get("min_interval", 0))
     except ValueError as exc:
@@ -242,10 +254,40 @@ def _parse_knob(name: str, raw: object, problems: list[str]) -> KnobSpec | None:
         family=str(raw.get("family") or name.rsplit(".", 1)[0]),
         doc=str(raw.get("doc", "")),
         reader=str(raw.get("reader", "")),
+        score=score,
+        admits=admits,
     )
     for problem in problems_with_value(spec, raw.get("default")):
         problems.append(f"{where}.default: {problem}")
     return None if len(problems) > before else spec
+
+
+def _score(
+    raw: Mapping[str, Any], knob_type: KnobType, where: str, problems: list[str]
+) -> tuple[str | None, Admits | None]:
+    """``score``/``admits`` of an entry-threshold knob: both or neither, on int/float knobs."""
+    score, admits = raw.get("score"), raw.get("admits")
+    if score is None and admits is None:
+        return None, None
+    before = len(problems)
+    if score is None or admits is None:
+        given, missing = ("score", "admits") if admits is None else ("admits", "score")
+        problems.append(
+            f"{where}.{missing}: {given} is set, so {missing} must be too (an entry threshold "
+            "names the signal score it compares and whether it admits above or below)"
+        )
+    if knob_type is KnobType.BOOL:
+        problems.append(f"{where}.score: only an int or float knob can compare a score")
+    if score is not None and (not isinstance(score, str) or not _SCORE.match(score)):
+        problems.append(
+            f"{where}.score: expected a score name like 'vwap_z_abs' ([A-Za-z_][A-Za-z0-9_]*), "
+            f"got {score!r}"
+        )
+    if admits is not None and admits not in ADMITS:
+        problems.append(f"{where}.admits: expected one of {', '.join(ADMITS)}, got {admits!r}")
+    if len(problems) > before:
+        return None, None
+    return str(score), cast(Admits, admits)
 
 
 def _is_number(value: object) -> bool:

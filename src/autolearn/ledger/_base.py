@@ -2,8 +2,9 @@
 
 Contract (every implementation, SQLite or PostgreSQL, passes the same suite):
 - ``upsert_*`` are idempotent: the same trade delivered twice is stored once, keyed by
-  ``(broker_trade_id, close_tx_id)`` for trades and ``signal_id`` for shadow signals; a
-  re-delivery with changed fields updates the row (counted as ``updated``).
+  ``(broker_trade_id, close_tx_id)`` for trades and ``signal_id`` for shadow and entry signals;
+  a re-delivery with changed fields updates the row (counted as ``updated``). A shadow signal
+  also enters the signal log (not taken) when that has no row of its id.
 - Reads return frozen values ordered by ``(close_at, broker_trade_id, close_tx_id)`` and filter
   on real timestamps (stored as integer microseconds), never on strings.
 - A failure of the database is raised as ``LedgerError`` with the URL's password redacted.
@@ -14,9 +15,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from autolearn.core.model import ShadowSignal, Trade
+from autolearn.core.model import EntrySignal, ShadowSignal, Trade
+
+if TYPE_CHECKING:  # numpy is the learn extra: a bare worker imports this module without it
+    from autolearn.backtest.candles import Candles
 
 __all__ = ["Ledger", "UpsertCounts", "Watermark"]
 
@@ -42,11 +46,13 @@ class UpsertCounts:
 
 
 class Ledger(Protocol):
-    """Closed trades and shadow signals, plus small named cursors for resumable imports."""
+    """Closed trades, shadow signals, the signal log, candles, and cursors for resumable imports."""
 
     def upsert_trades(self, trades: Iterable[Trade]) -> UpsertCounts: ...
 
     def upsert_shadow_signals(self, signals: Iterable[ShadowSignal]) -> UpsertCounts: ...
+
+    def upsert_signals(self, signals: Iterable[EntrySignal]) -> UpsertCounts: ...
 
     def trades(
         self,
@@ -71,6 +77,33 @@ class Ledger(Protocol):
         pocket: str | None = None,
         strategy: str | None = None,
     ) -> list[ShadowSignal]: ...
+
+    def signals(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        instrument: str | None = None,
+        pocket: str | None = None,
+        strategy: str | None = None,
+    ) -> list[EntrySignal]:
+        """The signal log with ``since <= at < until`` and every filter, by ``(at, signal_id)``."""
+        ...
+
+    def upsert_candles(self, candles: Candles, *, granularity: str = "M1") -> UpsertCounts:
+        """Store complete bars keyed ``(instrument, granularity, open time)``, idempotently."""
+        ...
+
+    def candles(
+        self,
+        instrument: str,
+        *,
+        granularity: str = "M1",
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> Candles:
+        """Bars with ``since <= open time < until``, sorted; an empty ``Candles`` when none."""
+        ...
 
     def count_trades(self) -> int: ...
 

@@ -1,9 +1,10 @@
-"""Trade / ShadowSignal <-> ledger rows: conversion, checks before storing, batching into chunks.
+"""Trade / ShadowSignal / EntrySignal <-> ledger rows: conversion, checks, batching into chunks.
 
 A value is refused (``LedgerError``) when both backends cannot store it identically: text with
 a NUL character (PostgreSQL rejects it) or a lone surrogate (not valid UTF-8), and ``units``
-beyond a 64-bit integer. Times become epoch microseconds; ``extra`` becomes canonical JSON
-(sorted keys) so an unchanged signal compares equal to its stored row.
+beyond a 64-bit integer. Times become epoch microseconds; ``extra`` and ``scores`` become
+canonical JSON (sorted keys, floats in their shortest exact form) so an unchanged signal compares
+equal to its stored row and every value round-trips exactly.
 
 A stored row that no longer decodes (another writer or an older version left it inconsistent,
 e.g. ``close_at`` before ``entry_at``) is reported as ``LedgerError`` naming the table and the
@@ -20,11 +21,22 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
-from autolearn.core.model import ShadowSignal, Side, Trade, TradeState
+from autolearn.core.model import EntrySignal, ShadowSignal, Side, Trade, TradeState
 from autolearn.core.timestamps import from_epoch_us, to_epoch_us
 from autolearn.errors import LedgerError
 
-__all__ = ["check_text", "chunks", "shadow_from_row", "shadow_row", "trade_from_row", "trade_row"]
+__all__ = [
+    "canonical_json",
+    "check_text",
+    "chunks",
+    "shadow_from_row",
+    "shadow_row",
+    "shadow_signal_row",
+    "signal_from_row",
+    "signal_row",
+    "trade_from_row",
+    "trade_row",
+]
 
 _INT64_MAX = 2**63 - 1
 
@@ -154,7 +166,7 @@ def shadow_row(s: ShadowSignal) -> dict[str, Any]:
         "reason": s.reason,
         "outcome_pips": _optional_float(s.outcome_pips),
         "outcome_at_us": None if s.outcome_at is None else to_epoch_us(s.outcome_at),
-        "extra": json.dumps(dict(s.extra), sort_keys=True, ensure_ascii=False),
+        "extra": canonical_json(s.extra),
     }
     check_text(row)
     return row
@@ -187,5 +199,106 @@ def _shadow_from_row(r: sa.RowMapping) -> ShadowSignal:
         reason=r["reason"],
         outcome_pips=_optional_float(r["outcome_pips"]),
         outcome_at=None if r["outcome_at_us"] is None else from_epoch_us(r["outcome_at_us"]),
+        extra={str(k): str(v) for k, v in extra.items()},
+    )
+
+
+def canonical_json(mapping: Mapping[str, object]) -> str:
+    """``mapping`` as JSON with sorted keys: equal mappings give equal text (the upsert compares
+    text). ``repr``-exact floats; NaN/inf are refused (the model already forbids them)."""
+    return json.dumps(dict(mapping), sort_keys=True, ensure_ascii=False, allow_nan=False)
+
+
+def signal_row(s: EntrySignal) -> dict[str, Any]:
+    """The ``signals`` row of ``s`` (without ``ingested_at_us``); raises ``LedgerError``."""
+    row: dict[str, Any] = {
+        "signal_id": s.signal_id,
+        "at_us": to_epoch_us(s.at),
+        "instrument": s.instrument,
+        "pocket": s.pocket,
+        "strategy": s.strategy,
+        "side": s.side.value,
+        "price": float(s.price),
+        "sl_pips": _optional_float(s.sl_pips),
+        "tp_pips": _optional_float(s.tp_pips),
+        "timeout_s": _optional_float(s.timeout_s),
+        "scores": canonical_json(s.scores),
+        "unit_id": s.unit_id,
+        "taken": bool(s.taken),
+        "not_taken": s.not_taken,
+        "broker_trade_id": s.broker_trade_id,
+        "config_version": s.config_version,
+        "extra": canonical_json(s.extra),
+    }
+    check_text(row)
+    return row
+
+
+# The shadow columns a signal-log row copies as they are (see ``shadow_signal_row``).
+_SHADOW_COPIED = (
+    "signal_id",
+    "at_us",
+    "instrument",
+    "pocket",
+    "strategy",
+    "side",
+    "price",
+    "sl_pips",
+    "tp_pips",
+    "config_version",
+    "extra",
+)
+
+
+def shadow_signal_row(shadow: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``signals`` row a stored shadow row maps onto: not taken, its reason (else
+    ``shadow``), no scores, no timeout. Exactly the v2 migration's copy, so a ledger migrated
+    from v1 and one that received the same shadow signals new hold the same signal log."""
+    return {
+        **{k: shadow[k] for k in _SHADOW_COPIED},
+        "timeout_s": None,
+        "scores": "{}",
+        "unit_id": "",
+        "taken": False,
+        "not_taken": shadow["reason"] or "shadow",
+        "broker_trade_id": "",
+    }
+
+
+def signal_from_row(r: sa.RowMapping) -> EntrySignal:
+    """The ``EntrySignal`` stored in ``signals`` row ``r``; an undecodable row raises
+    ``LedgerError``."""
+    try:
+        return _signal_from_row(r)
+    except _DECODE_ERRORS as exc:
+        raise _undecodable("signals", f"(signal_id={r['signal_id']!r})", exc) from exc
+
+
+def _json_object(column: str, text: str) -> dict[str, Any]:
+    value = json.loads(text)  # a JSONDecodeError is a ValueError: reported as undecodable
+    if not isinstance(value, dict):
+        raise TypeError(f"{column} must be a JSON object, got {text!r}")
+    return value
+
+
+def _signal_from_row(r: sa.RowMapping) -> EntrySignal:
+    extra = _json_object("extra", r["extra"])
+    return EntrySignal(
+        signal_id=r["signal_id"],
+        at=from_epoch_us(r["at_us"]),
+        instrument=r["instrument"],
+        pocket=r["pocket"],
+        strategy=r["strategy"],
+        side=Side(r["side"]),
+        price=float(r["price"]),
+        sl_pips=_optional_float(r["sl_pips"]),
+        tp_pips=_optional_float(r["tp_pips"]),
+        timeout_s=_optional_float(r["timeout_s"]),
+        scores=_json_object("scores", r["scores"]),  # EntrySignal checks every value
+        unit_id=r["unit_id"],
+        taken=bool(r["taken"]),
+        not_taken=r["not_taken"],
+        broker_trade_id=r["broker_trade_id"],
+        config_version=r["config_version"],
         extra={str(k): str(v) for k, v in extra.items()},
     )

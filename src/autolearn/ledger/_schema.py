@@ -22,11 +22,14 @@ from autolearn.errors import LedgerError
 from autolearn.ledger._engine import dialect_insert
 
 __all__ = [
+    "CANDLE_KEY",
     "NOT_CONTENT",
     "SCHEMA_VERSION",
     "SHADOW_KEY",
+    "SIGNAL_KEY",
     "TRADE_KEY",
     "alembic_version_table",
+    "candles_table",
     "create_schema",
     "cursors_table",
     "head_revision",
@@ -34,13 +37,14 @@ __all__ = [
     "metadata",
     "schema_ready",
     "shadow_table",
+    "signals_table",
     "stamp_revision",
     "stored_revision",
     "stored_version",
     "trades_table",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Byte-order collation on PostgreSQL so ORDER BY and watermark compares match SQLite and Python.
 _Key = sa.Text().with_variant(postgresql.TEXT(collation="C"), "postgresql")
@@ -105,6 +109,53 @@ shadow_table = sa.Table(
     sa.Index("ix_shadow_signals_at", "at_us", "signal_id"),
 )
 
+# v2: every candidate entry a strategy evaluated, taken or not (issue 12's signal log). A shadow
+# signal is one row here too (taken false, not_taken its reason). ``scores`` is canonical JSON of
+# the named numbers entry-threshold knobs compare (registry ``score``); ``broker_trade_id`` links
+# a taken signal to its trade ('' when not taken or not yet known).
+signals_table = sa.Table(
+    "signals",
+    metadata,
+    sa.Column("signal_id", _Key, primary_key=True),
+    sa.Column("at_us", sa.BigInteger, nullable=False),
+    sa.Column("instrument", _Key, nullable=False),
+    sa.Column("pocket", _Key, nullable=False),
+    sa.Column("strategy", _Key, nullable=False),
+    sa.Column("side", sa.Text, nullable=False),
+    sa.Column("price", sa.Double, nullable=False),
+    sa.Column("sl_pips", sa.Double, nullable=True),
+    sa.Column("tp_pips", sa.Double, nullable=True),
+    sa.Column("timeout_s", sa.Double, nullable=True),
+    sa.Column("scores", sa.Text, nullable=False),  # canonical JSON {name: number}
+    sa.Column("unit_id", sa.Text, nullable=False),
+    sa.Column("taken", sa.Boolean, nullable=False),
+    sa.Column("not_taken", sa.Text, nullable=False),  # '' when taken: threshold, gate:..., ...
+    sa.Column("broker_trade_id", _Key, nullable=False),
+    sa.Column("config_version", sa.Text, nullable=False),
+    sa.Column("extra", sa.Text, nullable=False),  # canonical JSON (sorted keys)
+    sa.Column("ingested_at_us", sa.BigInteger, nullable=False),
+    sa.Index("ix_signals_instrument_at", "instrument", "at_us", "signal_id"),
+    sa.Index("ix_signals_strategy_at", "strategy", "at_us"),
+)
+
+# v2: complete bars only, mid OHLC with the spread beside it; ``time_us`` is the bar's open (UTC).
+candles_table = sa.Table(
+    "candles",
+    metadata,
+    sa.Column("instrument", _Key, nullable=False),
+    sa.Column("granularity", _Key, nullable=False),  # OANDA's names: M1, M5, H1, ...
+    sa.Column("time_us", sa.BigInteger, nullable=False),
+    sa.Column("open", sa.Double, nullable=False),
+    sa.Column("high", sa.Double, nullable=False),
+    sa.Column("low", sa.Double, nullable=False),
+    sa.Column("close", sa.Double, nullable=False),
+    sa.Column("spread_pips", sa.Double, nullable=True),  # None: the source had mid only
+    sa.Column("volume", sa.Double, nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("ingested_at_us", sa.BigInteger, nullable=False),
+    sa.PrimaryKeyConstraint("instrument", "granularity", "time_us", name="pk_candles"),
+)
+
 cursors_table = sa.Table(
     "cursors",
     metadata,
@@ -124,6 +175,8 @@ alembic_version_table = sa.Table(
 
 TRADE_KEY = ("broker_trade_id", "close_tx_id")
 SHADOW_KEY = ("signal_id",)
+SIGNAL_KEY = ("signal_id",)
+CANDLE_KEY = ("instrument", "granularity", "time_us")
 # Bookkeeping columns: not part of a row's content when deciding "unchanged".
 NOT_CONTENT = frozenset({"ingested_at_us"})
 

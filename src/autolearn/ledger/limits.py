@@ -7,6 +7,8 @@
     max_units: 1000000000000
     max_price: 1.0e7
     max_abs_signal_pips: 100000
+    max_abs_signal_score: 1.0e9
+    max_signal_timeout_s: 2592000
 
 A thin shell over the one config loader: unknown keys, wrong types and non-positive limits are
 a ``ConfigError`` (exit 78) with the dotted path. It decides nothing.

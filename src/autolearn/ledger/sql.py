@@ -27,14 +27,19 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from autolearn.core.model import ShadowSignal, Trade
-from autolearn.core.plausibility import TradeLimits, implausible_signal, implausible_trade
+from autolearn.core.model import EntrySignal, ShadowSignal, Trade
+from autolearn.core.plausibility import (
+    TradeLimits,
+    implausible_entry_signal,
+    implausible_signal,
+    implausible_trade,
+)
 from autolearn.core.timestamps import from_epoch_us, to_epoch_us
 from autolearn.errors import InputError, LedgerError, LedgerUnavailable
 from autolearn.ledger._base import UpsertCounts, Watermark
@@ -45,21 +50,31 @@ from autolearn.ledger._rows import (
     chunks,
     shadow_from_row,
     shadow_row,
+    shadow_signal_row,
+    signal_from_row,
+    signal_row,
     trade_from_row,
     trade_row,
 )
 from autolearn.ledger._schema import (
+    CANDLE_KEY,
     NOT_CONTENT,
     SCHEMA_VERSION,
     SHADOW_KEY,
+    SIGNAL_KEY,
     TRADE_KEY,
+    candles_table,
     cursors_table,
     schema_ready,
     shadow_table,
+    signals_table,
     trades_table,
 )
 from autolearn.ledger.summary import LedgerSummary
 from autolearn.ledger.writer import TradeWriter
+
+if TYPE_CHECKING:
+    from autolearn.backtest.candles import Candles
 
 __all__ = ["SCHEMA_VERSION", "LedgerSummary", "SqlLedger", "TradeWriter"]
 
@@ -227,10 +242,30 @@ class SqlLedger:
         return self._upsert(trades_table, TRADE_KEY, rows, "upsert_trades")
 
     def upsert_shadow_signals(self, signals: Iterable[ShadowSignal]) -> UpsertCounts:
-        """As :meth:`upsert_trades`, keyed by ``signal_id``."""
+        """As :meth:`upsert_trades`, keyed by ``signal_id``; the counts are the shadow rows'.
+
+        Each shadow signal also lands in the signal log (``signals``: not taken, its reason or
+        ``shadow``, no scores), in the same transaction, exactly as the v2 migration copies the
+        older ones. Only when the log has no row of that ``signal_id`` yet: a signal the bot
+        recorded itself (:meth:`upsert_signals`, with its scores) is never overwritten by its
+        poorer shadow copy, whichever of the two arrives first.
+        """
         now = self._wall_clock()
         rows = (shadow_row(self._plausible_signal(s, now)) for s in signals)
-        return self._upsert(shadow_table, SHADOW_KEY, rows, "upsert_shadow_signals")
+        return self._upsert(
+            shadow_table, SHADOW_KEY, rows, "upsert_shadow_signals", also=_log_shadows
+        )
+
+    def upsert_signals(self, signals: Iterable[EntrySignal]) -> UpsertCounts:
+        """Insert new signal-log rows, update changed ones, skip identical ones (by ``signal_id``).
+
+        As :meth:`upsert_trades`: one short transaction per chunk, and every signal checked
+        against :attr:`limits` first (no future ``at`` beyond the skew tolerance, no absurd
+        price, SL/TP, timeout or score): an implausible one raises ``InputError`` naming it.
+        """
+        now = self._wall_clock()
+        rows = (signal_row(self._plausible_entry_signal(s, now)) for s in signals)
+        return self._upsert(signals_table, SIGNAL_KEY, rows, "upsert_signals")
 
     def _plausible_trade(self, trade: Trade, now: datetime) -> Trade:
         found = implausible_trade(trade, now, self.limits)
@@ -246,6 +281,16 @@ class SqlLedger:
         if found:
             raise InputError(
                 f"ledger {self._url}: refused shadow signal {signal.signal_id}: "
+                + "; ".join(f.describe() for f in found)
+            )
+        return signal
+
+    def _plausible_entry_signal(self, signal: EntrySignal, now: datetime) -> EntrySignal:
+        found = implausible_entry_signal(signal, now, self.limits)
+        if found:
+            raise InputError(
+                f"ledger {self._url}: refused signal {signal.signal_id} ({signal.strategy} "
+                f"{signal.instrument} at {signal.at.isoformat()}): "
                 + "; ".join(f.describe() for f in found)
             )
         return signal
@@ -270,14 +315,21 @@ class SqlLedger:
         key: tuple[str, ...],
         rows: Iterable[dict[str, Any]],
         operation: str,
+        *,
+        also: Callable[[Connection, list[dict[str, Any]], int], None] | None = None,
     ) -> UpsertCounts:
+        """Upsert ``rows`` chunk by chunk; ``also(conn, chunk, now_us)`` runs in each chunk's
+        transaction after it (a write that must land together with the rows, or not at all)."""
         total = UpsertCounts()
         with self._translate(operation):
             for chunk in chunks(rows, _CHUNK):
 
                 def write(chunk: list[dict[str, Any]] = chunk) -> UpsertCounts:
                     with self._write() as conn:
-                        return self._upsert_chunk(conn, table, key, chunk)
+                        counts = self._upsert_chunk(conn, table, key, chunk)
+                        if also is not None:
+                            also(conn, chunk, to_epoch_us(self._clock()))
+                        return counts
 
                 total = total + self._retry_transient(write)
         return total
@@ -311,7 +363,9 @@ class SqlLedger:
         # Look up by the leading key column only: a plain IN on the primary key's prefix is
         # index-friendly on both backends (a row-value IN is not); extra rows are ignored.
         lead = key_cols[0].in_(sorted({k[0] for k in keys}))
-        for found in conn.execute(sa.select(*[table.c[n] for n in content]).where(lead)):
+        narrow = _key_narrowing(key_cols[1:], keys)
+        query = sa.select(*[table.c[n] for n in content]).where(lead, *narrow)
+        for found in conn.execute(query):
             mapping = dict(found._mapping)
             found_key = tuple(mapping[k] for k in key)
             if found_key in keys:
@@ -415,6 +469,32 @@ class SqlLedger:
             query = query.where(c.strategy == strategy)
         return self._read("shadow_signals", query, shadow_from_row)
 
+    def signals(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        instrument: str | None = None,
+        pocket: str | None = None,
+        strategy: str | None = None,
+    ) -> list[EntrySignal]:
+        """Signal-log rows with ``since <= at < until`` matching every given filter, ordered by
+        ``(at, signal_id)`` (code point order of the id, as on both backends)."""
+        c = signals_table.c
+        query = sa.select(signals_table).order_by(c.at_us, c.signal_id)
+        if since is not None:
+            query = query.where(c.at_us >= to_epoch_us(since))
+        if until is not None:
+            query = query.where(c.at_us < to_epoch_us(until))
+        for column, value in (
+            (c.instrument, instrument),
+            (c.pocket, pocket),
+            (c.strategy, strategy),
+        ):
+            if value is not None:
+                query = query.where(column == value)
+        return self._read("signals", query, signal_from_row)
+
     def count_trades(self) -> int:
         with self._translate("count_trades"), self._engine.connect() as conn:
             return int(
@@ -505,6 +585,88 @@ class SqlLedger:
         except OSError as exc:
             raise LedgerError(f"ledger {self._url}: {operation} failed: {exc}") from exc
 
+    # ----------------------------------------------------------------------------------------
+    # Candles (issue 12's store: complete bars, mid OHLC and the spread; numpy loads lazily)
+
+    def upsert_candles(self, candles: Candles, *, granularity: str = "M1") -> UpsertCounts:
+        """Store every bar of ``candles`` under ``granularity``; count inserted/updated/unchanged.
+
+        Keyed ``(instrument, granularity, bar open time)``: re-storing a bar is ``unchanged``,
+        a bar whose prices, spread, volume or source differ is ``updated`` (the last writer
+        wins, as for trades). ``candles.source`` is stored per bar.
+
+        Raises:
+            InputError: unknown granularity, one that does not match ``candles.timeframe_s``,
+                or a bar that opens in the future (wall clock): nothing is written then.
+        """
+        from autolearn.ledger._candle_rows import candle_rows
+
+        rows = list(candle_rows(candles, granularity))
+        if rows:
+            now_us = to_epoch_us(self._wall_clock())
+            newest = rows[-1]["time_us"]
+            if newest > now_us:
+                raise InputError(
+                    f"ledger {self._url}: refused candles of {candles.instrument} "
+                    f"{granularity} (source {candles.source or 'unknown'}): bar at "
+                    f"{from_epoch_us(newest).isoformat()} opens in the future"
+                )
+        return self._upsert(candles_table, CANDLE_KEY, rows, "upsert_candles")
+
+    def candles(
+        self,
+        instrument: str,
+        *,
+        granularity: str = "M1",
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> Candles:
+        """Stored bars with ``since <= open time < until``, sorted (empty ``Candles``: none).
+
+        The timeframe comes from ``granularity`` (``M1`` = 60 s, ``M5``, ``H1``...); an unknown
+        one raises ``InputError``. Gaps (weekends, quiet minutes) stay gaps.
+        """
+        from autolearn.ledger._candle_rows import candles_from_rows, granularity_seconds
+
+        granularity_seconds(granularity)  # before any query: a typo is the caller's error
+        c = candles_table.c
+        query = (
+            sa.select(c.time_us, c.open, c.high, c.low, c.close, c.spread_pips, c.volume, c.source)
+            .where(c.instrument == instrument, c.granularity == granularity)
+            .order_by(c.time_us)
+        )
+        if since is not None:
+            query = query.where(c.time_us >= to_epoch_us(since))
+        if until is not None:
+            query = query.where(c.time_us < to_epoch_us(until))
+        with self._translate("candles"), self._engine.connect() as conn:
+            rows = [row._mapping for row in conn.execute(query)]
+        try:
+            return candles_from_rows(
+                rows, instrument=instrument, granularity=granularity, source=f"ledger {self._url}"
+            )
+        except LedgerError as exc:
+            raise LedgerError(f"ledger {self._url}: candles failed: {exc}") from exc
+
+
+def _key_narrowing(
+    columns: list[sa.Column[Any]], keys: set[tuple[Any, ...]]
+) -> list[sa.ColumnElement[bool]]:
+    """Extra filters for the stored-row lookup of a multi-column key (a superset, never less).
+
+    An integer key column (the candles' ``time_us``) is bounded by the batch's range and a text
+    one fixed when the batch has one value: without it a chunk of bars would read every stored
+    bar of the instrument.
+    """
+    narrow: list[sa.ColumnElement[bool]] = []
+    for position, column in enumerate(columns, start=1):
+        values = {k[position] for k in keys}
+        if all(isinstance(v, int) for v in values):
+            narrow.append(column.between(min(values), max(values)))
+        elif len(values) == 1:
+            narrow.append(column == next(iter(values)))
+    return narrow
+
 
 def _sqlstate(exc: BaseException) -> str:
     orig = getattr(exc, "orig", None)
@@ -525,6 +687,14 @@ def _is_transient(exc: SQLAlchemyError) -> bool:
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def _log_shadows(conn: Connection, chunk: list[dict[str, Any]], now_us: int) -> None:
+    """Put each shadow row of ``chunk`` into the signal log unless it already has that id."""
+    latest = {row["signal_id"]: row for row in chunk}  # a repeated id: its last version
+    rows = [{**shadow_signal_row(r), "ingested_at_us": now_us} for r in latest.values()]
+    stmt = dialect_insert(conn, signals_table).on_conflict_do_nothing(index_elements=["signal_id"])
+    conn.execute(stmt, rows)
 
 
 def _trade_select() -> sa.Select[Any]:

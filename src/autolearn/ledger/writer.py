@@ -1,5 +1,8 @@
 """``TradeWriter``: the trading bot's side of the ledger, one closed trade / signal at a time.
 
+The signal log (``record_signal``) is what lets the tuner learn from every candidate entry, not
+only from the few that became trades: each one with its scores and why it was (not) taken.
+
 A thin wrapper over ``SqlLedger.upsert_*`` that retries SQLite's "database is locked" a few
 times with a doubling pause. It must not decide anything about trades, and must not swallow a
 failure: the last one is raised as ``LedgerError`` for the bot to log.
@@ -11,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Self
 
-from autolearn.core.model import ShadowSignal, Trade
+from autolearn.core.model import EntrySignal, ShadowSignal, Trade
 from autolearn.core.plausibility import TradeLimits
 from autolearn.errors import LedgerError
 from autolearn.ledger._base import UpsertCounts
@@ -30,6 +33,7 @@ class TradeWriter:
 
         writer = TradeWriter.open("sqlite:////var/lib/bot/ledger.db")
         writer.record_trade(trade)            # on every ORDER_FILL closing or reducing a trade
+        writer.record_signal(signal)          # every entry a strategy evaluated, taken or not
         writer.record_shadow_signal(signal)   # whenever a blocked/shadow entry is decided
         writer.close()
 
@@ -75,7 +79,16 @@ class TradeWriter:
     def record_trade(self, trade: Trade) -> UpsertCounts:
         return self._retrying(lambda: self._ledger.upsert_trades([trade]))
 
+    def record_signal(self, signal: EntrySignal) -> UpsertCounts:
+        """Log one evaluated entry (``SqlLedger.upsert_signals``); repeating it is harmless.
+
+        Record it when the decision is made (taken or not, with every score its entry knobs
+        compare); record it again with ``broker_trade_id`` once the fill names the trade.
+        """
+        return self._retrying(lambda: self._ledger.upsert_signals([signal]))
+
     def record_shadow_signal(self, signal: ShadowSignal) -> UpsertCounts:
+        """Record a shadow signal; it also enters the signal log when that has no such id."""
         return self._retrying(lambda: self._ledger.upsert_shadow_signals([signal]))
 
     def close(self) -> None:

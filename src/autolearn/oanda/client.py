@@ -1,4 +1,4 @@
-"""OANDA v20 REST client: the read-only endpoints the importer and reconcile need.
+"""OANDA v20 REST client: the read-only endpoints the importers and reconcile need.
 
 An adapter (imperative shell) on ``httpx.Client`` with an injectable ``transport``, ``sleep``
 and ``rng`` so tests drive it against a real local server without waiting. It maps every failure
@@ -19,6 +19,7 @@ import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from urllib.parse import quote
 
 import httpx
@@ -29,6 +30,7 @@ from autolearn.errors import BrokerRejected, BrokerUnavailable, ConfigError
 
 __all__ = [
     "LIVE_URL",
+    "MAX_CANDLES",
     "PRACTICE_URL",
     "JsonObject",
     "RetryPolicy",
@@ -49,6 +51,14 @@ _ACCOUNT_RE = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 _TRADE_SPEC_RE = re.compile(r"^(?:[0-9]{1,19}|@[^\s/?#]{1,128})$")
 _TX_ID_RE = re.compile(r"^[0-9]{1,19}$")
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+# v20 InstrumentName (EUR_USD, XAU_USD, DE30_EUR...) and CandlestickGranularity.
+_INSTRUMENT_RE = re.compile(r"^[A-Z0-9]{2,10}_[A-Z0-9]{2,10}$")
+_GRANULARITIES = frozenset(
+    {"S5", "S10", "S15", "S30", "M1", "M2", "M4", "M5", "M10", "M15", "M30", "H1", "H2"}
+    | {"H3", "H4", "H6", "H8", "H12", "D", "W", "M"}
+)
+_PRICE_RE = re.compile(r"^(?=[MBA]{1,3}$)M?B?A?$")
+MAX_CANDLES = 5000  # v20's most candles per request
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -103,7 +113,7 @@ class _Transient(Exception):
 
 
 class V20Client:
-    """Read-only OANDA v20 REST client (transactions since an id or by id, trades, closed trades).
+    """Read-only OANDA v20 REST client (transactions, trades, closed trades, candles).
 
     Args:
         token: the personal access token; sent as a bearer header, never shown anywhere.
@@ -251,6 +261,60 @@ class V20Client:
                 return  # the server did not move backwards: stop rather than loop
             before_id = str(min(ids))
 
+    def candles(
+        self,
+        instrument: str,
+        *,
+        granularity: str,
+        price: str = "MBA",
+        count: int | None = MAX_CANDLES,
+        from_time: datetime | None = None,
+        to_time: datetime | None = None,
+        include_first: bool = True,
+    ) -> JsonObject:
+        """``GET /v3/instruments/{instrument}/candles``: the raw body (``candles`` checked a list).
+
+        ``price`` is any of ``M``, ``B``, ``A`` in that order (``MBA``: mid, bid and ask). With
+        ``from_time`` the answer is the ``count`` bars from there (``include_first=False``
+        leaves out the bar opening exactly at it: page after the last one stored); with
+        ``to_time`` too, ``count`` must be None (v20 refuses all three). Candles stay raw JSON
+        (validating them is the importer's job, per bar).
+        """
+        if not _INSTRUMENT_RE.match(instrument):
+            raise ConfigError(f"instrument must look like EUR_USD, got {instrument!r}")
+        if granularity not in _GRANULARITIES:
+            raise ConfigError(
+                f"granularity must be one of {sorted(_GRANULARITIES)}, got {granularity!r}"
+            )
+        if not _PRICE_RE.match(price):
+            raise ConfigError(f"price must be M, B, A or a combination in that order: {price!r}")
+        params = {"price": price, "granularity": granularity}
+        if count is not None:
+            if not 1 <= count <= MAX_CANDLES:
+                raise ConfigError(f"count must be in 1..{MAX_CANDLES} (OANDA maximum), got {count}")
+            if from_time is not None and to_time is not None:
+                raise ConfigError("candles: give count, or from_time and to_time, not all three")
+            params["count"] = str(count)
+        if from_time is not None:
+            params["from"] = _rfc3339(from_time)
+            params["includeFirst"] = "true" if include_first else "false"
+        if to_time is not None:
+            params["to"] = _rfc3339(to_time)
+        path = f"/v3/instruments/{instrument}/candles"
+        body = self._get_json(path, params)
+        candles = body.get("candles")
+        if not isinstance(candles, list):
+            raise BrokerRejected(
+                f"OANDA GET {path}: body lacks a 'candles' list (keys: {sorted(body)[:10]})"
+            )
+        for name, wanted in (("instrument", instrument), ("granularity", granularity)):
+            if body.get(name, wanted) != wanted:
+                raise BrokerRejected(
+                    f"OANDA GET {path}: answered {name} "
+                    f"{self._redact(repr(body.get(name))[:60])}, asked {wanted}"
+                )
+        return body
+
     # -- transport, retries and error mapping ------------------------------------------------
 
     def _get_json(self, path: str, params: Mapping[str, str] | None) -> JsonObject:
@@ -338,6 +402,13 @@ class V20Client:
         # A proxy or a broker error may echo the Authorization header back at us.
         # Fragments too: a body cut short (or a field quoted to a limit) keeps a prefix.
         return redact_secret(text, self._token)
+
+
+def _rfc3339(at: datetime) -> str:
+    """UTC with nanoseconds, as v20 writes its own times (``2025-01-02T03:04:05.000000000Z``)."""
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise ConfigError(f"candle times must be UTC-aware, got naive {at.isoformat()!r}")
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f000Z")
 
 
 def _account(account_id: str) -> str:

@@ -3,10 +3,13 @@
 For tests and the demo: a real socket on 127.0.0.1 (so the client's httpx stack, timeouts and
 retries run for real), serving ``transactions/sinceid`` (paged like OANDA, at most
 ``page_size`` per answer), ``transactions/{id}``, ``trades/{id}`` and ``trades?state=CLOSED``
-(trades derived from the transaction log, plus any given explicitly), checking the bearer
-token, and failing on script: HTTP errors with headers (429 + Retry-After, 503...), slow
-answers, bodies cut short and non-JSON bodies. It must never be pointed at or mistaken for a
-broker: it places nothing, holds no money and knows only the transactions it is given.
+(trades derived from the transaction log, plus any given explicitly),
+``instruments/{instrument}/candles`` (v20's query rules: ``price`` M/B/A, ``granularity``,
+``count`` <= 5000, ``from``/``to``/``includeFirst``; the newest bar is ``complete: false``
+unless ``newest_complete``, as while the market is open), checking the bearer token, and
+failing on script: HTTP errors with headers (429 + Retry-After, 503...), slow answers, bodies
+cut short and non-JSON bodies. It must never be pointed at or mistaken for a broker: it places
+nothing, holds no money and knows only the transactions and candles it is given.
 
 As a program (the runbook's reconcile drill), it serves a recorded transaction log until
 stopped, accepting the token in ``OANDA_TOKEN``::
@@ -25,6 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -32,7 +36,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-__all__ = ["FakeV20Server", "Fault", "FaultKind", "RecordedRequest", "derive_trades", "main"]
+from autolearn.core.timestamps import TimestampError, parse_utc, to_epoch_us
+
+__all__ = [
+    "FakeV20Server",
+    "Fault",
+    "FaultKind",
+    "RecordedRequest",
+    "derive_trades",
+    "main",
+    "v20_candle",
+]
 
 PageTransform = Callable[[list[dict[str, Any]]], list[dict[str, Any]]]
 
@@ -164,6 +178,9 @@ class FakeV20Server:
         self._requests: list[RecordedRequest] = []
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        # (instrument, granularity) -> [(open time us, candle without "complete")], sorted
+        self._candles: dict[tuple[str, str], list[tuple[int, dict[str, Any]]]] = {}
+        self.newest_complete = False
         self.add_transactions(transactions)
 
     def __repr__(self) -> str:
@@ -211,6 +228,21 @@ class FakeV20Server:
         with self._lock:
             self._transactions.extend(dict(t) for t in transactions)
             self._transactions.sort(key=lambda t: int(t["id"]))
+
+    def add_candles(
+        self, instrument: str, granularity: str, candles: Iterable[Mapping[str, Any]]
+    ) -> None:
+        """Add bars (``v20_candle`` values) to a series; a bar at an existing time replaces it.
+
+        The series' newest bar is served ``complete: false`` unless ``newest_complete`` is set
+        (the market is closed): adding a newer bar completes the previous one.
+        """
+        with self._lock:
+            series = dict(self._candles.get((instrument, granularity), []))
+            for candle in candles:
+                bar = {k: v for k, v in candle.items() if k != "complete"}
+                series[_time_us(str(bar["time"]))] = bar
+            self._candles[(instrument, granularity)] = sorted(series.items())
 
     def script(self, *faults: Fault) -> None:
         """Queue failures; each is used once, by the first matching request."""
@@ -264,7 +296,8 @@ class FakeV20Server:
             return
         if fault is not None and fault.kind is FaultKind.DELAY:
             time.sleep(fault.delay_s)
-        status, payload = self._route(url.path, query, authorized)
+        unix = handler.headers.get("Accept-Datetime-Format", "").upper() == "UNIX"
+        status, payload = self._route(url.path, query, authorized, unix)
         if fault is not None and fault.kind in (FaultKind.TRUNCATED, FaultKind.NOT_JSON):
             raw = json.dumps(payload).encode()
             cut = raw[: max(1, len(raw) // 2)]
@@ -279,11 +312,14 @@ class FakeV20Server:
         _send(handler, status, payload, {})
 
     def _route(
-        self, path: str, query: Mapping[str, str], authorized: bool
+        self, path: str, query: Mapping[str, str], authorized: bool, unix: bool = False
     ) -> tuple[int, Mapping[str, object]]:
         if not authorized:
             return 401, {"errorMessage": "Insufficient authorization to perform request."}
         parts = [unquote(p) for p in path.strip("/").split("/")]
+        if len(parts) == 4 and parts[:2] == ["v3", "instruments"] and parts[3] == "candles":
+            with self._lock:
+                return self._candles_answer(parts[2], query, unix)
         if len(parts) < 4 or parts[:2] != ["v3", "accounts"]:
             return 404, {"errorMessage": f"Unknown endpoint {path}"}
         if parts[2] != self.account_id:
@@ -348,11 +384,98 @@ class FakeV20Server:
         trades.sort(key=lambda t: int(t["id"]), reverse=True)
         return 200, {"trades": trades[:count], "lastTransactionID": self._last_id()}
 
+    def _candles_answer(
+        self, instrument: str, query: Mapping[str, str], unix: bool
+    ) -> tuple[int, Mapping[str, object]]:
+        """v20's candle query rules, on the stored series (times are bar opens)."""
+        if not any(key[0] == instrument for key in self._candles):
+            return 400, {"errorMessage": f"Invalid value specified for 'instrument': {instrument}"}
+        granularity = query.get("granularity", "S5")
+        price = query.get("price", "M")
+        if not price or any(p not in "MBA" for p in price):
+            return 400, {"errorMessage": f"Invalid value specified for 'price': {price}"}
+        try:
+            start = _time_us(query["from"]) if "from" in query else None
+            end = _time_us(query["to"]) if "to" in query else None
+        except ValueError as exc:
+            return 400, {"errorMessage": f"Invalid value specified for 'from'/'to': {exc}"}
+        if "count" in query and start is not None and end is not None:
+            return 400, {"errorMessage": "'count' cannot be specified with both 'from' and 'to'"}
+        count = query.get("count", "500")
+        if not count.isdigit() or not 1 <= int(count) <= 5000:
+            return 400, {"errorMessage": f"Invalid value specified for 'count': {count}"}
+        series = self._candles.get((instrument, granularity), [])
+        first = query.get("includeFirst", "true") == "true"
+        chosen = [
+            (t, bar)
+            for t, bar in series
+            if (start is None or t > start or (first and t == start)) and (end is None or t < end)
+        ]
+        if start is not None and end is not None and len(chosen) > 5000:
+            return 400, {"errorMessage": "Maximum value for 'count' exceeded"}
+        if start is not None and end is None:
+            chosen = chosen[: int(count)]  # from: the first count bars
+        elif start is None:
+            chosen = chosen[-int(count) :]  # to, or neither: the count bars before
+        newest = series[-1][0] if series else None
+        out = []
+        for t, bar in chosen:
+            candle: dict[str, Any] = {
+                "complete": self.newest_complete or t != newest,
+                "volume": bar.get("volume", 0),
+                "time": _unix_text(t) if unix else bar["time"],
+            }
+            for letter, name in (("M", "mid"), ("B", "bid"), ("A", "ask")):
+                if letter in price and name in bar:
+                    candle[name] = bar[name]
+            out.append(candle)
+        return 200, {"instrument": instrument, "granularity": granularity, "candles": out}
+
     def _all_trades(self) -> dict[str, dict[str, Any]]:
         return {**derive_trades(self._transactions), **self._explicit_trades}
 
     def _last_id(self) -> str:
         return str(self._transactions[-1]["id"]) if self._transactions else "0"
+
+
+def v20_candle(
+    at: datetime,
+    *,
+    mid: tuple[float, float, float, float],
+    spread: float,
+    volume: int = 10,
+    decimals: int = 3,
+) -> dict[str, Any]:
+    """One bar in v20's wire format: RFC 3339 nanosecond time, price strings, mid/bid/ask.
+
+    ``mid`` is (o, h, l, c); bid and ask sit ``spread / 2`` (price units) below and above it,
+    quoted at ``decimals`` digits like the instrument (mid gets one more, as OANDA's does).
+    """
+
+    def side(offset: float, digits: int) -> dict[str, str]:
+        return {k: f"{v + offset:.{digits}f}" for k, v in zip("ohlc", mid, strict=True)}
+
+    return {
+        "time": at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f000Z"),
+        "volume": volume,
+        "mid": side(0.0, decimals + 1),
+        "bid": side(-spread / 2, decimals),
+        "ask": side(spread / 2, decimals),
+    }
+
+
+def _time_us(text: str) -> int:
+    """An RFC 3339 or UNIX-seconds time -> epoch microseconds (raises ValueError)."""
+    if text.replace(".", "", 1).isdigit():
+        return int(Decimal(text) * 1_000_000)
+    try:
+        return to_epoch_us(parse_utc(text))
+    except TimestampError as exc:
+        raise ValueError(str(exc)) from exc
+
+
+def _unix_text(time_us: int) -> str:
+    return f"{time_us // 1_000_000}.{time_us % 1_000_000:06d}000"
 
 
 def derive_trades(transactions: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
