@@ -28,6 +28,10 @@ test is most sensitive to. The two decisions are separate and both need evidence
 Both decisions read one two-sided sequence, so P(any wrong decision) <= ``alpha``; under no true
 effect each side errs with about ``alpha / 2``.
 
+A change proposed on counterfactual evidence (issue 12) is judged by :func:`judge_forecast`
+instead: against its pre-registered per-trade forecast, not against "no worse per trade" (see
+there for why).
+
 Hard limits (:func:`check_hard_limits`) bypass the statistics, as Kayenta's "critical" metrics do,
 and are calibrated to trip on a no-effect change in well under 1 % of flights: a loss streak long
 enough to be rare at the baseline's own loss probability, and an excess drawdown (against the
@@ -51,6 +55,7 @@ from autolearn.core.metrics import max_drawdown, summarize
 from autolearn.core.model import Trade
 
 __all__ = [
+    "ForecastBand",
     "HardLimits",
     "JudgeParams",
     "Outcome",
@@ -59,6 +64,7 @@ __all__ = [
     "check_hard_limits",
     "fixed_sample_size",
     "judge",
+    "judge_forecast",
     "loss_streak_limit",
     "mean_sequence",
     "sequence_bounds",
@@ -278,6 +284,78 @@ def judge(candidate: Sequence[float], baseline: Sequence[float], params: JudgePa
         lower=lower,
         upper=upper,
         sd=sd,
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ForecastBand:
+    """A counterfactual change's pre-registered per-trade effect (candidate minus current, pips).
+
+    ``low``/``high`` bound the forecast with its own uncertainty; ``confirm_trades`` is how many
+    candidate trades without a contradiction confirm it.
+    """
+
+    estimate: float
+    low: float
+    high: float
+    confirm_trades: int
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.low) and math.isfinite(self.high) and self.low <= self.high):
+            raise ValueError(f"forecast band must be finite with low <= high: {self!r}")
+        if self.confirm_trades < 2:
+            raise ValueError(f"confirm_trades must be >= 2, got {self.confirm_trades!r}")
+
+
+def judge_forecast(
+    candidate: Sequence[float],
+    baseline: Sequence[float],
+    band: ForecastBand,
+    params: JudgeParams,
+) -> Verdict:
+    """Judge a counterfactual change live against its forecast (the guardrail, not the evidence).
+
+    Why not :func:`judge`: a loosened entry threshold admits extra signals that are worth less
+    per trade than the ones already admitted but more than nothing, so the candidate's per-trade
+    mean is lower *by design* while its total is higher; "worse per trade" would roll back every
+    good loosening. The evidence for the change is the counterfactual (thousands of paired
+    signals); the live trades only check that the world behaves as forecast:
+
+    - FAIL ``cf_contradicted``: the live confidence sequence of the per-trade difference (the
+      same always-valid sequence as :func:`judge`, so looking every run costs nothing) lies
+      wholly below the forecast band: the model was wrong, roll back;
+    - PASS ``cf_confirmed``: ``confirm_trades`` candidate trades (at least ``min_candidate``)
+      and no contradiction: promote, so the family can take its next step within days instead
+      of the 1,500 trades a per-trade proof needs at sd 5;
+    - INCONCLUSIVE ``cf_within_forecast`` (or the sample-size reasons of :func:`judge`).
+
+    Hard limits are the caller's, checked before this as for every flight.
+    """
+    live = judge(candidate, baseline, params)
+    if live.reason in ("baseline_too_small", "non_finite_pl") or live.n_candidate < 2:
+        return live
+    if live.n_candidate >= params.min_candidate and live.upper < band.low:
+        outcome, reason = Outcome.FAIL, "cf_contradicted"
+    elif live.n_candidate >= max(band.confirm_trades, params.min_candidate):
+        outcome, reason = Outcome.PASS, "cf_confirmed"
+    else:
+        outcome, reason = Outcome.INCONCLUSIVE, "cf_within_forecast"
+    needed = (
+        0
+        if outcome is not Outcome.INCONCLUSIVE
+        else max(band.confirm_trades, params.min_candidate) - live.n_candidate
+    )
+    return Verdict(
+        outcome=outcome,
+        reason=reason,
+        n_candidate=live.n_candidate,
+        n_baseline=live.n_baseline,
+        stat=live.upper - band.low,
+        trades_needed=needed,
+        estimate=live.estimate,
+        lower=live.lower,
+        upper=live.upper,
+        sd=live.sd,
     )
 
 

@@ -37,6 +37,7 @@ from typing import Any, ClassVar, Self, TypeVar
 
 from autolearn.core.arms import ArmSplit
 from autolearn.core.judge import (
+    ForecastBand,
     HardLimits,
     JudgeParams,
     Outcome,
@@ -44,6 +45,7 @@ from autolearn.core.judge import (
     VersionTimeline,
     check_hard_limits,
     judge,
+    judge_forecast,
     split_by_arm,
 )
 from autolearn.core.knobs import KnobSpec, KnobValue, Owner
@@ -320,13 +322,15 @@ def judge_flight(
     version_values: Mapping[str, Mapping[str, KnobValue]],
     timeline: VersionTimeline,
     settings: FlightSettings,
+    forecast: ForecastBand | None = None,
 ) -> FlightVerdict:
     """Judge ``flight`` on the ``trades`` opened under its candidate vs its baseline values.
 
     ``defaults`` are the family knobs' presets; ``version_values`` the runtime layer of each known
     version. A trade's arm is the family values of the version it was opened under (pinned
     ``config_version``, else the timeline at ``entry_at``); only trades opened since the start
-    count for the candidate, and for a concurrent baseline.
+    count for the candidate, and for a concurrent baseline. A change with a counterfactual
+    ``forecast`` is judged against it (``core.judge.judge_forecast``) after the same hard limits.
     """
 
     def arm(version: str) -> str | None:
@@ -360,7 +364,11 @@ def judge_flight(
         settings.hard_limits,
         horizon=settings.deadline_trades,
         candidate_account=pnl(candidate, Units.ACCOUNT),
-    ) or judge(pnl(candidate), pnl(baseline), settings.judge)
+    ) or (
+        judge(pnl(candidate), pnl(baseline), settings.judge)
+        if forecast is None
+        else judge_forecast(pnl(candidate), pnl(baseline), forecast, settings.judge)
+    )
     return FlightVerdict(
         verdict=verdict, n_baseline=len(baseline), unattributed=unattributed, baseline_mode=mode
     )
@@ -395,14 +403,18 @@ def judge_in_flight(
     timeline: VersionTimeline,
     now: datetime,
     settings: FlightSettings,
+    forecast: ForecastBand | None = None,
 ) -> FlightResult:
-    """Judge ``state.in_flight`` on the relevant ``trades`` (``action`` none when idle)."""
+    """Judge ``state.in_flight`` on the relevant ``trades`` (``action`` none when idle).
+
+    ``forecast``: the change's counterfactual forecast, when it has one (see :func:`judge_flight`).
+    """
     flight = state.in_flight
     if flight is None:
         return FlightResult(
             action="none", code="idle", state=state, rollback={}, target_version=None, verdict=None
         )
-    judged = judge_flight(flight, trades, defaults, version_values, timeline, settings)
+    judged = judge_flight(flight, trades, defaults, version_values, timeline, settings, forecast)
     verdict = judged.verdict
     record = verdict.to_record() | {
         "candidate_version": flight.version,
@@ -414,6 +426,13 @@ def judge_in_flight(
         "unattributed": judged.unattributed,
         "deadline_trades": settings.deadline_trades,
     }
+    if forecast is not None:
+        record["forecast"] = {
+            "estimate": forecast.estimate,
+            "low": forecast.low,
+            "high": forecast.high,
+            "confirm_trades": forecast.confirm_trades,
+        }
 
     def result(action: str, code: str, new: FamilyState, back: bool = False) -> FlightResult:
         wanted = {k: v for k, v in state.lkg_values.items() if now_values.get(k) != v}

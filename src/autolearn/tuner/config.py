@@ -54,6 +54,27 @@ class TunerConfig:
     flight: FlightSettings = field(default_factory=FlightSettings)
     on_fail: OnFail = OnFail.ROLLBACK
     shadow_period: timedelta = timedelta(hours=24)  # with on_fail=shadow
+    # counterfactual entry knobs (registry ``score``/``admits``; issue 12). The evidence is
+    # every logged signal of the lookback replayed on the candles, whatever config was live:
+    # it does not restart at each change, which is what lets a family step within days.
+    cf_lookback: timedelta = timedelta(days=30)
+    # How often a family re-evaluates: the evidence is per day, so more looks add little but
+    # multiply the chances of a false move on nearly identical data.
+    cf_every: timedelta = timedelta(hours=6)
+    # of the confirmation-half interval (choose_threshold). 0.99, not 0.95: the family looks
+    # every cf_every at evidence that grows by the day, and each look is another chance of a
+    # false move (bench/bench_counterfactual_tuner.py, scenario null)
+    cf_confidence: float = 0.99
+    cf_min_days: int = 6  # days with signals before any choice
+    cf_spread_pips: float = 1.0  # cost per fill when the candles carry no spread
+    cf_timeout_bars: int = 30  # for a signal without timeout_s
+    cf_mismatch_tolerance_pips: float = 1.5  # mean |simulated - recorded| of taken signals
+    cf_max_gap: timedelta = timedelta(hours=1)  # a longer hole in trading hours freezes
+    # The live guardrail (core.judge.judge_forecast): candidate trades that confirm a forecast
+    # nobody contradicted, and the width of the forecast band in standard errors.
+    cf_confirm_trades: int = 40
+    cf_band_z: float = 2.0
+    cf_contradicted_freeze: timedelta = timedelta(days=14)  # the family waits for a human
 
     def problems(self) -> list[str]:
         """Every invariant this config breaks (empty when valid)."""
@@ -76,6 +97,28 @@ class TunerConfig:
             found.append("max_in_flight: must be >= 1")
         if self.ev_tighten_below > self.ev_loosen_above:
             found.append("ev_tighten_below: must be <= ev_loosen_above")
+        found += self._cf_problems()
+        return found
+
+    def _cf_problems(self) -> list[str]:
+        found: list[str] = []
+        if not 0 < self.cf_confidence < 1:
+            found.append(
+                f"cf_confidence: 0 < cf_confidence < 1 must hold, got {self.cf_confidence!r}"
+            )
+        for name in ("cf_min_days", "cf_timeout_bars"):
+            if getattr(self, name) < 1:
+                found.append(f"{name}: must be >= 1, got {getattr(self, name)!r}")
+        if self.cf_confirm_trades < 2:
+            found.append(f"cf_confirm_trades: must be >= 2, got {self.cf_confirm_trades!r}")
+        for name in ("cf_spread_pips", "cf_band_z"):
+            if not getattr(self, name) >= 0:
+                found.append(f"{name}: must be >= 0, got {getattr(self, name)!r}")
+        if not self.cf_mismatch_tolerance_pips > 0:
+            found.append("cf_mismatch_tolerance_pips: must be > 0")
+        for name in ("cf_lookback", "cf_every", "cf_max_gap", "cf_contradicted_freeze"):
+            if getattr(self, name) <= timedelta(0):
+                found.append(f"{name}: must be > 0, got {getattr(self, name)!r}")
         return found
 
 

@@ -5,6 +5,9 @@ Everything that touches the disk, the ledger or the lock lives here; every decis
 go through the same ``decide`` and the same apply guard (``dry_run`` in shadow), so their records
 are directly comparable: ``decision`` says what happened, ``intended`` what the logic decided.
 
+The counterfactual entry knobs' signals and candles are read here too, only for the families
+``decide.cf_due`` names (idle, at most every ``cf_every``).
+
 Must not: decide anything, read the clock (``now`` is a parameter), or write knob values other
 than through ``StateStore.apply``.
 """
@@ -20,6 +23,7 @@ from autolearn.core.apply_guard import ApplyKind
 from autolearn.core.knobs import KnobValue, Owner
 from autolearn.core.lifecycle import split_of
 from autolearn.core.model import Trade
+from autolearn.core.registry import Registry
 from autolearn.ledger._base import Ledger
 from autolearn.mechanism import (
     ENDS_FLIGHT,
@@ -31,7 +35,10 @@ from autolearn.mechanism import (
     version_context,
 )
 from autolearn.tuner.config import TunerConfig
-from autolearn.tuner.decide import Decision, TuneInput, decide, finalize_state
+from autolearn.tuner.decide import Decision, TuneInput, cf_due, decide, finalize_state
+from autolearn.tuner.proposers import PROPOSERS
+from autolearn.tuner.proposers.counterfactual_entry import CounterfactualData, scored_specs
+from autolearn.tuner.proposers.micro_entry import strategy_of
 from autolearn.tuner.state import TunerState
 
 __all__ = ["run_cycle"]
@@ -81,6 +88,7 @@ def _locked_cycle(
             timeline=timeline,
             last_close_at=min(last_close, now) if last_close else None,
             now=now,
+            counterfactual=_read_counterfactual(ledger, store.registry, state, now, config),
         ),
         config,
     )
@@ -180,6 +188,39 @@ def _read_trades(
     pockets = {*config.exit_pockets, config.micro_pocket}
     until = now + timedelta(microseconds=1)
     return [t for t in ledger.trades(closed_since=since, closed_until=until) if t.pocket in pockets]
+
+
+def _read_counterfactual(
+    ledger: Ledger, registry: Registry, state: TunerState, now: datetime, config: TunerConfig
+) -> dict[str, CounterfactualData]:
+    """Signals of the lookback and the M1 candles under them, for each family due (``cf_due``).
+
+    Read only when the family can use them (idle, at most every ``cf_every``): a month of M1
+    bars is ~30,000 rows, too many to read every ten minutes for nothing.
+    """
+    out: dict[str, CounterfactualData] = {}
+    since, until = now - config.cf_lookback, now + timedelta(microseconds=1)
+    for family, specs in registry.families(Owner.TUNER).items():
+        if family not in PROPOSERS or not cf_due(state.families.get(family), specs, now, config):
+            continue
+        strategies = {strategy_of(s.name) for s in scored_specs(specs)}
+        signals = tuple(
+            s
+            for pocket in PROPOSERS[family].pockets(config)
+            for s in ledger.signals(since=since, until=until, pocket=pocket)
+            if s.strategy in strategies
+        )
+        candles = {
+            instrument: ledger.candles(
+                instrument,
+                since=min(s.at for s in signals if s.instrument == instrument)
+                - timedelta(minutes=5),
+                until=until,
+            )
+            for instrument in sorted({s.instrument for s in signals})
+        }
+        out[family] = CounterfactualData(signals=signals, candles=candles, since=since, until=now)
+    return out
 
 
 def _layer_after(

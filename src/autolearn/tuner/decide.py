@@ -15,6 +15,16 @@ Order of one cycle, per knob family the tuner owns (registry ``owner: tuner`` wi
    sufficiency (freeze with every reason), proposals on the current values, step-streak limit,
    the same apply guard the store runs; the first family with an adoptable change applies.
 
+Counterfactual knobs (registry ``score``/``admits``, issue 12): when the shell read the family's
+signals (``TuneInput.counterfactual``, every ``cf_every``), those knobs are proposed by
+``proposers.counterfactual_entry`` instead of the expectancy rules; its freezes (model mismatch,
+missing scores, candle problems) freeze the whole family, while the trade-count sufficiency then
+holds only the knobs still on the expectancy rules. A family without any signal keeps the
+expectancy rules (``cf_fallback:no_signals``). One counterfactual knob moves per flight, with
+its forecast in the flight; the flight is then judged against the forecast
+(``core.judge.judge_forecast``): contradicted -> roll back and freeze the family for
+``cf_contradicted_freeze`` (``cf_contradicted``); confirmed -> promote.
+
 Windows are "trades opened since the family's last change", never "the last 15 minutes", so
 consecutive runs never judge overlapping windows of mixed configs (original-system.md 5.1).
 
@@ -24,6 +34,7 @@ Pure: no I/O, no clock; the shell (``cycle.py``) reads and writes.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -42,12 +53,21 @@ from autolearn.core.lifecycle import (
 from autolearn.core.model import Trade
 from autolearn.core.registry import Registry
 from autolearn.core.timestamps import format_utc
+from autolearn.errors import StateError
 from autolearn.tuner.config import OnFail, TunerConfig
-from autolearn.tuner.proposers import PROPOSERS, Proposer, max_steps
+from autolearn.tuner.proposers import PROPOSERS, KnobProposal, Proposer, max_steps
+from autolearn.tuner.proposers.counterfactual_entry import (
+    CfForecast,
+    CfKnob,
+    CounterfactualData,
+    evaluate_entry,
+    scored_specs,
+)
+from autolearn.tuner.proposers.micro_entry import strategy_of
 from autolearn.tuner.state import FamilyState, TunerState
 from autolearn.tuner.sufficiency import Finding, check_sufficiency, ledger_staleness
 
-__all__ = ["Decision", "TuneInput", "decide", "finalize_state", "json_safe"]
+__all__ = ["Decision", "TuneInput", "cf_due", "decide", "finalize_state", "json_safe"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -65,6 +85,27 @@ class TuneInput:
     timeline: VersionTimeline  # for trades without a pinned config_version
     last_close_at: datetime | None
     now: datetime
+    # family -> its signals and candles, for the families the shell found due (``cf_due``)
+    counterfactual: Mapping[str, CounterfactualData] = field(default_factory=dict)
+
+
+def cf_due(
+    fs: FamilyState | None, specs: Sequence[KnobSpec], now: datetime, config: TunerConfig
+) -> bool:
+    """Whether the shell should read the family's signals and candles this run.
+
+    Only an idle family with counterfactual knobs can use them (a flight is judged, a cooldown or
+    freeze proposes nothing), at most every ``cf_every`` once signals were found.
+    """
+    if not scored_specs(specs):
+        return False
+    if fs is None:
+        return True
+    if fs.in_flight is not None or (fs.cooldown_until is not None and now < fs.cooldown_until):
+        return False
+    if fs.frozen_until is not None and now < fs.frozen_until:
+        return False
+    return fs.cf_at is None or now - fs.cf_at >= config.cf_every
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -101,6 +142,7 @@ class _Run:
     rollback_targets: list[str] = field(default_factory=list)
     acted: list[tuple[str, str]] = field(default_factory=list)  # (family, action)
     shadow_until: datetime | None = None
+    forecasts: dict[str, CfForecast] = field(default_factory=dict)  # family -> its move's
 
     def note(self, family: str, code: str) -> None:
         self.reasons.append(f"{family}:{code}")
@@ -218,6 +260,10 @@ def _reconcile(run: _Run, family: str, specs: Sequence[KnobSpec], inp: TuneInput
     state, codes = reconcile(
         run.families.get(family), FamilyState, now_values, inp.version, inp.writers, inp.now
     )
+    if "operator_change" in codes and isinstance(state, FamilyState) and state.frozen_code:
+        # a human set the family's values: their judgement replaces the contradicted model's
+        state = replace(state, frozen_code="", frozen_until=None)
+        codes = [*codes, "unfrozen_by_operator"]
     run.families[family] = state
     for code in codes:
         run.note(family, code)
@@ -234,7 +280,13 @@ def _judge_family(
     """The shared lifecycle's verdict on the family's change in flight, and the tuner's extras."""
     fs = run.families[family]
     assert fs.in_flight is not None  # the caller checked
-    relevant = [t for t in inp.trades if proposer.relevant(t, config)]
+    forecast = _forecast_of(fs)
+    # a counterfactual change is one strategy's threshold: judged on that strategy's trades
+    relevant = [
+        t
+        for t in inp.trades
+        if proposer.relevant(t, config) and (forecast is None or t.strategy == forecast.strategy)
+    ]
     result = judge_in_flight(
         fs,
         relevant,
@@ -244,12 +296,19 @@ def _judge_family(
         inp.timeline,
         inp.now,
         config.flight,
+        forecast=forecast.band(config.cf_confirm_trades) if forecast else None,
     )
     run.verdicts[family] = result.verdict
     run.status.setdefault(family, {})["in_flight"] = fs.in_flight.to_json()
     run.note(family, result.code)
     new = result.state
     assert isinstance(new, FamilyState)
+    if result.code.startswith("rollback:cf_contradicted"):
+        # the model that proposed it was wrong: no new counterfactual move until a human looks
+        new = replace(
+            new, frozen_code="cf_contradicted", frozen_until=inp.now + config.cf_contradicted_freeze
+        )
+        run.note(family, "cf_contradicted")
     if result.action == "promote":
         run.families[family] = replace(new, streaks={})
         run.acted.append((family, "promote"))
@@ -319,17 +378,28 @@ def _propose_family(
         for t in inp.trades
         if proposer.relevant(t, config) and (since is None or t.entry_at >= since)
     ]
-    findings = check_sufficiency(proposer, window, config)
-    if stale is not None:
-        findings.insert(0, stale)
-    if fs.cooldown_until is not None and inp.now < fs.cooldown_until:
-        findings.append(
-            Finding(
-                code="cooldown", detail=f"after a rollback, until {format_utc(fs.cooldown_until)}"
-            )
-        )
-    evidence = proposer.propose(window, specs, inp.current, config)
-    findings += [Finding(code=code, detail=detail) for code, detail in evidence.freeze]
+    findings = _family_findings(fs, stale, inp)
+    if findings:
+        cf = _cf_held(fs, specs, inp)
+        if cf is not None and family in inp.counterfactual:
+            # read but not usable this run: the next read waits cf_every like an evaluation
+            # (a family held for hours would otherwise re-read 30 days of signals every run)
+            run.families[family] = replace(fs, cf_at=inp.now)
+    else:
+        cf = _counterfactual(run, family, specs, inp, config)
+    trade_findings = check_sufficiency(proposer, window, config)
+    rule_specs = [s for s in specs if cf is None or s.name not in cf.knobs]
+    evidence = proposer.propose(window, rule_specs, inp.current, config)
+    trade_findings += [Finding(code=code, detail=detail) for code, detail in evidence.freeze]
+    # Without counterfactual knobs, the trade findings freeze the family as always; with them,
+    # only the knobs still on the expectancy rules wait for trades (the counterfactual has its
+    # own sufficiency: days and admitted signals).
+    knob_findings: list[Finding] = []
+    if cf is None:
+        findings += trade_findings
+    else:
+        findings += cf.freeze
+        knob_findings = trade_findings
     status = run.status.setdefault(family, {})
     status.update(
         n_since_change=len(window),
@@ -338,43 +408,15 @@ def _propose_family(
         findings=[{"code": f.code, "detail": f.detail} for f in findings],
         frozen=bool(findings),
     )
+    if knob_findings:
+        status["rule_knob_findings"] = [{"code": f.code, "detail": f.detail} for f in knob_findings]
     run.metrics[family] = {"n_since_change": len(window), **evidence.metrics}
+    if cf is not None:
+        run.metrics[family]["counterfactual"] = cf.metrics
     for finding in findings:
         run.note(family, finding.code)
-    wanted: dict[str, KnobValue] = {}
-    steps_of: dict[str, int] = {}
-    entries: dict[str, dict[str, Any]] = {}
-    specs_by_name = {s.name: s for s in specs}
-    for proposal in evidence.proposals:
-        spec = specs_by_name[proposal.knob]
-        current = inp.current.get(spec.name, spec.default)
-        limit = max_steps(spec)
-        steps = max(-limit, min(limit, proposal.steps))
-        proposed = step_value(spec, current, steps) if steps else current
-        entry = {
-            "knob": spec.name,
-            "family": family,
-            "current": current,
-            "proposed": proposed,
-            "steps": steps,
-            "rule": proposal.code,
-            "detail": proposal.detail,
-            "adopted": False,
-            "code": proposal.code,
-        }
-        entries[spec.name] = entry
-        run.considered.append(entry)
-        if findings:
-            entry["code"] = "frozen"
-        elif steps == 0:
-            entry["code"] = "no_signal"
-        elif proposed == current:
-            entry["code"] = "at_bound"
-        elif _streak_blocked(fs, spec.name, steps, config):
-            entry["code"] = "step_limit"
-        else:
-            wanted[spec.name] = proposed
-            steps_of[spec.name] = steps
+    entries = _entries(run, family, specs, evidence.proposals, cf, inp)
+    wanted, steps_of = _wanted(entries, fs, bool(findings), bool(knob_findings), cf, config)
     if not findings and not wanted:
         run.note(family, "no_signal")
     adoptable: dict[str, KnobValue] = {}
@@ -387,7 +429,188 @@ def _propose_family(
         else:
             run.note(family, f"guard:{decision.code.value}")
     run.status[family]["steps"] = {k: steps_of[k] for k in adoptable}
+    if cf is not None:
+        moved = [cf.knobs[k].forecast for k in adoptable if k in cf.knobs]
+        if moved and moved[0] is not None:
+            run.forecasts[family] = moved[0]
     return adoptable
+
+
+def _family_findings(fs: FamilyState, stale: Finding | None, inp: TuneInput) -> list[Finding]:
+    """What holds the whole family whatever its evidence: stale ledger, cooldown, a freeze."""
+    found = [stale] if stale is not None else []
+    if fs.cooldown_until is not None and inp.now < fs.cooldown_until:
+        found.append(
+            Finding(
+                code="cooldown", detail=f"after a rollback, until {format_utc(fs.cooldown_until)}"
+            )
+        )
+    if fs.frozen_until is not None and inp.now < fs.frozen_until:
+        found.append(
+            Finding(
+                code=fs.frozen_code or "frozen",
+                detail=(
+                    f"the live trades contradicted the last counterfactual forecast; no move "
+                    f"until {format_utc(fs.frozen_until)} (or an operator's set)"
+                ),
+            )
+        )
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class _CfPart:
+    """The counterfactual's share of one family's proposal."""
+
+    knobs: dict[str, CfKnob]
+    freeze: list[Finding]
+    metrics: dict[str, Any]
+
+
+def _cf_held(fs: FamilyState, specs: Sequence[KnobSpec], inp: TuneInput) -> _CfPart | None:
+    """The counterfactual knobs of a family held as a whole (stale, cooldown, freeze).
+
+    Not evaluated (nothing could move), but kept off the expectancy rules all the same.
+    """
+    scored = scored_specs(specs)
+    if not scored or (fs.cf_at is None and not inp.counterfactual.get(_family_of(specs))):
+        return None
+    knobs = {
+        s.name: CfKnob(knob=s.name, steps=0, code="cf_held", detail="the family is held")
+        for s in scored
+    }
+    return _CfPart(knobs=knobs, freeze=[], metrics={"evaluated": False})
+
+
+def _family_of(specs: Sequence[KnobSpec]) -> str:
+    """The family of ``specs`` (all share one)."""
+    return specs[0].family if specs else ""
+
+
+def _counterfactual(
+    run: _Run, family: str, specs: Sequence[KnobSpec], inp: TuneInput, config: TunerConfig
+) -> _CfPart | None:
+    """The counterfactual knobs' choices, or None: the family keeps the expectancy rules."""
+    scored = scored_specs(specs)
+    fs = run.families[family]
+    data = inp.counterfactual.get(family)
+    if not scored or (data is None and fs.cf_at is None):
+        return None
+    if data is None:  # evaluated recently: hold until the next look, never the expectancy rules
+        detail = (
+            f"last evaluated {format_utc(fs.cf_at) if fs.cf_at else '-'}, every {config.cf_every}"
+        )
+        knobs = {
+            s.name: CfKnob(knob=s.name, steps=0, code="cf_not_due", detail=detail) for s in scored
+        }
+        return _CfPart(knobs=knobs, freeze=[], metrics={"evaluated": False})
+    strategies = {s.strategy for s in data.signals}
+    active = [s for s in scored if strategy_of(s.name) in strategies]
+    if not active:
+        run.note(family, "cf_fallback:no_signals")
+        run.families[family] = replace(fs, cf_at=None)
+        return None
+    recorded = {t.broker_trade_id: t.pl_pips for t in inp.trades if t.broker_trade_id}
+    evidence = evaluate_entry(data, active, inp.current, recorded, config)
+    run.families[family] = replace(fs, cf_at=inp.now)
+    return _CfPart(
+        knobs={k.knob: k for k in evidence.knobs},
+        freeze=[Finding(code=code, detail=detail) for code, detail in evidence.freeze],
+        metrics={"evaluated": True, **evidence.metrics},
+    )
+
+
+def _entries(
+    run: _Run,
+    family: str,
+    specs: Sequence[KnobSpec],
+    proposals: Sequence[KnobProposal],
+    cf: _CfPart | None,
+    inp: TuneInput,
+) -> dict[str, dict[str, Any]]:
+    """One ``considered`` entry per proposal (expectancy rules and counterfactual alike)."""
+    specs_by_name = {s.name: s for s in specs}
+    moves: list[tuple[str, int, str, str, CfKnob | None]] = [
+        (p.knob, p.steps, p.code, p.detail, None) for p in proposals
+    ]
+    if cf is not None:
+        moves += [(k.knob, k.steps, k.code, k.detail, k) for k in cf.knobs.values()]
+    entries: dict[str, dict[str, Any]] = {}
+    for knob, wanted_steps, code, detail, cf_knob in moves:
+        spec = specs_by_name[knob]
+        current = inp.current.get(spec.name, spec.default)
+        limit = max_steps(spec)
+        steps = max(-limit, min(limit, wanted_steps))
+        entry: dict[str, Any] = {
+            "knob": spec.name,
+            "family": family,
+            "current": current,
+            "proposed": step_value(spec, current, steps) if steps else current,
+            "steps": steps,
+            "rule": code,
+            "detail": detail,
+            "adopted": False,
+            "code": code,
+        }
+        if cf_knob is not None:
+            entry["counterfactual"] = cf_knob.choice
+            entry["forecast"] = cf_knob.forecast.to_json() if cf_knob.forecast else None
+            entry["gain_low"] = cf_knob.gain_low
+        entries[spec.name] = entry
+        run.considered.append(entry)
+    return entries
+
+
+def _wanted(
+    entries: Mapping[str, dict[str, Any]],
+    fs: FamilyState,
+    frozen: bool,
+    rules_held: bool,
+    cf: _CfPart | None,
+    config: TunerConfig,
+) -> tuple[dict[str, KnobValue], dict[str, int]]:
+    """The moves the guard is asked about; each other entry says why it does not move."""
+    wanted: dict[str, KnobValue] = {}
+    steps_of: dict[str, int] = {}
+    cf_knobs = cf.knobs if cf is not None else {}
+    for knob, entry in entries.items():
+        steps, proposed = int(entry["steps"]), entry["proposed"]
+        if frozen or (rules_held and knob not in cf_knobs):
+            entry["code"] = "frozen"
+        elif steps == 0:
+            entry["code"] = entry["code"] if knob in cf_knobs else "no_signal"
+        elif proposed == entry["current"]:
+            entry["code"] = "at_bound"
+        elif _streak_blocked(fs, knob, steps, config):
+            entry["code"] = "step_limit"
+        else:
+            wanted[knob] = proposed
+            steps_of[knob] = steps
+    moving_cf = [k for k in wanted if k in cf_knobs]
+    if moving_cf:
+        # one counterfactual knob per flight, the best confirmed gain: the live check compares
+        # one strategy's trades with one forecast
+        best = max(moving_cf, key=lambda k: (entries[k].get("gain_low") or -math.inf, k))
+        for knob in list(wanted):
+            if knob != best:
+                entries[knob]["code"] = "cf_one_per_flight"
+                del wanted[knob], steps_of[knob]
+    return wanted, steps_of
+
+
+def _forecast_of(fs: FamilyState) -> CfForecast | None:
+    """The counterfactual forecast the family's change in flight was proposed with, if any."""
+    flight = fs.in_flight
+    doc = getattr(flight, "forecast", None)
+    if not doc:
+        return None
+    try:
+        return CfForecast.from_json(doc)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise StateError(
+            f"mechanisms/tuner.json: malformed forecast of the change in flight ({exc}); fix or "
+            "move the file aside"
+        ) from exc
 
 
 def _streak_blocked(fs: FamilyState, knob: str, steps: int, config: TunerConfig) -> bool:
@@ -414,6 +637,7 @@ def _start_flight(
         direction, count = streaks.get(knob, (0, 0))
         streaks[knob] = (_sign(s), count + 1 if direction == _sign(s) else 1)
     values = {**family_values(specs, inp.current), **adopted}
+    forecast = run.forecasts.get(family)
     started = start_flight(
         fs,
         values,
@@ -421,6 +645,7 @@ def _start_flight(
         config.flight,
         split_id=f"{Owner.TUNER.value}/{family}/{format_utc(inp.now)}",
         steps=steps,
+        forecast=forecast.to_json() if forecast else None,
     )
     run.families[family] = replace(started, streaks=streaks)
 
