@@ -11,12 +11,26 @@ An imperative shell around the production code on a simulated clock. Per bar ``i
    entry and config version;
 4. cycles due at or before the bar's close run (``run_cycle(store, ledger, config, now)``, the
    same objects and code as production, each at its production cadence from
-   ``ops.schedules``); a cycle that applied makes the runtime reader re-read the state;
+   ``ops.schedules``), after the signals logged so far and the bars complete by then reached
+   the ledger (as a live bot's signal log and candle ingest would hold them); a cycle that
+   applied makes the runtime reader re-read the state;
 5. each strategy decides at the close with its knobs read through ``Tuning`` for the candidate
    entry's unit (strategy and bar: a change in flight reaches only its concurrent arm) and asks
    ``Gates.check_entry(..., now=bar close)`` (the gates' refresh clock is the simulated one);
    a denied entry becomes a shadow position whose outcome is written as a shadow signal (the
    evidence that lets a blocked pocket recover).
+
+The signal log (issue 12): every candidate entry a strategy evaluated at a bar's close becomes
+one ``EntrySignal``, taken or not. A strategy with an entry-threshold knob computes its
+candidates at the loosest value the registry allows (``lower`` for ``admits: above``) and each
+is admitted by its score against the arm's value, so the log holds every signal a value in range
+could admit while entries stay exactly what the current value admits. A candidate that is not
+taken says why, in the order the loop checks: ``threshold``, ``position_open`` (one position per
+strategy), ``reentry_block``, ``gate:<first blocking code>`` or ``size_zero`` (allowed at a size
+that rounds to no unit); a taken one names the trade it opened (``broker_trade_id``, known at the
+fill). Signals go to the ledger in batches (``upsert_signals``), the last one before the summary.
+A shadow signal carries its candidate's signal-log id, so the ledger's copy of shadow signals
+into the log (which has no scores) lands on the replay's own row instead of duplicating it.
 
 Nothing in the mechanisms knows it is a replay. Determinism: no randomness, no wall clock in
 any artifact (ledger ``ingested_at`` and record ``run_id`` come from simulated time), fixed
@@ -34,7 +48,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -42,9 +56,10 @@ from typing import Any
 import numpy as np
 
 from autolearn.adapters.state import StateStore
+from autolearn.backtest._parsers import OANDA_GRANULARITY_S
 from autolearn.backtest.candles import Candles
 from autolearn.core.knobs import KnobValue
-from autolearn.core.model import ShadowSignal, Side, Trade
+from autolearn.core.model import EntrySignal, ShadowSignal, Side, Trade
 from autolearn.core.registry import Registry
 from autolearn.core.timestamps import format_utc, from_epoch_us
 from autolearn.errors import ConfigError
@@ -58,8 +73,10 @@ from autolearn.replay.ledger import CachedLedger
 from autolearn.replay.regime import MACRO_LABELS, MICRO_LABELS
 from autolearn.replay.strategies import (
     REFERENCE_STRATEGIES,
+    Candidates,
     Features,
     RefStrategy,
+    admits,
     micro_units_factor,
 )
 from autolearn.replay.summary import summarize_run
@@ -70,6 +87,9 @@ __all__ = ["KNOWN_MECHANISMS", "ReplayConfig", "ReplayOutcome", "run_replay", "s
 # Mechanisms the replay can drive, in the order they run when due at the same instant.
 KNOWN_MECHANISMS = ("policy", "tuner", "scalp_trainer")
 _US = 1_000_000
+_SIGNAL_BATCH = 5_000  # signals per upsert: few transactions, bounded memory
+# bar length (s) -> OANDA's granularity name, under which the run's candles are stored
+_GRANULARITY = {seconds: name for name, seconds in OANDA_GRANULARITY_S.items()}
 
 Progress = Callable[[int, int], None]
 CycleFn = Callable[[datetime, str], dict[str, Any]]
@@ -117,6 +137,7 @@ class _Pending:
     reasons: tuple[str, ...]
     version: str  # the version the entry's unit saw (its arm), pinned on the trade
     knobs: Mapping[str, KnobValue]
+    signal: EntrySignal  # its log row: a taken one is completed (trade id) at the fill
 
 
 @dataclass(slots=True)
@@ -126,6 +147,7 @@ class _Counters:
     skipped: Counter[str] = field(default_factory=Counter)
     cycle_s: dict[str, float] = field(default_factory=dict)
     cycles: Counter[str] = field(default_factory=Counter)
+    signals: Counter[str] = field(default_factory=Counter)  # taken / not_taken code
     trades: int = 0
     shadows: int = 0
 
@@ -146,6 +168,34 @@ def _account_factor(instrument: str, account: str, exit_price: float) -> float:
 def _check_account_currency(instrument: str, account: str) -> None:
     """Refuse a cross pair before the replay starts, not at its first close (~30 s in)."""
     _account_factor(instrument, account, 1.0)
+
+
+def _loosest_values(strategies: Sequence[RefStrategy], registry: Registry) -> dict[str, float]:
+    """Per strategy with a threshold, the loosest value its knob may take (from the registry).
+
+    Raises:
+        ConfigError: the registry does not know the knob, or its ``score``/``admits`` disagree
+            with what the strategy compares (the log would name the wrong score).
+    """
+    out: dict[str, float] = {}
+    for strat in strategies:
+        t = strat.threshold
+        if t is None:
+            continue
+        spec = registry.knobs.get(t.knob)
+        if spec is None or spec.lower is None or spec.upper is None:
+            raise ConfigError(
+                f"registry {registry.source}: strategy {strat.name} compares its score "
+                f"{t.score!r} with knob {t.knob}, which is not registered as a numeric knob"
+            )
+        if (spec.score, spec.admits) != (t.score, t.admits):
+            raise ConfigError(
+                f"registry {registry.source}: knob {t.knob} says score {spec.score!r} admits "
+                f"{spec.admits!r}, but {strat.name} compares {t.score!r} admits {t.admits!r}; "
+                "set score/admits in the registry to what the strategy compares"
+            )
+        out[strat.name] = float(spec.lower if t.admits == "above" else spec.upper)
+    return out
 
 
 def _scratch_dir() -> Path:
@@ -179,7 +229,10 @@ class _Replay:
         self.features = Features.of(candles)
         self.broker = PaperBroker(candles, config.spread_pips)
         self.strategies: Sequence[RefStrategy] = REFERENCE_STRATEGIES
-        self.signal_cache: dict[tuple[str, tuple[KnobValue, ...]], np.ndarray] = {}
+        self.loosest = _loosest_values(self.strategies, registry)
+        self.signal_cache: dict[tuple[str, tuple[KnobValue, ...]], Candidates] = {}
+        self.signal_log: list[EntrySignal] = []
+        self.candles_stored = 0  # bars [0, candles_stored) are in the ledger
         # (strategy, version) -> its knobs: a version is a content address, so this never stales
         self.knobs_of: dict[tuple[str, str], dict[str, KnobValue]] = {}
         self.last_exit_us: dict[str, int] = {}
@@ -230,6 +283,10 @@ class _Replay:
         return out
 
     def run_due(self, until_us: int) -> None:
+        if self.queue and self.queue[0][0] <= until_us:
+            # what a live bot's ledger holds by now: its signals and the complete bars
+            self.flush_signals()
+            self._store_candles(until_us)
         while self.queue and self.queue[0][0] <= until_us:
             due, order, name = heapq.heappop(self.queue)
             now = from_epoch_us(due)
@@ -243,14 +300,31 @@ class _Replay:
                 self.epoch += 1
             heapq.heappush(self.queue, (due + self.cadence_us[name], order, name))
 
+    def _store_candles(self, now_us: int) -> None:
+        """Write the bars complete at ``now_us`` not yet in the ledger (at the broker's spread).
+
+        Progressively, as a live candle ingest would: a bar reaches the ledger after its close,
+        so a mechanism reading candles never sees one from its future.
+        """
+        granularity = _GRANULARITY.get(self.c.timeframe_s)
+        if granularity is None:
+            return  # no OANDA name for this bar length: a reader would not ask for it
+        hi = int(np.searchsorted(self.c.time_us, now_us - self.tf_us, side="right"))
+        if hi > self.candles_stored:
+            bars = _bars(self.c, self.candles_stored, hi, self.config.spread_pips)
+            self.ledger.upsert_candles(bars, granularity=granularity)
+            self.candles_stored = hi
+
     # -- strategies --------------------------------------------------------------------------
     def _unit_view(
         self, strat: RefStrategy, i: int
-    ) -> tuple[str, dict[str, KnobValue], np.ndarray]:
-        """What the entry a strategy evaluates at bar ``i`` sees: version, knobs, signals.
+    ) -> tuple[str, dict[str, KnobValue], Candidates]:
+        """What the entry a strategy evaluates at bar ``i`` sees: version, knobs, candidates.
 
         The unit is the candidate entry (strategy and bar), so a change in flight reaches only
-        its concurrent arm, as in a live bot passing its signal id to ``Tuning.arm``.
+        its concurrent arm, as in a live bot passing its signal id to ``Tuning.arm``. The
+        candidates of a strategy with a threshold are those of its loosest value (cached
+        without the threshold's own value, which only admits among them).
         """
         unit = f"{strat.name}@{i}"
         version = self.tuning.arm(unit).version
@@ -258,19 +332,27 @@ class _Replay:
         if knobs is None:
             knobs = {k: self.tuning.get(k, unit=unit) for k in strat.knobs}
             self.knobs_of[(strat.name, version)] = knobs
-        key = (strat.name, tuple(knobs[k] for k in strat.knobs))
+        loose = knobs
+        if strat.threshold is not None:
+            loose = knobs | {strat.threshold.knob: self.loosest[strat.name]}
+        key = (strat.name, tuple(loose[k] for k in strat.knobs))
         found = self.signal_cache.get(key)
         if found is None:
-            found = self.signal_cache[key] = strat.signals(self.features, knobs)
+            found = self.signal_cache[key] = strat.candidates(self.features, loose)
         return version, knobs, found
 
     def decide(self, i: int) -> None:
         now = from_epoch_us(int(self.c.time_us[i]) + self.tf_us)
         price = float(self.c.close[i])
         for strat in self.strategies:
-            version, knobs, signals = self._unit_view(strat, i)
-            sig = int(signals[i])
+            version, knobs, cand = self._unit_view(strat, i)
+            sig = int(cand.side[i])
             if sig == 0:
+                continue
+            signal = self._signal(strat, i, sig, now, price, version, knobs, cand)
+            t = strat.threshold
+            if t is not None and not admits(signal.scores[t.score], float(knobs[t.knob]), t.admits):
+                self._log(signal, "threshold")
                 continue
             pos = self.broker.get(strat.name)
             shadow = self.broker.get("S:" + strat.name)
@@ -279,14 +361,63 @@ class _Replay:
                 shadow = None
             if pos is not None:
                 if not (pos.exits.exit_on_signal and sig == -pos.side):
-                    continue  # one position per strategy: same-direction signals are ignored
+                    # one position per strategy: same-direction signals are ignored
+                    self._log(signal, "position_open")
+                    continue
                 self.reverse.append(pos.key)
             block_s = strat.reentry_block_s(knobs)
             last = self.last_exit_us.get(strat.name)
             if block_s > 0 and last is not None and now.timestamp() * _US - last < block_s * _US:
                 self.count.skipped["reentry_block_s"] += 1
+                self._log(signal, "reentry_block")
                 continue
-            self._ask_gates(strat, sig, i, now, price, version, knobs, shadow is None)
+            self._ask_gates(strat, sig, i, now, price, version, knobs, shadow is None, signal)
+
+    def _signal(
+        self,
+        strat: RefStrategy,
+        i: int,
+        sig: int,
+        now: datetime,
+        price: float,
+        version: str,
+        knobs: Mapping[str, KnobValue],
+        cand: Candidates,
+    ) -> EntrySignal:
+        """The log row of the candidate ``strat`` evaluated at bar ``i`` (taken, no trade yet)."""
+        exits = strat.exits(self.features, i, knobs)
+        timeout_s = exits.timeout_bars * self.c.timeframe_s
+        return EntrySignal(
+            signal_id=f"{self.c.instrument}:{strat.name}@{format_utc(now)}",
+            at=now,
+            instrument=self.c.instrument,
+            pocket=strat.pocket,
+            strategy=strat.name,
+            side=Side.LONG if sig > 0 else Side.SHORT,
+            price=price,
+            sl_pips=exits.sl_pips or None,
+            tp_pips=exits.tp_pips or None,
+            timeout_s=float(timeout_s) if timeout_s > 0 else None,
+            scores={name: float(values[i]) for name, values in cand.scores.items()},
+            unit_id=f"{strat.name}@{i}",
+            taken=True,
+            config_version=version,
+        )
+
+    def _log(self, signal: EntrySignal, not_taken: str = "") -> None:
+        """Queue ``signal`` for the ledger (``not_taken`` non-empty: as not taken, that code)."""
+        if not_taken:
+            signal = replace(signal, taken=False, not_taken=not_taken)
+        self.signal_log.append(signal)
+        self.count.signals[not_taken or "taken"] += 1
+        if len(self.signal_log) >= _SIGNAL_BATCH:
+            self.flush_signals()
+
+    def flush_signals(self) -> None:
+        """Write the queued signals to the ledger in one batch."""
+        if self.signal_log:
+            self.ledger.upsert_signals(self.signal_log)
+            self.signal_log = []
 
     def _ask_gates(
         self,
@@ -298,6 +429,7 @@ class _Replay:
         version: str,
         knobs: Mapping[str, KnobValue],
         may_shadow: bool,
+        signal: EntrySignal,
     ) -> None:
         side = Side.LONG if sig > 0 else Side.SHORT
         open_positions = [
@@ -317,15 +449,18 @@ class _Replay:
         if strat.pocket == "micro":
             units *= micro_units_factor(knobs, int(self.features.regime_micro[i]))
         if verdict.allowed and round(units) >= 1:
-            self.pending.append(_Pending(strat, sig, False, i, round(units), (), version, knobs))
+            self.pending.append(
+                _Pending(strat, sig, False, i, round(units), (), version, knobs, signal)
+            )
             return
         codes = verdict.blocking_codes or ("size_zero",)
+        self._log(signal, f"gate:{codes[0]}" if verdict.blocking_codes else "size_zero")
         self.count.denials[codes[0]] += 1
         hour = format_utc(from_epoch_us(int(self.c.time_us[i]) // 3_600_000_000 * 3_600_000_000))
         self.count.denials_by_hour[(hour, strat.pocket, codes[0])] += 1
         if may_shadow:
             self.pending.append(
-                _Pending(strat, sig, True, i, self.config.units, codes, version, knobs)
+                _Pending(strat, sig, True, i, self.config.units, codes, version, knobs, signal)
             )
 
     # -- the broker ------------------------------------------------------------------------
@@ -336,8 +471,12 @@ class _Replay:
         for p in self.pending:
             key = ("S:" if p.shadow else "") + p.strategy.name
             if self.broker.get(key) is not None:
+                if not p.shadow:
+                    self._log(p.signal, "position_open")
                 continue
             self.seq += 1
+            if not p.shadow:  # a shadow's signal was logged (not taken) at the decision
+                self._log(replace(p.signal, broker_trade_id=f"T{self.seq:07d}"))
             d = p.decided_bar
             self.broker.open(
                 key=key,
@@ -352,6 +491,7 @@ class _Replay:
                 regime_micro=MICRO_LABELS[int(self.features.regime_micro[d])],
                 regime_macro=MACRO_LABELS[int(self.features.regime_macro[d])],
                 reasons=p.reasons,
+                signal_id=p.signal.signal_id,
             )
         self.pending = []
 
@@ -369,7 +509,9 @@ class _Replay:
             if pos.key.startswith("S:"):
                 signals.append(
                     ShadowSignal(
-                        signal_id=f"S{ident}",
+                        # the id of its signal-log row, so the ledger's mirror of shadow signals
+                        # into the log (no scores) never duplicates the replay's own row
+                        signal_id=str(tags["signal_id"]),
                         at=entry_at,
                         instrument=c.instrument,
                         pocket=str(tags["pocket"]),
@@ -434,7 +576,7 @@ class _Replay:
             fills = self.broker.step(i)
             if i == n - 1:
                 fills.extend(self.broker.close_all(i, ExitCode.END))
-                self.pending = []
+                self.pending = []  # none: no decision is made at the last bar
             self._record(fills)
             if i == n - 1:
                 break
@@ -443,11 +585,12 @@ class _Replay:
             self.decide(i)
             if progress is not None and (i % 1000 == 0):
                 progress(i, n)
+        self.flush_signals()
         if progress is not None:
             progress(n, n)
 
     def close(self) -> None:
-        self.sql.close()
+        self.ledger.close()  # writes what the cache holds behind, then closes the SQL ledger
 
 
 def run_replay(
@@ -476,6 +619,7 @@ def run_replay(
                 ],
                 "skipped_entries": dict(sorted(counts.skipped.items())),
                 "shadow_signals": counts.shadows,
+                "signal_log": dict(sorted(counts.signals.items())),
                 "cycles": dict(sorted(counts.cycles.items())),
             }
             summary = summarize_run(
@@ -522,14 +666,23 @@ def slice_candles(candles: Candles, start: datetime | None, end: datetime | None
     t = candles.time_us
     lo = 0 if start is None else int(np.searchsorted(t, int(start.timestamp() * _US)))
     hi = len(t) if end is None else int(np.searchsorted(t, int(end.timestamp() * _US)))
+    return _bars(candles, lo, hi)
+
+
+def _bars(candles: Candles, lo: int, hi: int, spread_pips: float | None = None) -> Candles:
+    """Bars ``lo:hi`` of ``candles``; ``spread_pips`` (when given) replaces their spread."""
+    spread = candles.spread_pips
+    if spread_pips is not None:
+        spread = np.full(len(candles), spread_pips)
     return Candles(
         instrument=candles.instrument,
         timeframe_s=candles.timeframe_s,
-        time_us=t[lo:hi],
+        time_us=candles.time_us[lo:hi],
         open=candles.open[lo:hi],
         high=candles.high[lo:hi],
         low=candles.low[lo:hi],
         close=candles.close[lo:hi],
         volume=candles.volume[lo:hi],
         source=candles.source,
+        spread_pips=None if spread is None else spread[lo:hi],
     )

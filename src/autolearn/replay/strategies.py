@@ -22,6 +22,10 @@ Pockets and strategies:
   its daily mean, see ``regime``), a close beyond the previous 20 bars' range whose move is at
   or above the ``accel_pctile`` percentile of the previous 120 absolute moves. SL 8, TP 12 pips,
   45-bar timeout.
+* **micro / RangeExpansionBreak**: a close beyond the previous 30 bars' high (low) on an up (down)
+  bar whose range is at least ``min_range_ratio`` times the mean range of the previous 60 bars.
+  SL 6, TP 9 pips, 30-bar timeout. Its edge is meant to depend on the threshold (the class
+  docstring says why and how its fixed parameters were chosen).
 * **micro / BB_RSI_Fast**: Bollinger(20, 2) / RSI(14) 30-70 fade (the backtest's ``bb_rsi``).
   ``reentry_block_s`` (seconds between an exit and the next entry on the original's tick data)
   blocks re-entry for ``reentry_block_s`` *minutes* of simulated time (one original second = one
@@ -41,6 +45,18 @@ Pockets and strategies:
   pips adverse; ``scratch`` once ``scratch_requires_events + 1`` closes after a grace of
   ``round(min_grace_before_scratch_ms / 40)`` bars sat within the spread of flat.
 
+Score thresholds: a strategy whose entry compares a per-bar score with one tuner knob declares it
+(``threshold``: the knob and the score's name, as the registry's ``score``/``admits`` say) and
+computes its ``candidates`` for any value of that knob, with the score of every candidate bar.
+The replay asks for the candidates at the loosest value the registry allows and admits each one
+by comparing its score with the arm's value, so the signal log holds every signal a value in
+range could admit, and a stricter value always admits a subset (``admits``). Scores:
+``confidence`` (MomentumPulse: the share of the previous 20 bars that closed the candidate's way),
+``vwap_z_abs`` (MicroVWAPRevert: ``|z|``), ``accel_pctile`` (VolCompressionBreak: the percentile
+rank of the bar's move among the previous 120 moves, the inverse of numpy's linear percentile,
+so ``rank >= p`` exactly when the move is at or above the ``p`` percentile up to float rounding),
+``range_ratio`` (RangeExpansionBreak).
+
 Pure: no I/O, no clock. The replay loop (``engine``) reads the knob values.
 """
 
@@ -48,9 +64,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import NDArray
 
 from autolearn.backtest.candles import Candles
@@ -62,7 +79,6 @@ from autolearn.backtest.strategies._indicators import (
     rolling_std,
 )
 from autolearn.backtest.strategies.bb_rsi import BbRsiRevert
-from autolearn.backtest.strategies.momentum import MomentumBreakout
 from autolearn.backtest.strategies.sma_cross import cross_signals
 from autolearn.core.knobs import KnobValue
 from autolearn.replay.regime import MICRO_LABELS, classify
@@ -71,16 +87,21 @@ __all__ = [
     "ALLOC_KNOB",
     "REFERENCE_STRATEGIES",
     "BbRsiFast",
+    "Candidates",
     "Exits",
     "Features",
     "LowvolExit",
     "M1Scalper",
     "MicroVWAPRevert",
     "MomentumPulse",
+    "RangeExpansionBreak",
     "RefStrategy",
+    "Threshold",
     "TrendMA",
     "VolCompressionBreak",
+    "admits",
     "micro_units_factor",
+    "percentile_rank",
 ]
 
 F64 = NDArray[np.float64]
@@ -183,7 +204,95 @@ def _bbw_ratio(c: Candles) -> F64:
     return out
 
 
-_FEATURES = {"atr_pips": _atr_pips, "vwap_z": _vwap_z, "bbw_ratio": _bbw_ratio}
+def percentile_rank(x: F64, window: int) -> F64:
+    """Per bar, the largest ``p`` in [0, 100] with ``x[i] >= percentile(previous window, p)``.
+
+    The inverse of numpy's linear percentile over the ``window`` values before bar ``i``
+    (``rolling_percentile``): ``x[i] >= rolling_percentile(x, window, p)[i]`` exactly when
+    ``p <= rank[i]``, up to float rounding at the boundary. NaN where ``x[i]`` is below every
+    value of its window (no ``p`` admits it), during warm-up, and where an input is NaN.
+    """
+    out = np.full(len(x), np.nan)
+    if window >= len(x) or window < 2:
+        return out
+    ordered = np.sort(sliding_window_view(x[:-1], window), axis=1)  # row j: bars j..j+window-1
+    v = x[window:]
+    with np.errstate(invalid="ignore"):
+        below = (ordered <= v[:, None]).sum(axis=1)  # how many window values are <= x[i]
+    k = np.clip(below - 1, 0, window - 2)
+    rows = np.arange(len(v))
+    lo, hi = ordered[rows, k], ordered[rows, k + 1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac = np.where(hi > lo, (v - lo) / (hi - lo), 0.0)
+        rank = 100.0 * (k + np.clip(frac, 0.0, 1.0)) / (window - 1)
+    rank[below >= window] = 100.0
+    rank[(below == 0) | ~np.isfinite(v) | np.isnan(ordered).any(axis=1)] = np.nan
+    out[window:] = rank
+    return out
+
+
+def _move(c: Candles) -> F64:
+    return np.abs(np.diff(c.close, prepend=np.nan))
+
+
+def _share(c: Candles, sign: int) -> F64:
+    # share of the previous 20 bars that closed up (sign 1) / down (-1); bar i itself excluded
+    change = np.diff(c.close, prepend=np.nan)
+    moved = (change > 0) if sign > 0 else (change < 0)
+    out: F64 = np.r_[np.nan, rolling_mean(moved.astype(np.float64), 20)[:-1]]
+    return out
+
+
+def _at_least(x: F64, y: F64) -> F64:
+    with np.errstate(invalid="ignore"):
+        out: F64 = (x >= y).astype(np.float64)  # 1.0 / 0.0 (NaN compares False)
+    return out
+
+
+def _range_ratio(c: Candles) -> F64:
+    rng = c.high - c.low
+    base = np.r_[np.nan, rolling_mean(rng, 60)[:-1]]  # the previous 60 bars' mean range
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(base > 0, rng / base, np.nan)
+
+
+_FEATURES = {
+    "atr_pips": _atr_pips,
+    "vwap_z": _vwap_z,
+    "bbw_ratio": _bbw_ratio,
+    "move": _move,
+    "up_share": lambda c: _share(c, 1),
+    "down_share": lambda c: _share(c, -1),
+    "pulse_accel": lambda c: _at_least(_move(c), rolling_percentile(_move(c), 100, 50.0)),
+    "move_rank": lambda c: percentile_rank(_move(c), 120),
+    "range_ratio": _range_ratio,
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Threshold:
+    """A strategy's entry-threshold knob and the name of the score it compares.
+
+    ``admits`` is the registry's direction: ``above`` admits a candidate whose score is at or
+    above the value (a higher value is stricter), ``below`` at or below it.
+    """
+
+    knob: str
+    score: str
+    admits: Literal["above", "below"] = "above"
+
+
+def admits(score: float, value: float, direction: str) -> bool:
+    """Whether a candidate with ``score`` is admitted at threshold ``value`` (NaN: never)."""
+    return bool(score >= value) if direction == "above" else bool(score <= value)
+
+
+@dataclass(frozen=True, slots=True)
+class Candidates:
+    """Candidate entries per bar (+1 / -1, 0: none) and the named scores of each bar."""
+
+    side: NDArray[np.int8]
+    scores: Mapping[str, F64]
 
 
 class RefStrategy(Protocol):
@@ -200,8 +309,22 @@ class RefStrategy(Protocol):
         """The registry knobs its signals and exits read."""
         ...
 
+    @property
+    def threshold(self) -> Threshold | None:
+        """Its entry-threshold knob and score (None: its entry compares no score)."""
+        ...
+
+    def candidates(self, f: Features, k: Knobs) -> Candidates:
+        """Entry candidates for every bar under knob values ``k`` with their scores.
+
+        With a ``threshold``, a candidate is a bar whose score ``k[threshold.knob]`` admits, and
+        every candidate's score is finite; a stricter value gives a subset of the candidates.
+        Without one, the candidates are the signals and the scores are empty.
+        """
+        ...
+
     def signals(self, f: Features, k: Knobs) -> NDArray[np.int8]:
-        """Entry signals for every bar under knob values ``k``."""
+        """Entry signals for every bar under knob values ``k`` (``candidates(f, k).side``)."""
         ...
 
     def exits(self, f: Features, i: int, k: Knobs) -> Exits:
@@ -227,6 +350,10 @@ class TrendMA:
     knobs: tuple[str, ...] = tuple(
         f"strategies.TrendMA.{n}" for n in ("fast_window", "slow_window", "sl_pips", "tp_pips")
     )
+    threshold: Threshold | None = None
+
+    def candidates(self, f: Features, k: Knobs) -> Candidates:
+        return Candidates(self.signals(f, k), {})
 
     def signals(self, f: Features, k: Knobs) -> NDArray[np.int8]:
         c = f.candles
@@ -252,21 +379,42 @@ class TrendMA:
         return 0.0
 
 
+def _scored(
+    long: NDArray[np.bool_], short: NDArray[np.bool_], name: str, long_score: F64, short_score: F64
+) -> Candidates:
+    side = np.zeros(len(long), dtype=np.int8)
+    side[long] = 1
+    side[short & ~long] = -1
+    score = np.where(side > 0, long_score, np.where(side < 0, short_score, np.nan))
+    return Candidates(side, {name: score})
+
+
+def _value(k: Knobs, t: Threshold) -> float:
+    return float(k[t.knob])
+
+
 @dataclass(frozen=True, slots=True)
 class MomentumPulse:
     name: str = "MomentumPulse"
     pocket: str = "micro"
     knobs: tuple[str, ...] = ("strategies.MomentumPulse.min_confidence", ALLOC_KNOB)
+    threshold: Threshold | None = Threshold(
+        knob="strategies.MomentumPulse.min_confidence", score="confidence"
+    )
+
+    def candidates(self, f: Features, k: Knobs) -> Candidates:
+        # the backtest's momentum_breakout with lookback 20, accel_window 100, accel_pctile 50
+        c = f.candles
+        v = float(k["strategies.MomentumPulse.min_confidence"])
+        up, down = f.get("up_share"), f.get("down_share")
+        accel = f.get("pulse_accel") > 0
+        with np.errstate(invalid="ignore"):
+            long = (c.close > prev_max(c.high, 20)) & (up >= v) & accel
+            short = (c.close < prev_min(c.low, 20)) & (down >= v) & accel
+        return _scored(long, short, "confidence", up, down)
 
     def signals(self, f: Features, k: Knobs) -> NDArray[np.int8]:
-        params = {
-            "lookback": 20.0,
-            "min_confidence": float(k["strategies.MomentumPulse.min_confidence"]),
-            "accel_window": 100.0,
-            "accel_pctile": 50.0,
-        }
-        out: NDArray[np.int8] = MomentumBreakout().signals(f.candles, [params])[0]
-        return out
+        return self.candidates(f, k).side
 
     def exits(self, f: Features, i: int, k: Knobs) -> Exits:
         return Exits(sl_pips=6.0, tp_pips=9.0, timeout_bars=30)
@@ -280,16 +428,22 @@ class MicroVWAPRevert:
     name: str = "MicroVWAPRevert"
     pocket: str = "micro"
     knobs: tuple[str, ...] = ("strategies.MicroVWAPRevert.vwap_z_min", ALLOC_KNOB)
+    threshold: Threshold | None = Threshold(
+        knob="strategies.MicroVWAPRevert.vwap_z_min", score="vwap_z_abs"
+    )
 
-    def signals(self, f: Features, k: Knobs) -> NDArray[np.int8]:
+    def candidates(self, f: Features, k: Knobs) -> Candidates:
         c = f.candles
         z = f.get("vwap_z")
         z_min = float(k["strategies.MicroVWAPRevert.vwap_z_min"])
-        out = np.zeros(len(c), dtype=np.int8)
+        z_abs = np.abs(z)
         with np.errstate(invalid="ignore"):
-            out[(z <= -z_min) & (c.close > c.open)] = 1
-            out[(z >= z_min) & (c.close < c.open)] = -1
-        return out
+            long = (z < 0) & (z_abs >= z_min) & (c.close > c.open)
+            short = (z > 0) & (z_abs >= z_min) & (c.close < c.open)
+        return _scored(long, short, "vwap_z_abs", z_abs, z_abs)
+
+    def signals(self, f: Features, k: Knobs) -> NDArray[np.int8]:
+        return self.candidates(f, k).side
 
     def exits(self, f: Features, i: int, k: Knobs) -> Exits:
         return Exits(sl_pips=6.0, tp_pips=6.0, timeout_bars=30)
@@ -303,22 +457,77 @@ class VolCompressionBreak:
     name: str = "VolCompressionBreak"
     pocket: str = "micro"
     knobs: tuple[str, ...] = ("strategies.VolCompressionBreak.accel_pctile", ALLOC_KNOB)
+    threshold: Threshold | None = Threshold(
+        knob="strategies.VolCompressionBreak.accel_pctile", score="accel_pctile"
+    )
 
-    def signals(self, f: Features, k: Knobs) -> NDArray[np.int8]:
+    def candidates(self, f: Features, k: Knobs) -> Candidates:
         c = f.candles
         ratio = f.get("bbw_ratio")
-        compressed = np.r_[False, ratio[:-1] < 0.8]
-        move = np.abs(np.diff(c.close, prepend=np.nan))
+        rank = f.get("move_rank")
         pct = float(k["strategies.VolCompressionBreak.accel_pctile"])
-        out = np.zeros(len(c), dtype=np.int8)
         with np.errstate(invalid="ignore"):
-            accel = move >= rolling_percentile(move, 120, pct)
-            out[compressed & accel & (c.close > prev_max(c.high, 20))] = 1
-            out[compressed & accel & (c.close < prev_min(c.low, 20))] = -1
-        return out
+            ok = np.r_[False, ratio[:-1] < 0.8] & (rank >= pct)
+            long = ok & (c.close > prev_max(c.high, 20))
+            short = ok & (c.close < prev_min(c.low, 20))
+        return _scored(long, short, "accel_pctile", rank, rank)
+
+    def signals(self, f: Features, k: Knobs) -> NDArray[np.int8]:
+        return self.candidates(f, k).side
 
     def exits(self, f: Features, i: int, k: Knobs) -> Exits:
         return Exits(sl_pips=8.0, tp_pips=12.0, timeout_bars=45)
+
+    def reentry_block_s(self, k: Knobs) -> float:
+        return 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class RangeExpansionBreak:
+    """Breakout on a bar whose range expands well beyond the recent ranges (score ``range_ratio``).
+
+    Long when the close is above the previous 30 bars' high on an up bar, short on the mirror;
+    the score is the bar's high-low range over the mean range of the previous 60 bars, admitted
+    at or above ``strategies.RangeExpansionBreak.min_range_ratio``.
+
+    Why the edge should depend on the threshold: on FX M1 most breakouts of a short range are
+    noise (the next minutes mean-revert, bid-ask bounce and quote flicker), so a breakout that
+    pays the spread loses on average. A bar several times the recent range is different in kind:
+    it is new information or a flow arriving (a session open, a fix, a release), and volatility
+    and direction both cluster after it for some minutes, so the follow-through grows with the
+    expansion while the spread's share of the move shrinks. The score has a monotone relation to
+    the outcome by construction of that argument, not by a fit: a low threshold admits the noise
+    breakouts, a high one only the information bars (and fewer of them: the tuner's trade-off).
+
+    Fixed parameters, chosen before looking at any month and not fitted: 30 bars (half an hour)
+    for the range to break, 60 bars (an hour) for the baseline of "normal" ranges, a close in the
+    bar's direction (an expansion bar that closes against itself is a rejection, not a flow), and
+    the micro pocket's exits of MomentumPulse (SL 6, TP 9 pips: 1.5 reward to risk, 30-bar
+    timeout: the horizon over which M1 follow-through is expected to fade).
+    """
+
+    name: str = "RangeExpansionBreak"
+    pocket: str = "micro"
+    knobs: tuple[str, ...] = ("strategies.RangeExpansionBreak.min_range_ratio", ALLOC_KNOB)
+    threshold: Threshold | None = Threshold(
+        knob="strategies.RangeExpansionBreak.min_range_ratio", score="range_ratio"
+    )
+
+    def candidates(self, f: Features, k: Knobs) -> Candidates:
+        c = f.candles
+        ratio = f.get("range_ratio")
+        v = float(k["strategies.RangeExpansionBreak.min_range_ratio"])
+        with np.errstate(invalid="ignore"):
+            ok = ratio >= v
+            long = ok & (c.close > c.open) & (c.close > prev_max(c.high, 30))
+            short = ok & (c.close < c.open) & (c.close < prev_min(c.low, 30))
+        return _scored(long, short, "range_ratio", ratio, ratio)
+
+    def signals(self, f: Features, k: Knobs) -> NDArray[np.int8]:
+        return self.candidates(f, k).side
+
+    def exits(self, f: Features, i: int, k: Knobs) -> Exits:
+        return Exits(sl_pips=6.0, tp_pips=9.0, timeout_bars=30)
 
     def reentry_block_s(self, k: Knobs) -> float:
         return 0.0
@@ -329,6 +538,10 @@ class BbRsiFast:
     name: str = "BB_RSI_Fast"
     pocket: str = "micro"
     knobs: tuple[str, ...] = ("strategies.BB_RSI_Fast.reentry_block_s", ALLOC_KNOB)
+    threshold: Threshold | None = None
+
+    def candidates(self, f: Features, k: Knobs) -> Candidates:
+        return Candidates(self.signals(f, k), {})
 
     def signals(self, f: Features, k: Knobs) -> NDArray[np.int8]:
         # the block is applied after exits by the loop (reentry_block_s), not on raw signals
@@ -379,6 +592,10 @@ class M1Scalper:
         ),
         *_LOWVOL_KNOBS,
     )
+    threshold: Threshold | None = None
+
+    def candidates(self, f: Features, k: Knobs) -> Candidates:
+        return Candidates(self.signals(f, k), {})
 
     def signals(self, f: Features, k: Knobs) -> NDArray[np.int8]:
         c = f.candles
@@ -415,6 +632,7 @@ REFERENCE_STRATEGIES: tuple[RefStrategy, ...] = (
     MomentumPulse(),
     MicroVWAPRevert(),
     VolCompressionBreak(),
+    RangeExpansionBreak(),
     BbRsiFast(),
     M1Scalper(),
 )

@@ -125,6 +125,9 @@ def comparison_rows(
     def denials(s: Mapping[str, Any]) -> str:
         return _fmt(int(sum(s.get("gate_denials", {}).values())))
 
+    def logged(s: Mapping[str, Any]) -> str:
+        return _fmt(int(sum(s.get("signal_log", {}).values())))
+
     rows = [
         ("trades", *both("trades")),
         ("net P/L (pips)", *both("net_pips")),
@@ -140,5 +143,6 @@ def comparison_rows(
         ("policy blocks", *count("policy_blocks")),
         ("gate denials", denials(learning), denials(static)),
         ("shadow signals", *both("shadow_signals")),
+        ("signals logged", logged(learning), logged(static)),
     ]
     return [(a, b, c) for a, b, c in rows]
