@@ -50,7 +50,13 @@ __all__ = [
 ]
 
 STATE_SCHEMA_VERSION = 1
-_MECHANISM_NAME = frozenset(o.value for o in Owner) | {"reconcile", "gates", "replay"}
+_MECHANISM_NAME = frozenset(o.value for o in Owner) | {
+    "reconcile",
+    "gates",
+    "replay",
+    "compat",  # the QuantRabbit compat exports (autolearn.compat.quantrabbit.exports)
+    "follow",  # watermarks of followed trades.db files (autolearn.importers.follow)
+}
 _KEEP_CHANGES = timedelta(days=2)
 
 
@@ -474,6 +480,7 @@ class StateStore:
                 self._write_json(
                     self.effective_path, replace(base, updated_at=now).to_json(), raw=True
                 )
+                self._export_compat(base, now)
             return result, kept if moved else None
 
     def read_snapshot_file(self, version: str) -> dict[str, Any]:
@@ -554,7 +561,15 @@ class StateStore:
             self.record(full_record)
         except StateError as exc:
             raise self._undo_unrecorded(previous, new_effective.version, exc) from exc
+        self._export_compat(new_effective, now)
         return result
+
+    def _export_compat(self, effective: Effective, now: datetime) -> None:
+        """Write the QuantRabbit compat exports of a recorded change (opt-in, see
+        ``autolearn.compat.quantrabbit.exports``); a failure is recorded there, never raised."""
+        from autolearn.compat.quantrabbit.exports import export_after_apply  # opt-in: lazy
+
+        export_after_apply(self, effective, now)
 
     def _read_bytes(self, path: Path) -> bytes | None:
         return read_regular(path)

@@ -14,6 +14,7 @@ import typer
 from autolearn._entry import missing_extra_message
 from autolearn.adapters.logs import configure_logging, get_logger, redact
 from autolearn.cli import (
+    _compat,
     _config,
     _demo,
     _ingest,
@@ -31,7 +32,7 @@ from autolearn.errors import AutolearnError, LockBusy
 __all__ = ["app", "main"]
 
 # The command modules register themselves on import.
-_ = (_config, _demo, _ingest, _learn, _ops, _policy, _reconcile, _replay, _state, _tune)
+_ = (_compat, _config, _demo, _ingest, _learn, _ops, _policy, _reconcile, _replay, _state, _tune)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,5 @@
-"""``autolearn ingest``: QuantRabbit trades.db / CSV exports, or the OANDA v20 transactions feed."""
+"""``autolearn ingest``: QuantRabbit trades.db / CSV exports, the OANDA v20 transactions feed, or
+candles (``--oanda-candles INSTRUMENT`` from v20, ``--candles FILE``) into the candle store."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import typer
 
 from autolearn.adapters.logs import emit_json, register_secret
 from autolearn.cli._common import app, console, settings
+from autolearn.core.timestamps import TimestampError, parse_utc
 from autolearn.errors import ConfigError, InputError, UsageError
 
 __all__ = ["ingest_files"]
@@ -58,9 +60,55 @@ def _ingest(
         str,
         typer.Option(help="First run only: start after this transaction id (default: all history)"),
     ] = "0",
+    oanda_candles: Annotated[
+        str | None,
+        typer.Option(
+            metavar="INSTRUMENT", help="Pull complete v20 candles of INSTRUMENT into the store"
+        ),
+    ] = None,
+    candles: Annotated[
+        Path | None, typer.Option(help="Load a candle file (any known format) into the store")
+    ] = None,
+    granularity: Annotated[
+        str | None, typer.Option(help="Candle granularity: M1, M5, H1... (--oanda-candles: M1)")
+    ] = None,
+    instrument: Annotated[
+        str | None, typer.Option(help="--candles: the file's instrument (else from the file)")
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(help="--oanda-candles, first run only: from this UTC time (default 30 days)"),
+    ] = None,
+    clock: Annotated[
+        str | None,
+        typer.Option(help="--candles: the file's clock (auto, utc, utc+2, mt5-server, ...)"),
+    ] = None,
+    follow: Annotated[
+        Path | None,
+        typer.Option(help="Import only what is new in the bot's trades.db since the last run"),
+    ] = None,
 ) -> None:
-    """Import closed trades into the ledger (idempotent: re-running changes nothing)."""
+    """Import closed trades or candles into the ledger (idempotent: a rerun changes nothing)."""
     current = settings()
+    if oanda_candles is not None or candles is not None:
+        _ingest_candles(
+            current.ledger_url,
+            oanda_candles,
+            candles,
+            oanda_url,
+            granularity,
+            instrument,
+            since,
+            clock=clock,
+        )
+        return
+    if follow is not None:
+        if paths or oanda:
+            raise UsageError("--follow takes the one trades.db it follows: no files, no --oanda")
+        from autolearn.cli._follow import ingest_follow  # autolearn.importers.follow
+
+        ingest_follow(follow, current)
+        return
     if oanda:
         token = os.environ.get("OANDA_TOKEN", "")
         if not token or not account:
@@ -74,3 +122,47 @@ def _ingest(
         raise UsageError("give files to import, or --oanda (see `autolearn ingest --help`)")
     totals = ingest_files(list(paths), current.ledger_url)
     emit_json({"event": "ingest_finished", **totals})
+
+
+def _ingest_candles(
+    ledger_url: str,
+    oanda_instrument: str | None,
+    path: Path | None,
+    oanda_url: str,
+    granularity: str | None,
+    instrument: str | None,
+    since: str | None,
+    clock: str | None = None,
+) -> None:
+    """``--oanda-candles`` (same URL/token settings as ``--oanda``) or ``--candles FILE``."""
+    from autolearn.cli._candles import ingest_candle_file, ingest_oanda_candles
+
+    if oanda_instrument is not None and path is not None:
+        raise UsageError("give --oanda-candles or --candles, not both")
+    if oanda_instrument is None:
+        if since is not None or path is None:
+            raise UsageError("--since applies to --oanda-candles only")
+        ingest_candle_file(
+            path, ledger_url, instrument=instrument, granularity=granularity, clock=clock
+        )
+        return
+    if clock is not None:
+        raise UsageError("--clock applies to --candles only (v20 candle times are UTC)")
+    token = os.environ.get("OANDA_TOKEN", "")
+    if not token:
+        raise ConfigError("--oanda-candles needs OANDA_TOKEN (env)")
+    register_secret(token)
+    start = None
+    if since is not None:
+        try:
+            start = parse_utc(since)
+        except TimestampError as exc:
+            raise UsageError(f"--since: {exc}") from exc
+    ingest_oanda_candles(
+        ledger_url,
+        oanda_url,
+        token,
+        oanda_instrument.replace("/", "_").upper(),
+        granularity=granularity or "M1",
+        since=start,
+    )

@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from autolearn.compat.quantrabbit.health import compat_problems
 from autolearn.core.knob_names import strategy_from_key
 from autolearn.core.run_record import RunRecord, VerdictRecord, parse_runs
 from autolearn.core.timestamps import TimestampError, format_utc, parse_utc
@@ -803,6 +804,10 @@ def build_status(inputs: StatusInputs, now: datetime) -> StatusReport:
     )
     if reconcile.problem:
         problems.append(reconcile.problem)
+    # the QuantRabbit compat exports: a failed or stale export file degrades the run
+    problems += compat_problems(
+        inputs.mechanism_states.get("compat", {}) or {}, inputs.effective_version
+    )
     operator_rollbacks = tuple(
         _ref(r, at)
         for at, r in _timed(records)
