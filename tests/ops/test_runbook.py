@@ -31,7 +31,8 @@ def test_knob_ownership_doc_matches_the_registry() -> None:
 
 
 def test_runbook_has_runnable_blocks_for_every_operator_task() -> None:
-    """Install, check, stop, resume and roll back each have a runnable command."""
+    """Install (from a wheel, and upgrade), check, stop, resume and roll back each have a
+    runnable command."""
     text = (DOCS / "ONLINE_TUNER.md").read_text(encoding="utf-8")
     bodies = "\n".join(m.group("body") for m in _BLOCK.finditer(text))
     for command in (
@@ -50,6 +51,12 @@ def test_runbook_has_runnable_blocks_for_every_operator_task() -> None:
         "reconcile --since 3000d --repair",
     ):
         assert f"autolearn {command}" in bodies, command
+    for step in (
+        'pip" wheel --quiet --no-deps',
+        "install --quiet --upgrade",
+        'autolearn" --version',
+    ):
+        assert step in bodies, step  # install from a built wheel, and upgrade in place
 
 
 @pytest.mark.slow
@@ -68,6 +75,7 @@ def test_runbook_blocks_run_as_documented(
         AUTOLEARN_LEDGER_URL=f"sqlite:///{bot_repo / 'logs' / 'autolearn' / 'ledger.db'}",
         SAMPLE_TRADES=str(SAMPLE),
         SAMPLE_OANDA=str(SAMPLE_OANDA),
+        AUTOLEARN_SOURCE=str(DOCS.parent),  # the autolearn checkout the install blocks build
         COLUMNS="80",
     )
     work = tmp_path / "work"
@@ -80,7 +88,7 @@ def test_runbook_blocks_run_as_documented(
             capture_output=True,
             text=True,
             check=False,
-            timeout=120,
+            timeout=600,  # the install blocks build a wheel and fetch the cli extra
         )
         assert out.returncode == expected, (
             f"block {number} exited {out.returncode}, documented {expected}:\n{body}\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -239,3 +240,108 @@ def test_a_freeze_after_enable_keeps_the_mechanism_enabled(cli, bot_env) -> None
     tuner = json.loads(cli("status", "--json").out)["mechanisms"][0]
     assert (tuner["enabled"], tuner["mode"]) == (True, "frozen")
     assert tuner["enabled_source"].startswith("control.json")
+
+
+class TestReviewDir:
+    def test_render_out_inside_the_checkout_is_refused(self, cli, bot_env, bot_repo: Path) -> None:
+        """``render --out ./units-review`` in the bot checkout writes nothing (exit 73) and says
+        where to write instead: an untracked dir there would make doctor warn."""
+        review = bot_repo / "units-review"
+        result = cli("systemd", "render", "--mechanism", "tuner", "--out", str(review))
+        assert result.code == 73, result.err
+        assert "outside the checkout" in result.err and "--out /tmp/autolearn-units" in result.err
+        assert not review.exists()
+        assert subprocess.run(
+            ["git", "-C", str(bot_repo), "status", "--porcelain"],
+            capture_output=True, text=True, check=True,
+        ).stdout == ""  # fmt: skip
+
+    def test_render_out_into_an_ignored_or_outside_dir_is_fine(
+        self, cli, bot_env, bot_repo: Path, tmp_path: Path
+    ) -> None:
+        """An ignored dir of the checkout (logs/) or any dir outside it takes the units."""
+        for target in (bot_repo / "logs" / "units", tmp_path / "review"):
+            result = cli("systemd", "render", "--mechanism", "tuner", "--out", str(target))
+            assert result.code == 0, result.err
+            assert sorted(p.name for p in target.iterdir()) == [
+                "autolearn-tuner.service",
+                "autolearn-tuner.timer",
+            ]
+
+    def test_install_out_inside_the_checkout_is_refused(self, cli, bot_env, bot_repo: Path) -> None:
+        """The same rule for ``install --out``: nothing written, nothing recorded."""
+        result = cli("systemd", "install", "--out", str(bot_repo / "u"), "--no-systemctl")
+        assert result.code == 73
+        assert not (bot_repo / "u").exists()
+
+
+def _fake_systemctl(bindir: Path, log: Path, fail_without_runtime_dir: bool) -> None:
+    script = bindir / "systemctl"
+    check = (
+        'if [ -z "${XDG_RUNTIME_DIR:-}" ]; then echo "Failed to connect to bus: No medium found"'
+        " >&2; exit 1; fi\n"
+        if fail_without_runtime_dir
+        else ""
+    )
+    script.write_text(f'#!/bin/sh\necho "$* XDG=${{XDG_RUNTIME_DIR:-}}" >> {log}\n{check}exit 0\n')
+    script.chmod(0o755)
+
+
+class TestUserInstall:
+    def test_every_systemctl_call_of_a_user_install_is_user(
+        self, cli, bot_env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """install --user: daemon-reload and enable go to ``systemctl --user``, never to the
+        system manager (which needs root)."""
+        bindir, log = tmp_path / "bin", tmp_path / "calls.log"
+        bindir.mkdir()
+        _fake_systemctl(bindir, log, fail_without_runtime_dir=False)
+        monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
+        monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+        assert cli("systemd", "enable", "tuner", "--reason", "go", "--no-systemctl").code == 0
+        result = cli("systemd", "install", "--user", "--mechanism", "tuner")
+        assert result.code == 0, result.err
+        calls = [line.split(" XDG=")[0] for line in log.read_text().splitlines()]
+        assert calls == ["--user daemon-reload", "--user enable --now autolearn-tuner.timer"]
+        assert (tmp_path / "config" / "systemd" / "user" / "autolearn-tuner.service").exists()
+        assert "enable-linger" in result.out
+
+    def test_a_user_manager_failure_names_the_user_fix(
+        self, cli, bot_env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """When ``systemctl --user`` cannot reach a manager the error says how to get one
+        (linger, XDG_RUNTIME_DIR), not "run as root"."""
+        bindir, log = tmp_path / "bin", tmp_path / "calls.log"
+        bindir.mkdir()
+        _fake_systemctl(bindir, log, fail_without_runtime_dir=True)
+        monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
+        monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+        monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+        monkeypatch.setattr(install, "systemctl_env", lambda user_mode, environ, uid: dict(environ))
+        result = cli("systemd", "install", "--user", "--mechanism", "tuner")
+        assert result.code == 65
+        assert "enable-linger" in result.err and "XDG_RUNTIME_DIR" in result.err
+        assert "need root" not in result.err
+
+
+class TestSystemctlEnv:
+    def test_user_mode_finds_the_runtime_dir_from_the_uid(self, tmp_path: Path) -> None:
+        """No XDG_RUNTIME_DIR (sudo -u, su): /run/user/<uid> is used when it exists."""
+        (tmp_path / "1000").mkdir()
+        env = install.systemctl_env(True, {"PATH": "/bin"}, 1000, run_user=tmp_path)
+        assert env["XDG_RUNTIME_DIR"] == str(tmp_path / "1000")
+
+    @pytest.mark.parametrize(
+        ("user_mode", "environ", "uid"),
+        [
+            (False, {"PATH": "/bin"}, 1000),  # the system manager needs none
+            (True, {"XDG_RUNTIME_DIR": "/run/user/7"}, 1000),  # the caller's own wins
+            (True, {"PATH": "/bin"}, 4242),  # no manager dir: left unset, the error explains
+        ],
+    )
+    def test_otherwise_the_environment_is_kept(
+        self, tmp_path: Path, user_mode: bool, environ: dict[str, str], uid: int
+    ) -> None:
+        """System units, a caller-set runtime dir, or no manager dir: nothing is added."""
+        (tmp_path / "1000").mkdir()
+        assert install.systemctl_env(user_mode, environ, uid, run_user=tmp_path) == environ

@@ -11,9 +11,11 @@ from pathlib import Path
 import pytest
 
 from autolearn.backtest import load_candles
+from autolearn.core.timestamps import parse_utc
 from autolearn.errors import InputError
 from autolearn.replay import ReplayConfig, run_replay, slice_candles
-from autolearn.report import build_report, find_runs
+from autolearn.report import build_report, find_runs, load_run
+from autolearn.report.attribution import attribute
 from autolearn.settings import load_registry
 
 REPO = Path(__file__).resolve().parents[2]
@@ -50,6 +52,74 @@ def test_page_has_every_section_and_inlines_plotly_once(page: Path) -> None:
     assert text.count("Plotly.newPlot(") == len(PLOTS)
     assert len(re.findall(r"plotly\.js v\d", text)) == 1  # the library, once
     assert "<script src=" not in text  # nothing fetched from the network
+
+
+def test_page_explains_why_learning_won(runs: Path, page: Path) -> None:
+    """P/L by pocket and strategy for both runs, the difference by mechanism and decision adding
+    up to the net difference, and each block with its evidence and what it saved or cost."""
+    text = page.read_text(encoding="utf-8")
+    learning, static = (load_run(runs / name) for name in ("learning", "static"))
+    difference = sum(t.pl_account for t in learning.trades) - sum(
+        t.pl_account for t in static.trades
+    )
+    verb = "won" if difference > 0 else "lost"
+    assert f"Why learning {verb} ({difference:+,.2f} USD)" in text
+    for heading in (
+        "P/L by pocket",
+        "P/L by strategy",
+        "The difference by mechanism",
+        "The difference by decision",
+        "Blocks: the evidence",
+    ):
+        assert heading in text
+    why = text[text.index("id='h-why'") : text.index("id='h-equity'")]
+    for pocket in {t.pocket for t in static.trades}:
+        assert f"<td>{pocket}</td>" in why
+    blocked = [r for r in learning.records if r.mechanism == "policy" and r.applied]
+    assert blocked, "the fixture's learning run blocks a pocket"
+    assert "block_negative_expectancy" in why and ("saved " in why or "cost " in why)
+    effects = attribute(
+        learning.trades, static.trades, learning.records, parse_utc(learning.summary["last_bar"])
+    )
+    assert sum(e.effect for e in effects) == pytest.approx(difference)
+
+
+def test_records_table_filters_changes_only_by_default(runs: Path, page: Path) -> None:
+    """Every records row carries its mechanism, decision and change flag; rows that changed
+    nothing start hidden; the page has the mechanism / decision / changes-only controls."""
+    text = page.read_text(encoding="utf-8")
+    section = text[text.index('id="h-records"') :]
+    rows = re.findall(r"<tr (data-mechanism=[^>]*)>", section)
+    assert rows
+    hidden = [r for r in rows if r.endswith(" hidden")]
+    assert hidden and all('data-change="0"' in r for r in hidden)
+    assert all('data-change="1"' in r for r in rows if not r.endswith(" hidden"))
+    assert any('data-change="1"' in r for r in rows)
+    for control in ('id="f-mechanism"', 'id="f-decision"', 'id="f-changes" checked'):
+        assert control in section
+    assert '<option value="policy">policy</option>' in section
+
+
+def test_long_reasons_are_cut_with_an_ellipsis(tmp_path: Path, runs: Path) -> None:
+    """A record whose reasons exceed 300 characters shows 299 of them and an ellipsis."""
+    run = tmp_path / "one"
+    shutil.copytree(runs / "learning", run)
+    long_reason = "x" * 500
+    with (run / "state" / "history.jsonl").open("a", encoding="utf-8") as f:
+        f.write(
+            '{"at": "2018-07-03T20:00:00.000000Z", "mechanism": "operator", "decision": '
+            f'"set", "applied": false, "reasons": ["{long_reason}"], "diff": []}}\n'
+        )
+    text = build_report(run).read_text(encoding="utf-8")
+    assert "x" * 299 + "\u2026" in text
+    assert "x" * 300 not in text
+
+
+def test_denials_chart_has_axis_labels(page: Path) -> None:
+    """The blocks figure names its axes: scope, denied entries per hour, time (UTC)."""
+    text = page.read_text(encoding="utf-8")
+    for label in ("denied entries per hour", "time (UTC)", '"text":"scope"'):
+        assert label in text
 
 
 def test_page_is_deterministic(runs: Path, page: Path, tmp_path: Path) -> None:
@@ -115,6 +185,19 @@ def test_browser_renders_every_plot_without_errors(page: Path, tmp_path: Path) -
         assert "main-svg" in dom[start : start + 20_000], f"plot {div} did not render"
     console = [line for line in done.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
     assert not [line for line in console if "rror" in line], console
+
+
+@pytest.mark.chromium
+def test_browser_filters_show_changes_only_then_all(page: Path, tmp_path: Path) -> None:
+    """In the browser the records filter runs: by default it counts the change rows only."""
+    done = _browser(page, tmp_path / "profile", "--dump-dom")
+    assert done.returncode == 0, done.stderr[-2000:]
+    shown = re.search(r'id="f-shown">(\d+) of (\d+) rows shown<', done.stdout)
+    assert shown, "the filter script did not run"
+    changes, total = int(shown.group(1)), int(shown.group(2))
+    text = page.read_text(encoding="utf-8")
+    assert changes == text.count('data-change="1"')
+    assert 0 < changes < total
 
 
 @pytest.mark.chromium

@@ -68,6 +68,7 @@ from autolearn.ops.status import (
     reconcile_status,
 )
 from autolearn.ops.systemd import UnitOptions, render_units, systemd_span
+from autolearn.ops.wrap import wrap_segments
 
 __all__: list[str] = []
 
@@ -80,21 +81,31 @@ app.add_typer(systemd_app, name="systemd")
 _MECHS = ", ".join(SCHEDULES)
 _UserOpt = Annotated[bool, typer.Option("--user", help="User units (~/.config/systemd/user)")]
 _MechOpt = Annotated[
-    list[str] | None, typer.Option("--mechanism", "-m", help=f"Only these ({_MECHS})")
+    list[str] | None,
+    typer.Option("--mechanism", "-m", metavar="MECHANISM", help=f"Only these ({_MECHS})"),
 ]
 _ExeOpt = Annotated[
     Path | None, typer.Option(help="autolearn executable in the units (default: this one)")
 ]
 _RunAsOpt = Annotated[
-    str | None, typer.Option(help="User= of system units (default: the current user)")
+    str | None,
+    typer.Option(metavar="USER", help="User= of system units (default: the current user)"),
 ]
 _NowOpt = Annotated[
-    str | None, typer.Option("--now", help="Evaluate at this UTC time (tests, post-mortems)")
+    str | None,
+    typer.Option(
+        "--now", metavar="UTC_TIME", help="Evaluate at this UTC time (tests, post-mortems)"
+    ),
 ]
-_StaleOpt = Annotated[str, typer.Option(help="Ledger older than this is stale (e.g. 6h)")]
+_StaleOpt = Annotated[
+    str, typer.Option(metavar="DURATION", help="Ledger older than this is stale (e.g. 6h)")
+]
 _ReconcileOpt = Annotated[
     str,
-    typer.Option(help="Degraded when reconcile (once run) has no clean run within this (e.g. 7d)"),
+    typer.Option(
+        metavar="DURATION",
+        help="Degraded when reconcile (once run) has no clean run within this (e.g. 7d)",
+    ),
 ]
 
 
@@ -170,12 +181,19 @@ def _unit_options(user: bool, executable: Path | None, run_as: str | None) -> Un
 def systemd_render(
     user: _UserOpt = False,
     mechanism: _MechOpt = None,
-    out: Annotated[Path | None, typer.Option(help="Write the units here (else print)")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="DIR", help="Write the units here, outside any git checkout (else print)"
+        ),
+    ] = None,
     executable: _ExeOpt = None,
     run_as: _RunAsOpt = None,
 ) -> None:
     """Print (or write to --out) one oneshot service and one timer per mechanism."""
     units = render_units(_unit_options(user, executable, run_as), _mechanisms(mechanism))
+    if out is not None:
+        installer.ensure_outside_checkout(out)
     if out is None:
         for name, text in units.items():
             typer.echo(f"# ---- {name} ----")
@@ -199,6 +217,8 @@ def systemd_install(
     """Write the units, reload systemd and start the timers of the enabled mechanisms."""
     wanted = _mechanisms(mechanism)
     units = render_units(_unit_options(user, executable, run_as), wanted)
+    if out is not None:
+        installer.ensure_outside_checkout(out)
     directory = out or installer.unit_dir(user)
     written = installer.write_units(units, directory)
     state = store()
@@ -222,6 +242,11 @@ def systemd_install(
         }
     )
     emit_json({"installed": [str(p) for p in written], "started": started})
+    if user and use_systemctl:
+        console.print(
+            "note: user timers stop when you log out unless the user lingers: "
+            "`sudo loginctl enable-linger $USER`"
+        )
     idle = [m for m in wanted if m not in enabled]
     if idle:
         console.print(
@@ -358,7 +383,7 @@ def _gather_status(
         history_malformed=read.malformed,
         control=state.read_control(),
         control_path=state.control_path.name,
-        mechanism_states={m: state.read_mechanism(m) for m in (*SCHEDULES, "reconcile")},
+        mechanism_states={m: state.read_mechanism(m) for m in (*SCHEDULES, "reconcile", "compat")},
         effective_path=state.effective_path.name,
         effective_version=version,
         effective_values=values,
@@ -382,41 +407,64 @@ _HEALTH_STYLE = {
 }
 
 
+def _cell(text: str, width: int) -> str:
+    """Plain text as a table cell wrapped at words and name segments, markup escaped (record
+    text may hold ``[...]``); rich then has nothing left to fold mid-token."""
+    return escape("\n".join(wrap_segments(text, width)))
+
+
+_LABEL_WIDTH = 13  # "rollbacks 24h"
+
+
+def _widths(*shares: float, fixed: int = 0) -> list[int]:
+    """Column widths sharing the console: what is left after ``fixed`` columns and the box
+    (1 border + 2 padding per column, and the last border)."""
+    columns = len(shares) + (1 if fixed else 0)
+    free = max(console.width - fixed - 3 * columns - 1, 8 * len(shares))
+    return [max(int(free * share), 6) for share in shares]
+
+
 def _mechanism_table(m: MechanismStatus, now: datetime) -> Table:
+    value_w, source_w = _widths(0.58, 0.42, fixed=_LABEL_WIDTH)
     table = Table(
         title=f"{m.mechanism} (every {systemd_span(m.cadence)})",
         show_header=False,
         title_justify="left",
     )
-    table.add_column("what", style="bold")
-    table.add_column("value", overflow="fold")
-    table.add_column("source", style="dim", overflow="fold")
+    table.add_column("what", style="bold", no_wrap=True, width=_LABEL_WIDTH)
+    table.add_column("value", width=value_w)
+    table.add_column("source", style="dim", width=source_w)
+
+    def row(label: str, value: str, source: str) -> None:
+        table.add_row(label, _cell(value, value_w), _cell(source, source_w))
+
     hs = _HEALTH_STYLE[m.health]
-    table.add_row("health", f"[{hs}]{m.health.value.upper()}[/{hs}] {m.health_detail}", "")
-    table.add_row("enabled", "yes" if m.enabled else "no", m.enabled_source)
-    table.add_row("mode", m.mode.value, m.mode_source)
+    head = m.health.value.upper()
+    first, *rest = wrap_segments(f"{head} {m.health_detail}", value_w)
+    health = f"[{hs}]{head}[/{hs}]" + escape(first[len(head) :])
+    table.add_row("health", "\n".join([health, *(escape(line) for line in rest)]), "")
+    row("enabled", "yes" if m.enabled else "no", m.enabled_source)
+    row("mode", m.mode.value, m.mode_source)
     for label, ref in (("last run", m.last_run), ("last apply", m.last_apply)):
         if ref is None:
-            table.add_row(label, "never", "history.jsonl")
+            row(label, "never", "history.jsonl")
         else:
             age = now - ref.at
-            table.add_row(
+            row(
                 label,
                 f"{format_utc(ref.at)[:19]} ({int(age.total_seconds() // 60)} min ago) "
                 f"{ref.decision}: {', '.join(ref.reasons) or '-'}",
                 ref.source,
             )
-    table.add_row("in flight", m.in_flight or "none", m.progress_source or "")
+    row("in flight", m.in_flight or "none", m.progress_source or "")
     for verdict in m.verdicts:
-        table.add_row("verdict", verdict, m.progress_source or "")
-    table.add_row("LKG", m.lkg or "-", m.lkg_source or "")
-    table.add_row("rollbacks 24h", str(len(m.rollbacks_24h)), "")
+        row("verdict", verdict, m.progress_source or "")
+    row("LKG", m.lkg or "-", m.lkg_source or "")
+    row("rollbacks 24h", str(len(m.rollbacks_24h)), "")
     for ref in m.rollbacks_24h:
-        table.add_row(
-            "  rollback", f"{format_utc(ref.at)[:19]} {', '.join(ref.reasons)}", ref.source
-        )
+        row("  rollback", f"{format_utc(ref.at)[:19]} {', '.join(ref.reasons)}", ref.source)
     for d in m.changed_knobs:
-        table.add_row("  changed", f"{d.knob}: {d.preset} -> {d.runtime}", d.source)
+        row("  changed", f"{d.knob}: {d.preset} -> {d.runtime}", d.source)
     return table
 
 
@@ -440,11 +488,15 @@ def _print_status(report: StatusReport) -> None:
         )
     if report.blocked:
         table = Table(title="blocked (new entries)")
-        for column in ("pocket", "strategy", "reason", "until", "source"):
-            table.add_column(column, overflow="fold")
+        widths = _widths(0.12, 0.16, 0.30, 0.18, 0.24)
+        for column, width in zip(
+            ("pocket", "strategy", "reason", "until", "source"), widths, strict=True
+        ):
+            table.add_column(column, width=width)
         for b in report.blocked:
             until = (b.until or "-") + (" (expired)" if b.expired else "")
-            table.add_row(b.pocket, b.strategy or "*", b.reason, until, b.source)
+            cells = (b.pocket, b.strategy or "*", b.reason, until, b.source)
+            table.add_row(*(_cell(c, w) for c, w in zip(cells, widths, strict=True)))
         console.print(table)
     else:
         console.print("blocked: none")
@@ -495,7 +547,9 @@ def doctor(
     user: _UserOpt = False,
     now: _NowOpt = None,
     ledger_stale_after: _StaleOpt = "6h",
-    signals_window: Annotated[str, typer.Option(help="Recent trades to check")] = "96h",
+    signals_window: Annotated[
+        str, typer.Option(metavar="DURATION", help="Recent trades to check")
+    ] = "96h",
     min_signal_share: Annotated[float, typer.Option(help="Least share with the signal")] = 0.7,
     reconcile_clean_within: _ReconcileOpt = "7d",
 ) -> None:

@@ -28,7 +28,7 @@ from autolearn.core.apply_guard import ApplyKind
 from autolearn.core.knobs import KnobType, Owner
 from autolearn.core.ownership_doc import ownership_problems, render_ownership_doc
 from autolearn.core.record_view import record_row
-from autolearn.core.registry import parse_duration
+from autolearn.core.registry import Registry, parse_duration
 from autolearn.core.run_record import RunRecord
 from autolearn.core.timestamps import format_utc
 from autolearn.errors import ConfigError, InputError, StateError, UsageError
@@ -57,6 +57,7 @@ def knobs(
         if problems:
             raise ConfigError(f"registry {registry.source} is inconsistent:", problems)
         console.print(f"registry OK: {len(registry)} knobs, one owner each ({registry.source})")
+        _check_compat_paths(registry)
         return
     if doc:
         typer.echo(render_ownership_doc(registry), nl=False)
@@ -80,15 +81,48 @@ def knobs(
         ]
         typer.echo(json.dumps(rows, indent=1))
         return
-    table = Table(title=f"knobs ({registry.source})")
-    for column in ("knob", "owner", "type", "default", "bounds", "step/max", "family"):
-        # fold, never cut: at 80 columns every name would read "strategi..."
-        table.add_column(column, overflow="fold")
+    headers = ("knob", "owner", "type", "default", "bounds", "step/max", "family")
+    cells = []
     for s in sorted(listed, key=lambda s: (s.owner.value, s.name)):
         bounds = "-" if s.type is KnobType.BOOL else f"[{s.lower:g}, {s.upper:g}]"
         steps = "-" if s.type is KnobType.BOOL else f"{s.step:g}/{s.max_step:g}"
-        table.add_row(s.name, s.owner.value, s.type.value, str(s.default), bounds, steps, s.family)
+        cells.append((s.name, s.owner.value, s.type.value, str(s.default), bounds, steps, s.family))
+    table = Table(title=f"knobs ({registry.source})")
+    # A knob name is never cut or folded (at 80 columns every name read "strategi..."): when
+    # the columns do not fit side by side, the others become one "details" column that wraps.
+    wide = sum(max(len(row[i]) for row in (headers, *cells)) + 3 for i in range(7)) + 1
+    if wide <= console.width:
+        for column in headers:
+            table.add_column(column, no_wrap=True)
+        lines = [list(row) for row in cells]
+    else:
+        table.add_column("knob", no_wrap=True, min_width=max(len(row[0]) for row in cells))
+        table.add_column("owner, type, default, bounds, step/max, family")
+        lines = [[row[0], ", ".join(row[1:4]) + f", {row[4]}, {row[5]}, {row[6]}"] for row in cells]
+    for line in lines:
+        table.add_row(*(escape(c) for c in line))
     console.print(table)
+
+
+def _check_compat_paths(registry: Registry) -> None:
+    """With QuantRabbit exports on, every knob needs an original path (or a reason it has none)."""
+    from autolearn.compat.quantrabbit.config import (
+        find_compat_config,
+        load_compat_config,
+        mapping_report,
+    )
+
+    current = settings()
+    path = find_compat_config(current.state_dir, bot_root=current.bot_root)
+    config = load_compat_config(path) if path is not None else None
+    if config is None or not config.is_on:
+        return
+    problems, notes = mapping_report(registry, config)
+    for note in notes:
+        console.print(f"  compat: {note}")
+    if problems:
+        raise ConfigError(f"QuantRabbit exports are on ({config.source}) but:", problems)
+    console.print(f"compat OK: every knob has a QuantRabbit path or a reason ({config.source})")
 
 
 @app.command()

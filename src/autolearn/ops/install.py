@@ -1,8 +1,11 @@
 """Install rendered units: write the files, ``systemctl daemon-reload``, enable timers.
 
 Imperative shell over :func:`autolearn.ops.systemd.render_units`. It refuses to write any path
-git tracks (a unit rendered into the bot checkout would dirty it), never deletes a file it did
-not generate, and reports ``systemctl`` failures as errors instead of swallowing them.
+git tracks, and a review directory inside a git checkout that git does not ignore (it would
+show as untracked and make ``doctor`` warn); it never deletes a file it did not generate, and
+reports ``systemctl`` failures as errors instead of swallowing them. User units talk to the
+user's manager (``systemctl --user``): when the shell has no ``XDG_RUNTIME_DIR`` (``sudo -u``,
+a cron job) it is derived from the uid, and a failure says how to get a user manager.
 """
 
 from __future__ import annotations
@@ -13,13 +16,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from autolearn.adapters.atomic import atomic_write_bytes, ensure_dir
-from autolearn.adapters.gitguard import ensure_untracked
-from autolearn.errors import StateError
+from autolearn.adapters.gitguard import ensure_untracked, git_toplevel
+from autolearn.errors import StateError, TrackedPathError
 
 __all__ = [
     "SYSTEM_UNIT_DIR",
+    "ensure_outside_checkout",
     "remove_units",
     "systemctl",
+    "systemctl_env",
     "unit_dir",
     "write_units",
 ]
@@ -35,6 +40,43 @@ def unit_dir(user_mode: bool, home: Path | None = None) -> Path:
         return SYSTEM_UNIT_DIR
     base = os.environ.get("XDG_CONFIG_HOME") or str((home or Path.home()) / ".config")
     return Path(base) / "systemd" / "user"
+
+
+def ensure_outside_checkout(directory: Path, *, option: str = "--out") -> None:
+    """Refuse a directory inside a git checkout unless git ignores it.
+
+    Units rendered for review into ``./units-review`` of the bot checkout are untracked files
+    there: ``git status`` shows them and ``doctor`` warns until someone deletes them.
+
+    Raises:
+        TrackedPathError: ``directory`` is in a checkout and not ignored (exit 73).
+        StateError: git could not be asked (fail closed).
+    """
+    resolved = directory.resolve()
+    top = git_toplevel(resolved)
+    if top is None:
+        return
+    probe = resolved / ".autolearn-probe"  # a child of an ignored dir is ignored before it exists
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(top), "check-ignore", "-q", "--", str(probe)],
+            capture_output=True,
+            check=False,
+            timeout=30,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise StateError(f"cannot ask git whether {resolved} is ignored: {exc}") from exc
+    if out.returncode == 0:
+        return
+    if out.returncode != 1:
+        detail = out.stderr.decode(errors="replace").strip()[:300]
+        raise StateError(f"git check-ignore failed for {resolved}: {detail}")
+    raise TrackedPathError(
+        f"refusing {option} {directory}: {resolved} is inside the git checkout {top} and not "
+        "ignored, so the units would be untracked files there (git status, doctor). Nothing "
+        f"written. Fix: {option} a directory outside the checkout (e.g. "
+        f"{option} /tmp/autolearn-units), or leave {option} out to print them"
+    )
 
 
 def write_units(units: Mapping[str, str], directory: Path) -> list[Path]:
@@ -76,16 +118,48 @@ def remove_units(names: Sequence[str], directory: Path) -> list[Path]:
     return removed
 
 
+def systemctl_env(
+    user_mode: bool, environ: Mapping[str, str], uid: int, run_user: Path = Path("/run/user")
+) -> dict[str, str]:
+    """The environment of a ``systemctl`` call.
+
+    ``systemctl --user`` finds the user's manager through ``XDG_RUNTIME_DIR``; a shell from
+    ``sudo -u bot`` or ``su`` has none, and every call fails with "Failed to connect to bus".
+    The manager's directory is ``/run/user/<uid>`` (systemd-logind), so it is set from there
+    when it exists and the caller set none.
+    """
+    env = dict(environ)
+    if user_mode and not env.get("XDG_RUNTIME_DIR"):
+        runtime = run_user / str(uid)
+        if runtime.is_dir():
+            env["XDG_RUNTIME_DIR"] = str(runtime)
+    return env
+
+
 def systemctl(args: Sequence[str], *, user_mode: bool) -> str:
-    """Run ``systemctl [--user] args``; a failure is a ``StateError`` with its stderr."""
+    """Run ``systemctl [--user] args``; a failure is a ``StateError`` with its stderr and the
+    fix for that mode (root for system units; a running user manager for ``--user``)."""
     argv = ["systemctl", *(["--user"] if user_mode else []), *args]
+    env = systemctl_env(user_mode, os.environ, os.getuid())
     try:
-        out = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60)
+        out = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60, env=env)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise StateError(f"cannot run {' '.join(argv)}: {exc}") from exc
     if out.returncode != 0:
+        if user_mode:
+            fix = (
+                "fix: the user's systemd manager must run: log in as that user (not `su`), or "
+                "`sudo loginctl enable-linger $USER` (also keeps the timers running after "
+                "logout) and export XDG_RUNTIME_DIR=/run/user/$(id -u); then "
+                "`systemctl --user daemon-reload`. --no-systemctl only writes the units"
+            )
+        else:
+            fix = (
+                "fix: system units need root (`sudo autolearn systemd ...`), or use --user; "
+                "--no-systemctl only writes the units"
+            )
         raise StateError(
-            f"{' '.join(argv)} failed ({out.returncode}): {out.stderr.strip() or out.stdout}"
-            " (fix: run as root for system units, or use --user; --no-systemctl only writes)"
+            f"{' '.join(argv)} failed ({out.returncode}): "
+            f"{out.stderr.strip() or out.stdout.strip()} ({fix})"
         )
     return out.stdout

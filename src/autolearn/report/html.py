@@ -1,9 +1,11 @@
 """``autolearn report RUN``: one self-contained HTML page of a replay (plotly, inlined).
 
-Sections: the learning-vs-static comparison table; equity curves (account currency) of every
-run; knob trajectories with apply / rollback markers; the pocket block timeline (policy
-statuses) with gate denials per hour; the judge's verdicts; the run records (consecutive
-identical records folded into one row with a count).
+Sections: the learning-vs-static comparison table; why learning won or lost (P/L by pocket and
+strategy, the difference charged to each mechanism's decisions, what each block cost or saved:
+``autolearn.report.why``); equity curves (account currency) of every run; knob trajectories
+with apply / rollback markers; the pocket block timeline (policy statuses) with gate denials
+per hour; the judge's verdicts; the run records (consecutive identical records folded into one
+row with a count; filtered by mechanism and decision, changes only by default).
 
 ``RUN`` is a ``replay --compare`` output directory (``learning/`` and ``static/`` inside) or
 one run directory (``ledger.db``, ``state/``, ``summary.json``). The page is deterministic
@@ -18,18 +20,20 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from autolearn.adapters.history import HistoryFile
-from autolearn.core.model import Trade
+from autolearn.core.model import ShadowSignal, Trade
 from autolearn.core.run_record import RunRecord, VerdictRecord
 from autolearn.core.timestamps import format_utc, parse_utc
 from autolearn.errors import InputError
 from autolearn.ledger.sql import SqlLedger
 from autolearn.replay.summary import comparison_rows
+from autolearn.report.attribution import block_intervals
+from autolearn.report.why import clip, render_table, why_section
 
 __all__ = ["RunData", "build_report", "find_runs", "load_run"]
 
@@ -53,6 +57,7 @@ class RunData:
     trades: list[Trade]
     records: list[RunRecord]
     history_problems: tuple[str, ...] = ()  # unreadable history lines, skipped
+    signals: list[ShadowSignal] = field(default_factory=list)  # entries denied, with outcomes
 
 
 def find_runs(root: Path) -> list[Path]:
@@ -80,6 +85,7 @@ def load_run(path: Path) -> RunData:
     ledger = SqlLedger.open(f"sqlite:///{(path / 'ledger.db').resolve()}")
     try:
         trades = ledger.trades()
+        signals = ledger.shadow_signals()
     finally:
         ledger.close()
     history = path / "state" / "history.jsonl"
@@ -99,6 +105,7 @@ def load_run(path: Path) -> RunData:
         trades=trades,
         records=records,
         history_problems=tuple(problems),
+        signals=signals,
     )
 
 
@@ -218,28 +225,6 @@ def _knobs(run: RunData, span: tuple[datetime, datetime]) -> Any | None:
     return fig
 
 
-def _intervals(
-    records: Sequence[RunRecord], end: datetime
-) -> dict[str, list[tuple[datetime, datetime, str, str]]]:
-    """scope -> [(from, to, status, code)] of every non-active status the policy set."""
-    open_: dict[str, tuple[datetime, str, str]] = {}
-    out: dict[str, list[tuple[datetime, datetime, str, str]]] = {}
-    for r in records:
-        at = r.at
-        if at is None or r.mechanism != "policy" or not r.applied:
-            continue
-        for t in r.extra.get("transitions") or ():  # the policy's own field
-            scope = str(t.get("scope"))
-            if scope in open_:
-                start, status, code = open_.pop(scope)
-                out.setdefault(scope, []).append((start, at, status, code))
-            if t.get("to") != "active":
-                open_[scope] = (at, str(t.get("to")), str(t.get("code")))
-    for scope, (start, status, code) in open_.items():
-        out.setdefault(scope, []).append((start, end, status, code))
-    return out
-
-
 def _blocks(run: RunData, span: tuple[datetime, datetime]) -> Any:
     import plotly.graph_objects as go  # type: ignore[import-untyped,unused-ignore]
     from plotly.subplots import make_subplots  # type: ignore[import-untyped,unused-ignore]
@@ -255,7 +240,9 @@ def _blocks(run: RunData, span: tuple[datetime, datetime]) -> Any:
             "entries denied by the gates, per hour and pocket",
         ),
     )
-    intervals = _intervals(run.records, span[1])
+    intervals: dict[str, list[tuple[datetime, datetime, str, str]]] = {}
+    for b in block_intervals(run.records, span[1]):
+        intervals.setdefault(b.scope, []).append((b.start, b.stop, b.status, b.code))
     shown: set[str] = set()
     for scope in sorted(intervals):
         for start, stop, status, code in intervals[scope]:
@@ -306,16 +293,15 @@ def _blocks(run: RunData, span: tuple[datetime, datetime]) -> Any:
         legend={"orientation": "h", "y": -0.12},
     )
     fig.update_xaxes(range=list(span))
+    fig.update_yaxes(title_text="scope", row=1, col=1)
+    fig.update_yaxes(title_text="denied entries per hour", row=2, col=1)
+    fig.update_xaxes(title_text="time (UTC)", row=2, col=1)
     return fig
 
 
 # -- tables -----------------------------------------------------------------------------------
-def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], cls: str = "") -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows
-    )
-    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+_table = render_table
+_REASONS_LIMIT = 300  # characters shown per record; the cut is marked with an ellipsis
 
 
 _VERDICT_COLUMNS = ("outcome", "reason", "n_candidate", "n_baseline")
@@ -359,22 +345,93 @@ def _fold(rows: list[list[Any]], *, key: Any, first: int) -> list[list[Any]]:
     return out
 
 
-def _record_rows(records: Sequence[RunRecord]) -> list[list[Any]]:
+def _record_rows(records: Sequence[RunRecord]) -> tuple[list[list[Any]], list[str]]:
+    """The folded rows of the records table and each row's ``<tr>`` attributes (filters).
+
+    A row is a change when its record applied something; other rows start hidden (the
+    "changes only" filter is on by default) and the page's filters show them.
+    """
     rows = []
     for r in records:
         diff = ", ".join(f"{d.knob}: {d.before} -> {d.after}" for d in r.diff)
         reasons = ", ".join(r.reasons)
         rows.append(
-            [
-                _at_text(r),
-                r.mechanism,
-                r.decision,
-                reasons[:300],
-                diff,
-                r.version_after or "",
-            ]
+            [_at_text(r), r.mechanism, r.decision, reasons, diff, r.version_after or "", r.applied]
         )
-    return _fold(rows, key=lambda row: (row[1], row[2], row[3], row[4]), first=0)
+    folded = _fold(rows, key=lambda row: (row[1], row[2], row[3], row[4], row[6]), first=0)
+    out: list[list[Any]] = []
+    attrs: list[str] = []
+    for row in folded:
+        applied = row.pop(6)
+        row[3] = clip(row[3], _REASONS_LIMIT)
+        out.append(row)
+        mechanism, decision = html.escape(str(row[1])), html.escape(str(row[2]))
+        attrs.append(
+            f'data-mechanism="{mechanism}" data-decision="{decision}"'
+            f' data-change="{1 if applied else 0}"' + ("" if applied else " hidden")
+        )
+    return out, attrs
+
+
+def _select(name: str, label: str, values: Sequence[str]) -> str:
+    options = "".join(
+        f'<option value="{html.escape(v)}">{html.escape(v)}</option>' for v in sorted(set(values))
+    )
+    return (
+        f'<label>{html.escape(label)} <select id="f-{name}"><option value="">all</option>'
+        f"{options}</select></label>"
+    )
+
+
+# Filters of the records table: plain DOM, no library; "changes only" is checked by default,
+# matching the rows rendered hidden.
+_FILTER_JS = """<script>
+(function(){
+  var m=document.getElementById('f-mechanism'), d=document.getElementById('f-decision'),
+      c=document.getElementById('f-changes'), n=document.getElementById('f-shown');
+  var rows=document.querySelectorAll('#records tbody tr');
+  function apply(){
+    var shown=0;
+    rows.forEach(function(r){
+      var ok=(!m.value||r.dataset.mechanism===m.value)&&(!d.value||r.dataset.decision===d.value)
+        &&(!c.checked||r.dataset.change==='1');
+      r.hidden=!ok; if(ok){shown++;}
+    });
+    n.textContent=shown+' of '+rows.length+' rows shown';
+  }
+  [m,d,c].forEach(function(e){e.addEventListener('change',apply);});
+  apply();
+})();
+</script>"""
+
+
+def _records_section(records: Sequence[RunRecord]) -> str:
+    rows, attrs = _record_rows(records)
+    changes = sum(1 for a in attrs if 'data-change="1"' in a)
+    controls = (
+        '<div class="filters">'
+        + _select("mechanism", "mechanism", [str(r[1]) for r in rows])
+        + " "
+        + _select("decision", "decision", [str(r[2]) for r in rows])
+        + ' <label><input type="checkbox" id="f-changes" checked> changes only</label>'
+        + f' <span id="f-shown">{changes} of {len(rows)} rows shown</span></div>'
+    )
+    table = render_table(
+        [
+            "first at",
+            "mechanism",
+            "decision",
+            "reasons",
+            "diff",
+            "version after",
+            "last at",
+            "runs",
+        ],
+        rows,
+        "records",
+        row_attrs=attrs,
+    ).replace('<table class="records">', '<table class="records" id="records">', 1)
+    return f'{controls}<div class="scroll">{table}</div>\n{_FILTER_JS}'
 
 
 _CSS = """
@@ -386,7 +443,9 @@ h2{margin-top:36px;border-bottom:1px solid #ddd;padding-bottom:4px}
 td,th{border:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top}
 th{background:#f4f4f4}
 table.compare td:nth-child(n+2){text-align:right;font-variant-numeric:tabular-nums}
+table.from4 td:nth-child(-n+3),table.from6 td:nth-child(-n+5){text-align:left}
 .scroll{max-height:520px;overflow:auto;border:1px solid #eee}
+.filters{margin:6px 0}.filters label{margin-right:12px}h3{margin-top:20px}
 """
 
 
@@ -422,11 +481,22 @@ def build_report(root: Path, output: Path | None = None) -> Path:
         )
         plotly_included = True
     by_name = {r.name: r.summary for r in runs}
+    by_run = {r.name: r for r in runs}
+    why = "<p>One run only: nothing to explain against (replay with --compare).</p>"
     if "learning" in by_name and "static" in by_name:
         compare = _table(
             ["", "learning", "static"],
             comparison_rows(by_name["learning"], by_name["static"]),
             "compare",
+        )
+        learning = by_run["learning"]
+        why = why_section(
+            learning.trades,
+            by_run["static"].trades,
+            learning.records,
+            learning.signals,
+            last,
+            currency,
         )
     else:
         compare = _table(
@@ -435,7 +505,6 @@ def build_report(root: Path, output: Path | None = None) -> Path:
             "compare",
         )
     verdicts = _verdict_rows(main.records)
-    records = _record_rows(main.records)
     skipped = (
         "<p>Unreadable history lines, skipped: "
         + html.escape("; ".join(main.history_problems))
@@ -459,6 +528,7 @@ def build_report(root: Path, output: Path | None = None) -> Path:
 <p class="meta">{meta}</p>
 <h2>Learning vs static</h2>
 {compare}
+{why}
 {"".join(parts)}
 <h2 id="h-verdicts">Verdicts (tuner, scalp trainer)</h2>
 {
@@ -481,21 +551,7 @@ def build_report(root: Path, output: Path | None = None) -> Path:
         else "<p>No change was judged in this run.</p>"
     }
 <h2 id="h-records">Run records ({len(main.records):,}, consecutive identical ones folded)</h2>
-{skipped}<div class="scroll">{
-        _table(
-            [
-                "first at",
-                "mechanism",
-                "decision",
-                "reasons",
-                "diff",
-                "version after",
-                "last at",
-                "runs",
-            ],
-            records,
-        )
-    }</div>
+{skipped}{_records_section(main.records)}
 </body></html>
 """
     target = output or root / "report.html"
