@@ -42,10 +42,13 @@ test: lint typecheck unit
 BENCH_VENV := .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed
 
-$(BENCH_STAMP): pyproject.toml
+# Under the lock like the test venv, so a benchmark measures the versions `make test` tested;
+# only the peers' own stacks (vectorbt's) are not in the lock and resolve within its pins. The
+# benchmarks drive the control plane (replay, tuner, judge), hence `all`, not just the worker.
+$(BENCH_STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(BENCH_VENV)/bin/python -m pip install --quiet -e '.[dev,postgres,bench]'
+	$(BENCH_VENV)/bin/python -m pip install --quiet -c $(LOCK) -e '.[all,dev,bench]'
 	touch $(BENCH_STAMP)
 
 # Benchmarks print ratios against peers measured in the same run (backtesting.py, vectorbt).

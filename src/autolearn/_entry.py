@@ -17,6 +17,7 @@ EXTRA_OF = {
     "rich": "cli",
     "click": "cli",
     "alembic": "cli",
+    "prometheus_client": "cli",
     "numpy": "learn",
     "numba": "learn",
     "llvmlite": "learn",

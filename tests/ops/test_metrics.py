@@ -3,60 +3,44 @@
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import re
 import threading
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from prometheus_client.parser import text_string_to_metric_families
 
 from autolearn.core.timestamps import format_utc
-from autolearn.ops.prometheus import format_value, render_metrics
+from autolearn.ops.prometheus import metric_families, render_metrics
 from autolearn.ops.status import LedgerProbe, StatusInputs, build_status
 
 NOW = datetime(2025, 10, 23, 3, 0, tzinfo=UTC)
-_NAME = r"autolearn_[a-z_]+"
-_LABEL = r'[a-z_]+="(?:[^"\\\n]|\\\\|\\"|\\n)*"'
-_SAMPLE = re.compile(
-    rf"^(?P<name>{_NAME})(?:\{{(?P<labels>{_LABEL}(?:,{_LABEL})*)\}})? (?P<value>\S+)$"
-)
 
 
 def parse_exposition(text: str) -> dict[str, dict[str, Any]]:
-    """Parse the text format strictly: HELP then TYPE then samples of that family only."""
-    families: dict[str, dict[str, Any]] = {}
-    current: str | None = None
+    """Parse with ``prometheus_client``'s own parser; families keyed by the name in the file
+    (a counter's ``_total``), each declared once, every counter sample >= 0."""
     assert text.endswith("\n")
-    for number, line in enumerate(text[:-1].split("\n"), start=1):  # only \n ends a line
-        if line.startswith("# HELP "):
-            name = line.split()[2]
-            assert re.fullmatch(_NAME, name), (number, line)
-            assert name not in families, f"line {number}: {name} declared twice"
-            families[name] = {"help": line.split(" ", 3)[3], "samples": []}
-            current = None
-        elif line.startswith("# TYPE "):
-            _, _, name, kind = line.split()
-            assert name in families and kind in {"gauge", "counter"}, (number, line)
-            families[name]["type"] = kind
-            current = name
-        else:
-            match = _SAMPLE.match(line)
-            assert match, f"line {number}: not a sample: {line!r}"
-            assert match.group("name") == current, f"line {number}: sample outside its family"
-            value = float(match.group("value"))
-            if families[current]["type"] == "counter":
-                assert current.endswith("_total") and value >= 0
-            labels = dict(re.findall(r'([a-z_]+)="((?:[^"\\]|\\.)*)"', match.group("labels") or ""))
-            families[current]["samples"].append((labels, value))
+    families: dict[str, dict[str, Any]] = {}
+    for family in text_string_to_metric_families(text):
+        name = f"{family.name}_total" if family.type == "counter" else family.name
+        assert re.fullmatch(r"autolearn_[a-z_]+", name), name
+        assert name not in families, f"{name} declared twice"
+        assert family.type in {"gauge", "counter"}, (name, family.type)
+        samples = [(s.labels, s.value) for s in family.samples]
+        assert all(s.name == name for s in family.samples), (name, family.samples)
+        if family.type == "counter":
+            assert all(value >= 0 for _, value in samples), (name, samples)
+        families[name] = {"help": family.documentation, "type": family.type, "samples": samples}
     return families
 
 
-def _report(records: list[dict[str, Any]], **kw: Any) -> Any:
+def _report(records: list[dict[str, Any]], now: datetime = NOW, **kw: Any) -> Any:
     inputs = StatusInputs(
         records=records,
         history_path="h",
@@ -64,7 +48,7 @@ def _report(records: list[dict[str, Any]], **kw: Any) -> Any:
         ledger=LedgerProbe(source="l", last_close_at=NOW - timedelta(seconds=90), trades=3),
         **kw,
     )
-    return build_status(inputs, NOW)
+    return build_status(inputs, now)
 
 
 def _rec(mechanism: str, decision: str, minutes: int, **extra: Any) -> dict[str, Any]:
@@ -181,22 +165,35 @@ def test_ledger_and_reconcile_metrics() -> None:
     assert "autolearn_reconcile_findings" not in fam
 
 
-@pytest.mark.parametrize(
-    ("value", "text"),
-    [
-        (float("nan"), "NaN"),
-        (float("inf"), "+Inf"),
-        (float("-inf"), "-Inf"),
-        (3.0, "3"),
-        (0.25, "0.25"),
-        (1e300, "1e+300"),
-        (1761188400.5, "1761188400.5"),
-    ],
+_MECHANISMS = st.sampled_from(["tuner", "policy", "operator", "reconcile"])
+_HISTORY = st.lists(
+    st.tuples(_MECHANISMS, st.text(min_size=1, max_size=12), st.integers(1, 10_000)), max_size=25
 )
-def test_non_finite_values_are_written_not_raised(value: float, text: str) -> None:
-    """NaN and infinities use the exposition format's names (int(nan) used to crash the writer)."""
-    assert format_value(value) == text
-    assert math.isnan(float(text)) if text == "NaN" else float(text) == value
+
+
+@given(_HISTORY, st.integers(0, 10**6))
+def test_the_text_is_the_mapping_and_counts_every_record(
+    history: list[tuple[str, str, int]], micros: int
+) -> None:
+    """Parsed back, the file holds exactly the mapping's families and values (sub-second
+    timestamps included), and each decision counter is the number of its records."""
+    records = [_rec(m, d, minutes) for m, d, minutes in history]
+    report = _report(records, now=NOW + timedelta(microseconds=micros))
+    families = metric_families(report, records)
+    fam = parse_exposition(render_metrics(report, records))
+    assert list(fam) == [
+        f"{f.name}_total" if f.type == "counter" else f.name for f in families
+    ]  # every family, in order, even one with no sample (its HELP and TYPE stay findable)
+    for family in families:
+        name = f"{family.name}_total" if family.type == "counter" else family.name
+        assert fam[name]["samples"] == [(s.labels, s.value) for s in family.samples]
+    decisions = {
+        (s[0]["mechanism"], s[0]["decision"]): s[1]
+        for s in fam["autolearn_decisions_total"]["samples"]
+    }
+    assert decisions == Counter((m, d) for m, d, _ in history)
+    generated = fam["autolearn_metrics_generated_timestamp_seconds"]["samples"]
+    assert generated == [({}, report.now.timestamp())]
 
 
 def test_the_textfile_is_never_unreadable_while_it_is_replaced(

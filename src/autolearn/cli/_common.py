@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import typer.main
 from rich.console import Console
 
 from autolearn.adapters.state import StateStore
@@ -29,12 +30,60 @@ __all__ = [
     "gates_overrides",
     "intend_exit",
     "operator_store",
+    "plain_placeholders",
     "settings",
     "store",
     "utcnow",
 ]
 
-app = typer.Typer(
+_PLACEHOLDERS = {"str": "TEXT", "int": "INTEGER", "float": "NUMBER", "Path": "PATH"}
+
+
+def _placeholder(param: Any) -> str | None:
+    desc = getattr(param, "type_descriptor", None)  # typer's own parameters only
+    if desc is None or desc.is_choice or desc.is_datetime or desc.is_tuple:
+        return None  # typer's <a|b> (choices) and formats stay
+    if desc.is_path:
+        return "PATH"
+    annotation = desc.annotation
+    if desc.is_list:
+        (annotation,) = getattr(annotation, "__args__", (annotation,))
+    return _PLACEHOLDERS.get(getattr(annotation, "__name__", ""))
+
+
+def plain_placeholders(command: Any) -> Any:
+    """Give every option of ``command`` (a click command) and its subcommands a conventional
+    placeholder; returns ``command``.
+
+    Typer 0.29 shows a Python type after each option, so every flag read ``--json <bool>``
+    and a value ``--now <str>``. A flag takes no value and shows none; a value option keeps a
+    metavar its command set (``DURATION``, ``DIR``) or gets its type's (``TEXT``, ``PATH``).
+    Typer vendors click privately (``typer._click``), hence the duck typing.
+    """
+    # --help is made on first use and cached: make it now, so it is a plain flag too
+    help_option = command.get_help_option(
+        command.context_class(command, **command.context_settings)
+    )
+    for param in [*command.params, *([help_option] if help_option is not None else [])]:
+        if getattr(param, "param_type_name", "") != "option" or param.metavar is not None:
+            continue
+        if param.is_flag or param.count:
+            param.metavar = ""
+        else:
+            param.metavar = _placeholder(param)
+    for sub in (getattr(command, "commands", None) or {}).values():
+        plain_placeholders(sub)
+    return command
+
+
+class _App(typer.Typer):
+    """The Typer app, run through :func:`plain_placeholders` (the help shows real metavars)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return plain_placeholders(typer.main.get_command(self))(*args, **kwargs)
+
+
+app = _App(
     name="autolearn",
     help="Safe auto-learning control plane for a live FX bot: see, stop and undo every change.",
     no_args_is_help=True,
@@ -59,17 +108,17 @@ _ENV_FILE: dict[str, Path | None] = {}
 @app.callback()
 def _global(
     bot_root: Annotated[
-        Path | None, typer.Option(envvar="AUTOLEARN_BOT_ROOT", help="Bot checkout (default: .)")
+        Path | None, typer.Option(help="Bot checkout (env AUTOLEARN_BOT_ROOT; default .)")
     ] = None,
     state_dir: Annotated[
         Path | None,
-        typer.Option(envvar="AUTOLEARN_STATE_DIR", help="Runtime state dir (<root>/logs/tuning)"),
+        typer.Option(help="Runtime state dir (env AUTOLEARN_STATE_DIR; <root>/logs/tuning)"),
     ] = None,
     registry: Annotated[
-        Path | None, typer.Option(envvar="AUTOLEARN_REGISTRY", help="Knob registry YAML")
+        Path | None, typer.Option(help="Knob registry YAML (env AUTOLEARN_REGISTRY)")
     ] = None,
     ledger: Annotated[
-        str | None, typer.Option(envvar="AUTOLEARN_LEDGER_URL", help="Ledger URL (sqlite/postgres)")
+        str | None, typer.Option(help="Ledger URL, sqlite/postgres (env AUTOLEARN_LEDGER_URL)")
     ] = None,
     version: Annotated[
         bool,
@@ -78,6 +127,9 @@ def _global(
         ),
     ] = False,
 ) -> None:
+    # One reader of the settings: the flags above carry no envvar=, so Settings.resolve alone
+    # applies flag > process env > env file > default (Typer reading the variables too was a
+    # second copy of that rule, blind to the env file).
     env_file, pairs = read_env_file(os.environ)
     _ENV_FILE["path"] = env_file
     _SETTINGS["current"] = Settings.resolve(

@@ -1,55 +1,76 @@
-"""Prometheus text exposition of the control plane, for node_exporter's textfile collector.
+"""Prometheus metrics of the control plane, for node_exporter's textfile collector.
 
-Pure: a :class:`StatusReport` and the history records in, the text of ``autolearn.prom`` out
-(the shell writes it atomically so the collector never reads half a file). Counters are counts
-over the append-only history, so they only grow. Records are typed
+Two layers. :func:`metric_families` is the pure mapping: a :class:`StatusReport` and the history
+records in, ``prometheus_client`` metric families (plain values) out. :func:`render_metrics` is
+their text exposition by ``prometheus_client``'s own registry and writer (``generate_latest``),
+so escaping, number formatting (``NaN``, ``+Inf``) and the line grammar are the library's, not
+ours. Counters are counts over the append-only history, so they only grow. Records are typed
 (:class:`~autolearn.core.run_record.RunRecord`) or JSON objects parsed here; one that does not
 parse is not counted (``build_status`` reports it, and ``autolearn_status_code`` shows it).
-A value that is not finite is written as the format's ``NaN`` / ``+Inf`` / ``-Inf``, never a crash.
+
+Writing the file stays with the shell (``autolearn metrics``: ``atomic_write_bytes`` with mode
+0644): ``prometheus_client.write_to_textfile`` renames atomically too, but opens its temp file
+with the process umask (node_exporter, another user, could find the new file unreadable) and
+never fsyncs it or the directory. Nothing here touches the disk or the clock, and nothing uses
+the library's global default registry: each rendering gets a fresh one.
 """
 
 from __future__ import annotations
 
-import math
 from collections import Counter
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, Literal
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from autolearn.core.run_record import RunRecord, VerdictRecord, parse_runs
 from autolearn.ops.status import Health, StatusReport, is_run
 
-__all__ = ["format_value", "render_metrics"]
+__all__ = ["metric_families", "render_metrics"]
+
+_Samples = Iterable[tuple[Mapping[str, str], float]]
 
 
-def _label_value(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+class _Families:
+    """A collector over families computed beforehand (``collect`` is what the registry calls)."""
+
+    def __init__(self, families: Sequence[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self._families)
 
 
-def format_value(value: float) -> str:
-    """A sample value in the text format: integers plainly, NaN and infinities by their names."""
-    number = float(value)
-    if math.isnan(number):
-        return "NaN"
-    if math.isinf(number):
-        return "+Inf" if number > 0 else "-Inf"
-    return str(int(number)) if number.is_integer() and abs(number) < 2**53 else repr(number)
+class _Builder:
+    """Collects families in exposition order; every family names its labels up front, so a
+    family with no sample yet still has its HELP and TYPE lines (an alert can find it)."""
 
-
-def _sample(name: str, labels: Mapping[str, str], value: float) -> str:
-    body = ",".join(f'{k}="{_label_value(v)}"' for k, v in sorted(labels.items()))
-    number = format_value(value)
-    return f"{name}{{{body}}} {number}" if body else f"{name} {number}"
-
-
-class _Exposition:
     def __init__(self) -> None:
-        self.lines: list[str] = []
+        self.families: list[Metric] = []
 
     def family(
-        self, name: str, kind: str, help_text: str, samples: Sequence[tuple[dict[str, str], float]]
+        self,
+        name: str,
+        kind: Literal["gauge", "counter"],
+        help_text: str,
+        labels: Sequence[str],
+        samples: _Samples,
     ) -> None:
-        self.lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
-        self.lines += [_sample(name, labels, value) for labels, value in samples]
+        metric_class = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
+        family = metric_class(name, help_text, labels=list(labels))
+        for sample_labels, value in samples:
+            if set(sample_labels) != set(labels):
+                raise ValueError(
+                    f"metric {name}: sample labels {sorted(sample_labels)} are not {sorted(labels)}"
+                )
+            family.add_metric([sample_labels[k] for k in labels], float(value))
+        self.families.append(family)
+
+    def gauge(self, name: str, help_text: str, value: float) -> None:
+        """A gauge with no labels and one sample."""
+        self.family(name, "gauge", help_text, (), [({}, value)])
 
 
 def _verdict_outcomes(record: RunRecord) -> list[str]:
@@ -59,32 +80,47 @@ def _verdict_outcomes(record: RunRecord) -> list[str]:
 
 
 def render_metrics(report: StatusReport, records: Sequence[RunRecord | Mapping[str, Any]]) -> str:
-    """The whole ``autolearn.prom`` text (every metric named ``autolearn_*``)."""
+    """The whole ``autolearn.prom`` text (every metric named ``autolearn_*``), in the Prometheus
+    text format as ``prometheus_client`` writes it."""
+    registry = CollectorRegistry(auto_describe=False)  # fresh: never the process-global one
+    collector: Collector = _Families(metric_families(report, records))
+    registry.register(collector)
+    return generate_latest(registry).decode("utf-8")
+
+
+def metric_families(
+    report: StatusReport, records: Sequence[RunRecord | Mapping[str, Any]]
+) -> list[Metric]:
+    """The metric families of ``report`` and the history ``records``; pure, in a fixed order."""
     runs, _ = parse_runs(records)
-    out = _Exposition()
+    out = _Builder()
     mechs = report.mechanisms
     out.family(
         "autolearn_last_run_timestamp_seconds",
         "gauge",
         "Unix time of the mechanism's last recorded run.",
+        ("mechanism",),
         [({"mechanism": m.mechanism}, m.last_run.at.timestamp()) for m in mechs if m.last_run],
     )
     out.family(
         "autolearn_last_apply_timestamp_seconds",
         "gauge",
         "Unix time of the mechanism's last run that changed a knob.",
+        ("mechanism",),
         [({"mechanism": m.mechanism}, m.last_apply.at.timestamp()) for m in mechs if m.last_apply],
     )
     out.family(
         "autolearn_mechanism_enabled",
         "gauge",
         "1 when the operator enabled the mechanism (autolearn systemd enable).",
+        ("mechanism",),
         [({"mechanism": m.mechanism}, float(m.enabled)) for m in mechs],
     )
     out.family(
         "autolearn_mechanism_health",
         "gauge",
         "1 for the mechanism's current health (ok, pending, late, stopped, disabled).",
+        ("mechanism", "health"),
         [
             ({"mechanism": m.mechanism, "health": h.value}, float(m.health is h))
             for m in mechs
@@ -95,13 +131,49 @@ def render_metrics(report: StatusReport, records: Sequence[RunRecord | Mapping[s
         "autolearn_mechanism_mode",
         "gauge",
         "1 for the mechanism's current mode (live, shadow, frozen).",
+        ("mechanism", "mode"),
         [({"mechanism": m.mechanism, "mode": m.mode.value}, 1.0) for m in mechs],
     )
+    _history_counters(out, runs)
+    out.gauge(
+        "autolearn_blocked_pockets",
+        "Pockets and strategies whose new entries are blocked now.",
+        len(report.blocked),
+    )
+    out.family(
+        "autolearn_pocket_blocked",
+        "gauge",
+        "1 per blocked pocket (strategy empty for a whole pocket).",
+        ("pocket", "strategy"),
+        [({"pocket": b.pocket, "strategy": b.strategy or ""}, 1.0) for b in report.blocked],
+    )
+    out.gauge(
+        "autolearn_knobs_changed",
+        "Knobs whose runtime value differs from the preset.",
+        len(report.diff),
+    )
+    _ledger_and_reconcile(out, report)
+    out.gauge(
+        "autolearn_status_code",
+        "Exit code of autolearn status: 0 healthy, 1 degraded, 2 stopped.",
+        report.exit_code,
+    )
+    out.gauge(
+        "autolearn_metrics_generated_timestamp_seconds",
+        "Unix time these metrics were computed (alert when it stops moving).",
+        report.now.timestamp(),
+    )
+    return out.families
+
+
+def _history_counters(out: _Builder, runs: Sequence[RunRecord]) -> None:
+    """Decisions, rollbacks and judge verdicts counted over the whole history."""
     decisions = Counter((r.mechanism, r.decision) for r in runs)
     out.family(
         "autolearn_decisions_total",
         "counter",
         "Run records in the history by mechanism and decision.",
+        ("mechanism", "decision"),
         [({"mechanism": m, "decision": d}, n) for (m, d), n in sorted(decisions.items())],
     )
     rollbacks = Counter(r.mechanism for r in runs if r.decision == "rollback")
@@ -109,6 +181,7 @@ def render_metrics(report: StatusReport, records: Sequence[RunRecord | Mapping[s
         "autolearn_rollbacks_total",
         "counter",
         "Rollbacks in the history (automatic and by the operator).",
+        ("mechanism",),
         [({"mechanism": m}, n) for m, n in sorted(rollbacks.items())],
     )
     verdicts = Counter(
@@ -118,112 +191,64 @@ def render_metrics(report: StatusReport, records: Sequence[RunRecord | Mapping[s
         "autolearn_verdicts_total",
         "counter",
         "Judge verdicts recorded in the history by outcome (pass, fail, inconclusive).",
+        ("mechanism", "outcome"),
         [({"mechanism": m, "outcome": o}, n) for (m, o), n in sorted(verdicts.items())],
     )
-    out.family(
-        "autolearn_blocked_pockets",
-        "gauge",
-        "Pockets and strategies whose new entries are blocked now.",
-        [({}, float(len(report.blocked)))],
-    )
-    out.family(
-        "autolearn_pocket_blocked",
-        "gauge",
-        "1 per blocked pocket (strategy empty for a whole pocket).",
-        [({"pocket": b.pocket, "strategy": b.strategy or ""}, 1.0) for b in report.blocked],
-    )
-    out.family(
-        "autolearn_knobs_changed",
-        "gauge",
-        "Knobs whose runtime value differs from the preset.",
-        [({}, float(len(report.diff)))],
-    )
+
+
+def _ledger_and_reconcile(out: _Builder, report: StatusReport) -> None:
+    """Ledger health, size and staleness; when reconcile last ran clean and what it found."""
     ledger = report.ledger
-    out.family(
-        "autolearn_ledger_up",
-        "gauge",
-        "1 when the trade ledger could be read.",
-        [({}, float(ledger.error is None))],
-    )
+    out.gauge("autolearn_ledger_up", "1 when the trade ledger could be read.", ledger.error is None)
     if ledger.age is not None:
-        out.family(
+        out.gauge(
             "autolearn_ledger_last_close_age_seconds",
-            "gauge",
             "Seconds since the newest closed trade in the ledger.",
-            [({}, ledger.age.total_seconds())],
+            ledger.age.total_seconds(),
         )
-    _ledger_and_reconcile(out, report)
-    out.family(
-        "autolearn_status_code",
-        "gauge",
-        "Exit code of autolearn status: 0 healthy, 1 degraded, 2 stopped.",
-        [({}, float(report.exit_code))],
-    )
-    out.family(
-        "autolearn_metrics_generated_timestamp_seconds",
-        "gauge",
-        "Unix time these metrics were computed (alert when it stops moving).",
-        [({}, report.now.timestamp())],
-    )
-    return "\n".join(out.lines) + "\n"
-
-
-def _ledger_and_reconcile(out: _Exposition, report: StatusReport) -> None:
-    """Ledger size and staleness; when reconcile last ran clean and what it last found."""
-    ledger = report.ledger
     if ledger.trades is not None:
-        out.family(
-            "autolearn_ledger_trades",
-            "gauge",
-            "Closed-trade rows in the ledger.",
-            [({}, float(ledger.trades))],
-        )
+        out.gauge("autolearn_ledger_trades", "Closed-trade rows in the ledger.", ledger.trades)
     stale = ledger.error is None and (ledger.age is None or ledger.age > ledger.stale_after)
-    out.family(
+    out.gauge(
         "autolearn_ledger_stale",
-        "gauge",
         "1 when the newest closed trade is older than the stale limit (or there is none).",
-        [({}, float(stale))],
+        stale,
     )
-    out.family(
+    out.gauge(
         "autolearn_ledger_stale_after_seconds",
-        "gauge",
         "The ledger staleness limit status uses (--ledger-stale-after).",
-        [({}, ledger.stale_after.total_seconds())],
+        ledger.stale_after.total_seconds(),
     )
     rec = report.reconcile
     if rec is None:
         return
-    out.family(
+    out.gauge(
         "autolearn_reconcile_configured",
-        "gauge",
         "1 once reconcile (broker vs ledger) has run or has state.",
-        [({}, float(rec.configured))],
+        rec.configured,
     )
     out.family(
         "autolearn_reconcile_state",
         "gauge",
         "1 for reconcile's current state (clean, stale, mismatch, never_clean, not_configured).",
+        ("state",),
         [({"state": rec.state.value}, 1.0)],
     )
     if rec.last_clean_at is not None:
-        out.family(
+        out.gauge(
             "autolearn_reconcile_last_clean_timestamp_seconds",
-            "gauge",
             "Unix time of the last reconcile run that found the ledger equal to the broker.",
-            [({}, rec.last_clean_at.timestamp())],
+            rec.last_clean_at.timestamp(),
         )
     if rec.last_run is not None:
-        out.family(
+        out.gauge(
             "autolearn_reconcile_last_run_timestamp_seconds",
-            "gauge",
             "Unix time of the last reconcile verdict (clean or mismatch).",
-            [({}, rec.last_run.at.timestamp())],
+            rec.last_run.at.timestamp(),
         )
     if rec.findings is not None:
-        out.family(
+        out.gauge(
             "autolearn_reconcile_findings",
-            "gauge",
             "Findings (missing, extra, differing, unreadable) of the last reconcile verdict.",
-            [({}, float(rec.findings))],
+            rec.findings,
         )
