@@ -66,13 +66,14 @@ def test_default_clocks_line_up_with_an_independent_broker_feed() -> None:
     tb = load_candles(TB_XCHECK)
     assert _hourly_close_gap_pips(load_candles(HISTDATA), tb) < 0.5
     assert _hourly_close_gap_pips(load_candles(HISTDATA, histdata_utc_offset_h=-5.0), tb) > 1.0
-    assert _hourly_close_gap_pips(load_candles(HADI), tb) < 0.5
+    assert _hourly_close_gap_pips(load_candles(HADI, clock="utc-3:30"), tb) < 0.5
     assert _hourly_close_gap_pips(load_candles(HADI, mt5_utc_offset_h=-4.0), tb) > 1.0
 
 
 def test_mt5_quoted_original_and_converted_copy_load_identically() -> None:
     """The quoted/tab/CRLF original and its .converted.csv give the same candles."""
-    original, converted = load_candles(HADI, errors="report"), load_candles(HADI_CONVERTED)
+    original = load_candles(HADI, errors="report", clock="utc-3:30")
+    converted = load_candles(HADI_CONVERTED, clock="utc-3:30")
     assert original.fmt is CandleFormat.MT5_QUOTED
     assert original.rejected == ()
     for name in ("time_us", "open", "high", "low", "close", "volume"):
@@ -85,7 +86,7 @@ def test_mt5_quoted_original_and_converted_copy_load_identically() -> None:
 def test_exact_duplicates_are_dropped_and_order_restored() -> None:
     """The M5 block repeated out of order (real defect) loads once, sorted."""
     lines = HADI_M5_DUPS.read_text().splitlines()[1:]
-    report = load_candles(HADI_M5_DUPS, errors="report")
+    report = load_candles(HADI_M5_DUPS, errors="report", clock="utc-3:30")
     candles = report.candles
     assert len(candles) == len({line.split(",")[0] for line in lines})
     assert report.duplicates_dropped == len(lines) - len(candles) > 0

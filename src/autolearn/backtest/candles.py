@@ -6,8 +6,16 @@ exact duplicate rows, and refuses conflicting duplicates (same bar time, differe
 A bad row raises :class:`~autolearn.errors.InputError` naming the file, row and column, unless
 ``errors="report"``, which loads the good rows and returns the rejected ones beside them.
 
-Arrays are numpy (no pandas in ``src``) and read-only. This module reads the file it is given
-and nothing else; it must not guess a clock for a naive timestamp outside the formats below.
+A source that carries a spread fills ``spread_pips`` (MT5 tb-logs' ``spread`` column in points,
+an OANDA body with bid and ask); a mid-only source leaves it None. Arrays are numpy (no pandas
+in ``src``) and read-only. This module reads the file it is given and nothing else; it must not
+guess a clock for a naive timestamp outside the formats below.
+
+Clocks: HistData is New York time, tb-logs' epoch export the EU-calendar server clock
+(``mt5-eet``), backtesting.py UTC. The ``Time,Open,...`` MT5 exports (quoted or plain) come
+from any broker, so their clock is inferred from where the weeks open and close
+(``_clock.infer_clock``); a file that cannot tell (no weekend, or a tie) is refused with the
+candidate clocks named. ``clock=`` (``--clock``) overrides every default.
 """
 
 from __future__ import annotations
@@ -41,6 +49,7 @@ __all__ = [
     "Candles",
     "LoadReport",
     "RejectedRow",
+    "candles_from_rows",
     "detect_format",
     "load_candles",
 ]
@@ -48,7 +57,8 @@ __all__ = [
 # HistData.com's stated convention (EST, no DST). The data disagrees (see _clock), so the loader
 # defaults to New York time with DST; pass histdata_utc_offset_h=HISTDATA_EST_OFFSET_H to use it.
 HISTDATA_EST_OFFSET_H = -5.0
-# The README's analysis said UTC-4; the prices say UTC-3:30 in every month (see _clock).
+# The README's analysis said UTC-4; the prices say UTC-3:30 in every month (see _clock), and
+# the loader now infers it from the week open (mt5_utc_offset_h=None) rather than assuming it.
 HADIFOROUGHI_UTC_OFFSET_H = -3.5
 _CURRENCIES = frozenset(
     (
@@ -96,7 +106,8 @@ class Candles:
     """OHLCV bars of one instrument: ``time_us`` is the bar's open, UTC epoch microseconds.
 
     Invariants (checked): equal-length 1-D arrays, strictly increasing time, finite prices with
-    ``low <= open, close <= high``. Arrays are made read-only so the value stays frozen.
+    ``low <= open, close <= high``, and a spread (when given) finite and >= 0 on every bar.
+    Arrays are made read-only so the value stays frozen.
     """
 
     instrument: str
@@ -108,16 +119,26 @@ class Candles:
     close: NDArray[np.float64]
     volume: NDArray[np.float64]
     source: str = ""
+    # Per bar, in pips (ask close - bid close, or the source's own spread column); None when
+    # the source has mid (or one side) only. The counterfactual costs each fill with it.
+    spread_pips: NDArray[np.float64] | None = None
 
     def __post_init__(self) -> None:
         n = len(self.time_us)
-        for name in ("time_us", "open", "high", "low", "close", "volume"):
+        names = ("time_us", "open", "high", "low", "close", "volume")
+        for name in (*names, "spread_pips") if self.spread_pips is not None else names:
             dtype = np.int64 if name == "time_us" else np.float64
             arr = np.ascontiguousarray(getattr(self, name), dtype=dtype)
             if arr.ndim != 1 or len(arr) != n:
                 raise ValueError(f"{name} must be 1-D with {n} values, got shape {arr.shape}")
             arr.setflags(write=False)
             object.__setattr__(self, name, arr)
+        spread = self.spread_pips
+        if spread is not None and not bool(np.all(np.isfinite(spread) & (spread >= 0))):
+            bad = int(np.flatnonzero(~(np.isfinite(spread) & (spread >= 0)))[0])
+            raise ValueError(
+                f"spread_pips must be finite and >= 0, got {float(spread[bad])!r} at bar {bad}"
+            )
         if self.timeframe_s <= 0:
             raise ValueError(f"timeframe_s must be > 0, got {self.timeframe_s!r}")
         if n > 1 and not bool(np.all(np.diff(self.time_us) > 0)):
@@ -146,6 +167,7 @@ class LoadReport:
     rejected: tuple[RejectedRow, ...]
     duplicates_dropped: int
     incomplete_dropped: int
+    clock: str = ""  # the source clock the times were read on (``utc`` for zoned formats)
 
 
 def detect_format(head: str) -> CandleFormat:
@@ -179,9 +201,10 @@ def load_candles(
     instrument: str | None = ...,
     timeframe_s: int | None = ...,
     errors: Literal["raise"] = ...,
-    mt5_utc_offset_h: float = ...,
+    mt5_utc_offset_h: float | None = ...,
     histdata_utc_offset_h: float | None = ...,
     factor_timeframe: str = ...,
+    clock: str | None = ...,
 ) -> Candles: ...
 
 
@@ -193,9 +216,10 @@ def load_candles(
     instrument: str | None = ...,
     timeframe_s: int | None = ...,
     errors: Literal["report"],
-    mt5_utc_offset_h: float = ...,
+    mt5_utc_offset_h: float | None = ...,
     histdata_utc_offset_h: float | None = ...,
     factor_timeframe: str = ...,
+    clock: str | None = ...,
 ) -> LoadReport: ...
 
 
@@ -206,9 +230,10 @@ def load_candles(
     instrument: str | None = None,
     timeframe_s: int | None = None,
     errors: Literal["raise", "report"] = "raise",
-    mt5_utc_offset_h: float = HADIFOROUGHI_UTC_OFFSET_H,
+    mt5_utc_offset_h: float | None = None,
     histdata_utc_offset_h: float | None = None,
     factor_timeframe: str = "M1",
+    clock: str | None = None,
 ) -> Candles | LoadReport:
     """Load one candle file into :class:`Candles` (UTC, sorted, de-duplicated).
 
@@ -216,10 +241,18 @@ def load_candles(
         fmt: skip detection. ``instrument``: e.g. ``"EUR_USD"`` (else from the file or its name).
         timeframe_s: bar length (else from the file, or the most common gap between bars).
         errors: ``"raise"`` (first bad row -> InputError) or ``"report"`` (-> LoadReport).
-        mt5_utc_offset_h: the fixed clock of the hadiforoughi MT5 export (default UTC-3:30).
+        mt5_utc_offset_h: a fixed clock for the ``Time,Open,...`` MT5 exports; ``None``
+            (default) infers it from the week open (the hadiforoughi files: UTC-3:30).
         histdata_utc_offset_h: ``None`` (default) reads HistData as New York time with DST; a
             number is a fixed offset (``-5.0`` is HistData's own "EST, no DST" claim).
         factor_timeframe: which section of a QuantRabbit factor_cache.json to load.
+        clock: the file's clock (``_clock.parse_clock``: ``utc``, ``utc+2``, ``utc-3:30``,
+            ``new-york``, ``mt5-server``, ``mt5-eet``) or ``auto`` (infer it); ``None`` keeps the
+            format's default above. Formats with explicit zones (OANDA, factor cache) accept
+            only ``utc``.
+
+    Raises:
+        InputError: also for an unknown ``clock`` and for a clock the data cannot settle.
     """
     path = Path(path)
     try:
@@ -238,22 +271,21 @@ def load_candles(
             f"fix the row or load with errors='report' ({len(raw.rejected)} bad rows in all)"
         )
     local = np.asarray(raw.time_us, dtype=np.int64)
+    source_clock = _clock_for(path, kind, clock, mt5_utc_offset_h, histdata_utc_offset_h)
+    if source_clock is None:
+        source_clock = _inferred_clock(path, local, kind)
     raw_rows = RawRows(
         rows=raw.rows,
-        time_us=_to_utc(local, kind, mt5_utc_offset_h, histdata_utc_offset_h).tolist(),
+        time_us=source_clock.to_utc(local).tolist(),
         prices=raw.prices,
+        spreads=raw.spreads,
     )
     candles, rejected, dups = _finish(path, raw_rows, errors == "report")
     rejected = [*raw.rejected, *rejected]
-    result = Candles(
+    result = _build(
+        candles,
         instrument=_instrument(path, instrument, raw.instrument),
         timeframe_s=_timeframe(path, timeframe_s, raw.timeframe_s, candles[0]),
-        time_us=candles[0],
-        open=candles[1][:, 0],
-        high=candles[1][:, 1],
-        low=candles[1][:, 2],
-        close=candles[1][:, 3],
-        volume=candles[1][:, 4],
         source=str(path),
     )
     if errors == "raise":
@@ -264,6 +296,46 @@ def load_candles(
         rejected=tuple(sorted(rejected, key=lambda r: r.row)),
         duplicates_dropped=dups,
         incomplete_dropped=raw.incomplete_dropped,
+        clock=source_clock.name,
+    )
+
+
+def candles_from_rows(
+    raw: RawRows, *, instrument: str, timeframe_s: int, source: str, where: str
+) -> tuple[Candles, list[RejectedRow], int]:
+    """Rows already on the UTC clock -> sorted, de-duplicated ``Candles`` (the loader's rules).
+
+    For feeds that are not files (the OANDA candles importer): conflicting duplicates are
+    rejected (every version), exact ones dropped and counted. ``where`` names the input in
+    messages. Returns the candles, the rejected rows and the number of exact duplicates.
+    """
+    candles, rejected, dups = _finish(Path(where), raw, True)
+    built = _build(candles, instrument=instrument, timeframe_s=timeframe_s, source=source)
+    return built, rejected, dups
+
+
+def _build(
+    candles: tuple[NDArray[np.int64], NDArray[np.float64]],
+    *,
+    instrument: str,
+    timeframe_s: int,
+    source: str,
+) -> Candles:
+    times, values = candles
+    spread_price = values[:, 5]
+    # A spread for every bar or none: a partial column would make costs differ by bar source.
+    has_spread = len(times) > 0 and not bool(np.any(np.isnan(spread_price)))
+    return Candles(
+        instrument=instrument,
+        timeframe_s=timeframe_s,
+        time_us=times,
+        open=values[:, 0],
+        high=values[:, 1],
+        low=values[:, 2],
+        close=values[:, 3],
+        volume=values[:, 4],
+        source=source,
+        spread_pips=np.round(spread_price / pip_size(instrument), 6) if has_spread else None,
     )
 
 
@@ -283,22 +355,59 @@ def _parse(path: Path, text: str, kind: CandleFormat, factor_timeframe: str) -> 
     if kind is CandleFormat.MT5_QUOTED:
         return parse_delimited(text, sep="\t", time_kind="ymd", quoted=True)
     if kind is CandleFormat.MT5_EPOCH:
-        return parse_delimited(text, sep=",", time_kind="epoch_s")
+        return parse_delimited(text, sep=",", time_kind="epoch_s", spread_points=True)
     return parse_delimited(text, sep=",", time_kind="ymd")
 
 
-def _to_utc(
-    local: NDArray[np.int64], kind: CandleFormat, mt5_offset: float, histdata_offset: float | None
-) -> NDArray[np.int64]:
+_ZONED = (CandleFormat.OANDA_JSON, CandleFormat.FACTOR_CACHE)
+
+
+def _clock_for(
+    path: Path,
+    kind: CandleFormat,
+    clock: str | None,
+    mt5_offset: float | None,
+    histdata_offset: float | None,
+) -> _clock.SourceClock | None:
+    """The clock to read ``kind`` on; None means "infer it from the data"."""
+    if clock is not None and clock.strip().lower() == "auto":
+        if kind in _ZONED:
+            return _clock.SourceClock("utc", 0.0)
+        return None
+    if clock is not None:
+        try:
+            chosen = _clock.parse_clock(clock)
+        except ValueError as exc:
+            raise InputError(f"{path}: {exc}") from exc
+        if kind in _ZONED and chosen.offset_h != 0:
+            raise InputError(
+                f"{path}: {kind.value} times carry their own zone; clock {clock!r} cannot apply "
+                "(use utc or leave the clock unset)"
+            )
+        return chosen
     if kind is CandleFormat.HISTDATA:
         if histdata_offset is None:
-            return _clock.new_york_to_utc(local)
-        return _clock.fixed_offset_to_utc(local, histdata_offset)
+            return _clock.SourceClock("new-york")
+        return _clock.fixed_clock(histdata_offset)
     if kind in (CandleFormat.MT5_QUOTED, CandleFormat.MT5_CSV):
-        return _clock.fixed_offset_to_utc(local, mt5_offset)
+        return None if mt5_offset is None else _clock.fixed_clock(mt5_offset)
     if kind is CandleFormat.MT5_EPOCH:
-        return _clock.mt5_eet_to_utc(local)
-    return local  # backtesting.py (UTC by the README), OANDA and factor_cache (explicit zones)
+        return _clock.SourceClock("mt5-eet")
+    return _clock.SourceClock("utc", 0.0)  # backtesting.py (UTC by the README), zoned formats
+
+
+def _inferred_clock(path: Path, local: NDArray[np.int64], kind: CandleFormat) -> _clock.SourceClock:
+    """Infer a naive file's clock or refuse it, naming the candidate clocks."""
+    values, counts = np.unique(np.diff(np.unique(local)), return_counts=True)
+    bar_s = int(values[np.argmax(counts)]) // 1_000_000 if values.size else 60
+    found = _clock.infer_clock(local, max(1, bar_s))
+    if found.clock is not None:
+        return found.clock
+    named = ", ".join(f"{name} ({n}/{found.weekends} weekends)" for name, n in found.candidates)
+    raise InputError(
+        f"{path}: cannot tell the {kind.value} file's clock: {found.reason}; candidate clocks "
+        f"{named}; pass clock= (--clock) one of {', '.join(_clock.CLOCK_NAMES)}"
+    )
 
 
 def _finish(
@@ -306,12 +415,17 @@ def _finish(
 ) -> tuple[tuple[NDArray[np.int64], NDArray[np.float64]], list[RejectedRow], int]:
     """Sort by time (stable), drop exact duplicates, refuse or reject conflicting ones."""
     times = np.asarray(raw.time_us, dtype=np.int64)
-    values = np.asarray(raw.prices, dtype=np.float64).reshape(-1, 5)
+    prices = np.asarray(raw.prices, dtype=np.float64).reshape(-1, 5)
+    spreads = np.asarray(raw.spreads, dtype=np.float64).reshape(-1, 1)
+    if len(spreads) != len(prices):  # a parser that never saw a spread
+        spreads = np.full((len(prices), 1), np.nan)
+    values = np.hstack([prices, spreads])  # column 5: spread in price units (NaN: none)
     rows = np.asarray(raw.rows, dtype=np.int64)
     order = np.argsort(times, kind="stable")
     times, values, rows = times[order], values[order], rows[order]
     same_time = np.flatnonzero(times[1:] == times[:-1]) + 1  # later member of each equal pair
-    exact = np.all(values[same_time] == values[same_time - 1], axis=1)
+    a, b = values[same_time], values[same_time - 1]
+    exact = np.all((a == b) | (np.isnan(a) & np.isnan(b)), axis=1)
     # A conflict poisons its whole time group: we cannot know which version is the true bar.
     conflict_times = np.unique(times[same_time[~exact]])
     rejected: list[RejectedRow] = []

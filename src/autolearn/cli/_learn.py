@@ -69,21 +69,39 @@ def autotune(
     now: NowOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Run the continuous autotune once (hourly under systemd, Nice/CPUQuota/MemoryMax)."""
+    """Run the continuous autotune once (hourly under systemd, Nice/CPUQuota/MemoryMax).
+
+    Candles: --candles / AUTOLEARN_CANDLES, else the ledger's candle store (the config's
+    instrument and granularity), else the config's candles_path.
+    """
     from autolearn.autotune import load_autotune_config, run_cycle
+    from autolearn.autotune.cycle import store_candles
     from autolearn.backtest import load_candles
     from autolearn.ledger.sql import SqlLedger
 
     at = run_time(now, shadow)
     cfg = load_autotune_config(config)
-    path = candles or (Path(cfg.candles_path) if cfg.candles_path else None)
-    if path is None:
-        raise InputError(
-            "autotune needs candles: pass --candles FILE, set AUTOLEARN_CANDLES, or "
-            "candles_path in the autotune config (e.g. examples/data/fx/*.csv)"
-        )
-    bars = load_candles(path)
-    with SqlLedger.open(settings().ledger_url) as ledger:
+    ledger_url = settings().ledger_url
+    # An explicit file (--candles / AUTOLEARN_CANDLES) wins; else the ledger's candle store
+    # when it has recent bars of the instrument; else the config's candles_path.
+    path = candles
+    with SqlLedger.open(ledger_url) as ledger:
+        bars = None if path is not None else store_candles(ledger, cfg, at)
+        if bars is not None and len(bars) == 0:
+            bars = None
+            path = Path(cfg.candles_path) if cfg.candles_path else None
+            if path is None:
+                raise InputError(
+                    f"autotune needs candles: the ledger's candle store has no "
+                    f"{cfg.instrument} {cfg.granularity} bars since "
+                    f"{(at - cfg.window - cfg.max_candle_age).isoformat()} (fill it: "
+                    f"`autolearn ingest --oanda-candles {cfg.instrument} --granularity "
+                    f"{cfg.granularity}` or `ingest --candles FILE`), and no candle file is "
+                    "given (--candles FILE, AUTOLEARN_CANDLES or candles_path in the autotune "
+                    "config)"
+                )
+        if path is not None:
+            bars = load_candles(path)
         record = run_cycle(
             store(),
             ledger,
@@ -95,5 +113,6 @@ def autotune(
             n_trials=trials,
             workers=workers,
             shadow=shadow,
+            ledger_url=ledger_url,
         )
     emit_run(record, as_json)

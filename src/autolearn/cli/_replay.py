@@ -21,6 +21,10 @@ from autolearn.errors import ConfigError, InputError
 __all__ = ["load_replay_candles", "parse_day", "run_and_show", "show_comparison"]
 
 _DEFAULT_MECHANISMS = "policy,tuner,scalp_trainer"
+CLOCK_HELP = (
+    "The candle files' clock: auto (infer from the week open), utc, utc+2, utc-3:30, new-york, "
+    "mt5-server (UTC+2/+3 on US DST), mt5-eet (UTC+2/+3 on EU DST); default: per format"
+)
 
 
 def parse_day(value: str | None, option: str) -> datetime | None:
@@ -41,8 +45,14 @@ def parse_day(value: str | None, option: str) -> datetime | None:
         ) from exc
 
 
-def load_replay_candles(paths: Sequence[Path], start: datetime | None, end: datetime | None) -> Any:
-    """Load and merge candle files of one instrument, then keep ``[start, end)``."""
+def load_replay_candles(
+    paths: Sequence[Path], start: datetime | None, end: datetime | None, clock: str | None = None
+) -> Any:
+    """Load and merge candle files of one instrument, then keep ``[start, end)``.
+
+    ``clock`` (``--clock``) names the files' clock (see ``load_candles``); None keeps each
+    format's default (an MT5 ``Time,Open,...`` export: inferred from its week open).
+    """
     import numpy as np  # lazy: the learn extra, only when a replay runs
 
     from autolearn.backtest import Candles, load_candles
@@ -50,7 +60,7 @@ def load_replay_candles(paths: Sequence[Path], start: datetime | None, end: date
 
     if not paths:
         raise InputError("no candle file given: pass --candles PATH (repeatable)")
-    loaded = [load_candles(p) for p in paths]
+    loaded = [load_candles(p, clock=clock) for p in paths]
     kinds = {(c.instrument, c.timeframe_s) for c in loaded}
     if len(kinds) != 1:
         raise InputError(
@@ -171,11 +181,14 @@ def replay(
         Path | None, typer.Option(help="The bot's tracked gates.yaml (default: packaged)")
     ] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar")] = False,
+    clock: Annotated[str | None, typer.Option(help=CLOCK_HELP)] = None,
 ) -> None:
     """Replay real candles through strategies, gates, paper broker, ledger and mechanisms."""
     from autolearn.replay import ReplayConfig
 
-    bars = load_replay_candles(candles, parse_day(start, "--from"), parse_day(end, "--to"))
+    bars = load_replay_candles(
+        candles, parse_day(start, "--from"), parse_day(end, "--to"), clock=clock
+    )
     chosen = _mechanisms(mechanisms)
     common: dict[str, Any] = {
         "spread_pips": spread_pips,

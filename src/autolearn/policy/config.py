@@ -53,6 +53,16 @@ class PolicyConfig:
     shadow_mixture_scale: float = 0.2
     shadow_window: timedelta = timedelta(days=7)
     per_strategy: bool = True
+    # Continuous allocation (opt-in; ``autolearn.policy.allocation``): an active scope's size
+    # follows P(expectancy > 0) between probation_size (at p <= allocation_p_floor) and 1 (at
+    # p >= allocation_p_full), one allocation_step per cycle, only while the target is at least
+    # allocation_hysteresis away. Blocks still apply on top.
+    allocation: bool = False
+    allocation_min_trades: int = 30
+    allocation_p_floor: float = 0.5
+    allocation_p_full: float = 0.9
+    allocation_step: float = 0.05
+    allocation_hysteresis: float = 0.1
 
     def __post_init__(self) -> None:
         problems = []
@@ -76,6 +86,7 @@ class PolicyConfig:
         if self.block_for <= timedelta(0) or self.max_block < self.block_for:
             problems.append("0 < block_for <= max_block must hold")
         problems += self._shadow_problems()
+        problems += self._allocation_problems()
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -91,4 +102,22 @@ class PolicyConfig:
             problems.append(f"shadow_window must be > 0, got {self.shadow_window}")
         if self.probation_loss_sd < 0 or not math.isfinite(self.probation_loss_sd):
             problems.append(f"probation_loss_sd must be >= 0, got {self.probation_loss_sd}")
+        return problems
+
+    def _allocation_problems(self) -> list[str]:
+        problems = []
+        if not 0 <= self.allocation_p_floor < self.allocation_p_full <= 1:
+            problems.append(
+                "0 <= allocation_p_floor < allocation_p_full <= 1 must hold, got "
+                f"{self.allocation_p_floor}, {self.allocation_p_full}"
+            )
+        if self.allocation_min_trades < 2:
+            problems.append(f"allocation_min_trades must be >= 2, got {self.allocation_min_trades}")
+        if not 0 < self.allocation_step <= 1:
+            problems.append(f"allocation_step: 0 < x <= 1 must hold, got {self.allocation_step}")
+        if not 0 <= self.allocation_hysteresis < 1 - self.probation_size + 1e-9:
+            problems.append(
+                "allocation_hysteresis: 0 <= x <= 1 - probation_size must hold, got "
+                f"{self.allocation_hysteresis}"
+            )
         return problems

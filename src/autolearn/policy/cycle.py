@@ -33,6 +33,7 @@ from autolearn.mechanism import (
     unchanged_fields,
 )
 from autolearn.policy.decide import (
+    Decision,
     decide,
     knobs_of,
     scope_knob_prefix,
@@ -127,7 +128,9 @@ def _locked_cycle(
     frozen, frozen_reason = store.is_frozen(MECHANISM)
     changed = decision.changed
     record.update(
-        reasons=sorted({t.code.value for t in changed}) or ["no_transition"],
+        # Allocation moves change a size, not a status: they are reasons, not transitions.
+        reasons=sorted({t.code.value for t in changed} | _allocation_moves(decision))
+        or ["no_transition"],
         metrics={
             "units": config.units.value,
             "trades": len(trades),
@@ -175,6 +178,11 @@ def _read_ledger(
     ]
     signals = ledger.shadow_signals(since=min([since, *blocked_since]))
     return trades, signals
+
+
+def _allocation_moves(decision: Decision) -> set[str]:
+    moves = (StepCode.ALLOCATION_UP, StepCode.ALLOCATION_DOWN)
+    return {t.code.value for t in decision.transitions if t.code in moves}
 
 
 def _apply(

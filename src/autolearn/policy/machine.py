@@ -5,6 +5,8 @@
     probation --(confidently losing | loss budget spent)--> blocked (longer: one more strike)
     blocked --(max_block reached, shadow still confidently losing)--> blocked (a new block:
         ``block_renewed``, recorded as a transition)
+    active --(policy.allocation)--> active at a size in [probation_size, 1] that follows
+        P(expectancy > 0), one step a cycle (``allocation``)
 
 Hysteresis: a block needs the *upper* bound of the expectancy interval below ``block_below``;
 leaving probation needs the *mean* at or above the stricter ``unblock_above``. Evidence is
@@ -38,6 +40,7 @@ from typing import Any
 from autolearn.core.judge import sequence_bounds
 from autolearn.core.metrics import expectancy_interval, summarize
 from autolearn.core.timestamps import format_utc, parse_utc
+from autolearn.policy.allocation import allocate
 from autolearn.policy.config import PolicyConfig
 
 __all__ = ["Evidence", "ScopeState", "Status", "StepCode", "Transition", "step"]
@@ -65,6 +68,11 @@ class StepCode(StrEnum):
     PROBATION_FAILED = "probation_failed"
     PROBATION_LOSS_BUDGET = "probation_loss_budget"
     OPERATOR_UNBLOCK = "operator_unblock"
+    # Continuous allocation (``policy.allocation``): an active scope's size moved or held.
+    ALLOCATION_UP = "allocation_up"
+    ALLOCATION_DOWN = "allocation_down"
+    ALLOCATION_HELD = "allocation_held"
+    ALLOCATION_INSUFFICIENT = "allocation_insufficient"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -194,13 +202,31 @@ def step(
 
     ``trades`` holds the scope's P/L since it entered its state (within the lookback), in the
     configured units; ``shadow`` the outcomes (pips) of its shadow signals since then (within
-    ``shadow_window``), built by ``Evidence.shadow``.
+    ``shadow_window``), built by ``Evidence.shadow``. With ``cfg.allocation`` an active scope
+    that stays active is sized by ``autolearn.policy.allocation``, and one that passes
+    probation keeps its probation size (allocation raises it step by step from there).
     """
     if state.status is Status.BLOCKED:
         return _from_blocked(state, shadow, cfg, now)
     if state.status is Status.PROBATION:
-        return _from_probation(state, trades, cfg, now)
-    return _from_active(state, trades, cfg, now)
+        after, code, detail = _from_probation(state, trades, cfg, now)
+        if cfg.allocation and code is StepCode.PROBATION_PASSED:
+            after = replace(after, size_mult=state.size_mult)
+            detail = f"{detail}; allocation: size stays {state.size_mult:.2f}, then follows p"
+        return after, code, detail
+    after, code, detail = _from_active(state, trades, cfg, now)
+    if cfg.allocation and after.status is Status.ACTIVE:
+        return _allocated(after, code, detail, trades, cfg)
+    return after, code, detail
+
+
+def _allocated(
+    state: ScopeState, code: StepCode, detail: str, ev: Evidence, cfg: PolicyConfig
+) -> tuple[ScopeState, StepCode, str]:
+    """An active scope's allocation step: the size moves, the status does not."""
+    sized = allocate(state.size_mult, ev.n, ev.mean, ev.sd, cfg)
+    keep = code if code is StepCode.INSUFFICIENT else StepCode(sized.code)
+    return replace(state, size_mult=sized.size_mult), keep, f"{detail}; {sized.detail}"
 
 
 def _from_active(
