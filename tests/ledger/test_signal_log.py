@@ -374,13 +374,16 @@ class TestWriterAndCache:
             assert failures == []
 
     def test_cached_ledger_reads_are_fresh_after_writes(self, tmp_path: Path) -> None:
-        """Through the replay's cache, every read equals the SQL ledger's, right after a write."""
+        """Through the replay's cache, reads see every write at once, and the SQL ledger holds the
+        same once the cache has written behind (flush, close)."""
         sql = SqlLedger.open(f"sqlite:///{tmp_path / 'l.db'}")
         cache = CachedLedger(sql)
         assert cache.upsert_signals([make(), make(signal_id="s2")]) == UpsertCounts(inserted=2)
         cache.upsert_shadow_signals([shadow()])
         changed = make(scores={"confidence": 0.7})
         assert cache.upsert_signals([changed]) == UpsertCounts(updated=1)
+        assert cache.signals()[0] == changed  # before anything reached SQL
+        cache.flush()
         for kwargs in ({}, {"since": T0, "until": T0 + timedelta(seconds=1)}, {"pocket": "x"}):
             assert cache.signals(**kwargs) == sql.signals(**kwargs)
         assert [s.signal_id for s in cache.signals()] == ["s1", "s2", "sh1"]
