@@ -62,14 +62,15 @@ class TestKnownTruth:
     @pytest.mark.parametrize("seed", SEEDS)
     def test_a_losing_pocket_trades_smaller_and_smaller(self, seed: int) -> None:
         """EV -0.5: after five days at or below the floor (or blocked) in 90 % of the cycles,
-        and less exposure in all than the on/off machine, whose unblocks trade at full size."""
+        never at full size, and no more exposure in all than the on/off machine (which, with
+        its sequential probation exit, returns such a pocket to full size only rarely)."""
         sizes = _run(-0.5, seed)
         warm = sizes[5 * 24 :]
         assert sum(s <= CFG.probation_size for s in warm) >= 0.9 * len(warm)
         assert 0.0 in sizes  # the block still comes: allocation never replaces it
         on_off = _run(-0.5, seed, cfg=PolicyConfig())
-        assert max(on_off[5 * 24 :]) == 1.0 > max(warm)
-        assert sum(sizes) < sum(on_off)
+        assert max(warm) < 1.0
+        assert sum(sizes) <= sum(on_off)
 
     @pytest.mark.parametrize("seed", SEEDS)
     def test_a_winning_pocket_stays_at_full_size(self, seed: int) -> None:

@@ -91,8 +91,9 @@ def test_blocked_in_a_bad_regime_and_unblocked_after_it_turns(
     assert "pockets.micro.strategies.MomentumPulse.allow_new" not in eff  # back at the preset
     assert eff["pockets.micro.strategies.MomentumPulse.size_mult"] == 0.5
 
-    ledger.upsert_trades(_winning_regime(make_trade, t2 + timedelta(minutes=5)))
-    t3 = t2 + timedelta(hours=5)
+    # 24 winning trades: the sequential probation test passes no one before 20 trades.
+    ledger.upsert_trades(_winning_regime(make_trade, t2 + timedelta(minutes=5), n=24))
+    t3 = t2 + timedelta(hours=9)
     rec = _run(ledger, store, t3)
     assert read_states(store)["micro/MomentumPulse"].status is Status.ACTIVE
     assert read_states(store)["micro"].status is Status.ACTIVE

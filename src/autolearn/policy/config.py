@@ -21,8 +21,9 @@ class PolicyConfig:
     """Evidence rules and the hysteresis between blocking and unblocking.
 
     Block when ``n >= min_trades`` and the *upper* bound of the expectancy interval is below
-    ``block_below`` (confidently losing). Unblock only on stricter evidence: a mean at or above
-    ``unblock_above`` (> ``block_below``) over enough trades or shadow signals.
+    ``block_below`` (confidently losing). Leave probation only on stricter evidence: Wald's
+    sequential test accepting a mean of ``unblock_above`` (> ``block_below``) over at least
+    ``probation_trades`` trades (``autolearn.policy.machine.probation_log_likelihood_ratio``).
 
     Shadow signals (only those of the last ``shadow_window`` since the block began): a blocked
     scope is unblocked early only when their always-valid confidence sequence (the judge's:
@@ -36,13 +37,18 @@ class PolicyConfig:
     min_trades: int = 12
     confidence: float = 0.9
     block_below: float = 0.0
-    unblock_above: float = 0.3
+    unblock_above: float = 0.5
     block_for: timedelta = timedelta(hours=12)
     block_backoff: float = 2.0  # each further strike multiplies the block duration
     max_block: timedelta = timedelta(days=7)
     probation_size: float = 0.5
-    probation_trades: int = 10
-    probation_fail_min: int = 5
+    # Leaving probation: Wald's SPRT of mean = unblock_above against mean = 2 * block_below -
+    # unblock_above. probation_alpha: P(a scope at the lower mean passes); probation_beta:
+    # P(a scope at unblock_above fails). Measured at sd 5 (tests/policy/test_machine.py).
+    probation_trades: int = 20  # no pass before this many trades (the sample sd settles)
+    probation_fail_min: int = 5  # no SPRT failure before this many
+    probation_alpha: float = 0.025
+    probation_beta: float = 0.05
     probation_max_loss: float = 20.0
     # ...and only when that loss is also beyond this many sd * sqrt(n) of the probation's own
     # trades: a break-even-or-better scope's ordinary swings do not end its probation.
@@ -75,6 +81,10 @@ class PolicyConfig:
             )
         if self.min_trades < 2 or self.probation_fail_min < 2 or self.shadow_min_signals < 2:
             problems.append("min_trades, probation_fail_min, shadow_min_signals must be >= 2")
+        for name in ("probation_alpha", "probation_beta"):
+            value = getattr(self, name)
+            if not 0 < value < 0.5:
+                problems.append(f"{name}: 0 < x < 0.5 must hold, got {value}")
         if self.probation_trades < 1:
             problems.append(f"probation_trades must be >= 1, got {self.probation_trades}")
         if not 0 < self.probation_size <= 1:
