@@ -420,3 +420,66 @@ def test_a_model_nobody_could_check_moves_nothing() -> None:
     evidence = _evaluate(_data(market), {})
     assert [code for code, _ in evidence.freeze] == ["cf_unverified"]
     assert all(k.steps == 0 for k in evidence.knobs)
+
+
+def _shadow_outcomes(market: CfMarket, shift: float = 0.0) -> dict[str, float]:
+    """The bot's own recorded outcome of every signal it did not take (as for shadows)."""
+    return {
+        f"S{k}": market.pips[k] + shift for k in range(len(market.at)) if market.score[k] < PRESET
+    }
+
+
+class TestBlockedPocket:
+    """A pocket the policy blocked trades nothing: the counterfactual still learns from its
+    signal log, checked against the outcomes the bot recorded for its shadow signals."""
+
+    def test_shadow_outcomes_check_the_model_when_no_trade_has(self) -> None:
+        """No taken signal has its trade, but the shadows' recorded outcomes agree: verified."""
+        market = _market(0.60)
+        data = replace(_data(market), shadow_outcomes=_shadow_outcomes(market))
+        evidence = _evaluate(data, {})
+        assert evidence.freeze == ()
+        check = evidence.metrics["model_check"]
+        assert check["code"] == "cf_verified" and check["n_trades"] == 0
+        assert check["n_shadow"] >= 10 and "shadow outcomes" in check["detail"]
+        (knob,) = evidence.knobs
+        assert knob.code == "cf_improves" and knob.steps < 0
+
+    def test_shadow_outcomes_the_candles_do_not_explain_freeze_with_mismatch(self) -> None:
+        """Shadow outcomes 4 pips off the simulation: counterfactual_mismatch, nothing moves."""
+        market = _market(0.60)
+        data = replace(_data(market), shadow_outcomes=_shadow_outcomes(market, shift=4.0))
+        evidence = _evaluate(data, {})
+        assert [code for code, _ in evidence.freeze] == ["counterfactual_mismatch"]
+        assert all(k.steps == 0 for k in evidence.knobs)
+
+    def test_trades_come_first_when_there_are_enough(self) -> None:
+        """With enough taken signals checked against their trades, shadows are not consulted
+        (a wrong shadow bookkeeping cannot override the broker's P/L)."""
+        market = _market(0.60)
+        data = replace(_data(market), shadow_outcomes=_shadow_outcomes(market, shift=4.0))
+        evidence = _evaluate(data, _recorded(market))
+        assert evidence.freeze == ()
+        assert evidence.metrics["model_check"]["n_shadow"] == 0
+
+    def test_a_quiet_trade_ledger_does_not_hold_the_counterfactual(self) -> None:
+        """No trade closed for days (the pocket is blocked), signals fresh, shadows recorded:
+        the family is evaluated and moves; the stale ledger is still reported."""
+        market = _market(0.60)
+        now = WEEKDAY
+        old = now - timedelta(days=5)  # trades stopped 5 days ago: stale_ledger (> 24 h)
+        boot = decide(_input(TunerState(), {}, [], now - timedelta(days=1)), CONFIG).state
+        data = replace(_data(market, end=now), shadow_outcomes=_shadow_outcomes(market))
+        decision = decide(_input(boot, {"micro.entry": data}, _trades(market, old), now), CONFIG)
+        assert "stale_ledger" in decision.reasons
+        assert decision.decision == "apply" and list(decision.requests) == [KNOB]
+        assert decision.state.families["micro.entry"].cf_at == now
+
+    def test_a_stale_signal_log_freezes_the_counterfactual(self) -> None:
+        """The newest signal is older than stale_after: stale_signals, nothing moves."""
+        market = _market(0.60)
+        data = _data(market, end=START + timedelta(days=12))
+        late = replace(data, until=data.until + CONFIG.stale_after + timedelta(hours=1))
+        evidence = _evaluate(late, _recorded(market))
+        assert "stale_signals" in [code for code, _ in evidence.freeze]
+        assert all(k.steps == 0 for k in evidence.knobs)

@@ -16,6 +16,7 @@ from typing import TypeVar
 
 from autolearn.core.config_loader import load_config
 from autolearn.core.lifecycle import FlightSettings
+from autolearn.scalp_trainer.counterfactual import ExitCfSettings
 
 __all__ = ["ScalpTrainerConfig", "load_scalp_config", "parse_frozen_config"]
 
@@ -46,6 +47,8 @@ class ScalpTrainerConfig:
     flight: FlightSettings = field(
         default_factory=lambda: FlightSettings(cooldown=timedelta(hours=12))
     )
+    # the timeout knob on re-simulated trades (issue 12; ``scalp_trainer.counterfactual``)
+    counterfactual: ExitCfSettings = field(default_factory=ExitCfSettings)
 
     def problems(self) -> list[str]:
         """Every invariant this config breaks (empty when valid)."""
@@ -60,6 +63,7 @@ class ScalpTrainerConfig:
             found.append(f"confidence: 0 < confidence < 1 must hold, got {self.confidence!r}")
         if self.scratch_pips < 0 or self.sl_margin_pips < 0:
             found.append("scratch_pips and sl_margin_pips: must be >= 0")
+        found += self.counterfactual.problems()
         return found
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from autolearn.adapters.state import StateStore
 from autolearn.core.knobs import Owner
 from autolearn.core.lifecycle import FamilyState, finalize, parse_state, split_of
+from autolearn.core.model import Trade
 from autolearn.ledger._base import Ledger
 from autolearn.mechanism import (
     ENDS_FLIGHT,
@@ -29,7 +30,9 @@ from autolearn.mechanism import (
     version_context,
 )
 from autolearn.scalp_trainer.config import ScalpTrainerConfig
-from autolearn.scalp_trainer.decide import Decision, ScalpInput, decide
+from autolearn.scalp_trainer.counterfactual import ExitCfData
+from autolearn.scalp_trainer.decide import Decision, ScalpInput, decide, timeout_spec
+from autolearn.scalp_trainer.state import ScalpFamilyState
 
 __all__ = ["run_cycle"]
 
@@ -60,7 +63,7 @@ def _locked(
 ) -> dict[str, Any]:
     effective = store.read_effective()
     state = parse_state(
-        FamilyState, store.read_mechanism(_MECHANISM), f"mechanisms/{_MECHANISM}.json"
+        ScalpFamilyState, store.read_mechanism(_MECHANISM), f"mechanisms/{_MECHANISM}.json"
     )
     frozen = store.is_frozen(_MECHANISM)
     start = now - config.lookback
@@ -85,6 +88,7 @@ def _locked(
             version_values=version_values,
             timeline=timeline,
             now=now,
+            counterfactual=_read_counterfactual(store, ledger, config, state, trades, now),
         ),
         config,
     )
@@ -122,6 +126,42 @@ def _locked(
             store.end_arms({config.family: _MECHANISM}, now)
         store.write_mechanism(_MECHANISM, new_state.to_json())
     return record
+
+
+def _read_counterfactual(
+    store: StateStore,
+    ledger: Ledger,
+    config: ScalpTrainerConfig,
+    state: FamilyState | None,
+    trades: list[Trade],
+    now: datetime,
+) -> ExitCfData | None:
+    """The strategy's taken signals of the lookback, their trades' pips and the M1 candles under
+    them; read only when the family could move (no flight, no cooldown) and has a timeout knob.
+    """
+    cf = config.counterfactual
+    specs = store.registry.families(Owner.SCALP_TRAINER).get(config.family, [])
+    if not cf.enabled or timeout_spec(specs) is None:
+        return None
+    if state is not None and (
+        state.in_flight is not None
+        or (state.cooldown_until is not None and now < state.cooldown_until)
+    ):
+        return None
+    since, until = now - cf.lookback, now + timedelta(microseconds=1)
+    signals = tuple(
+        s for s in ledger.signals(since=since, until=until, strategy=config.strategy) if s.taken
+    )
+    if not signals:
+        return ExitCfData(signals=(), candles=None, until=now)
+    instruments = sorted({s.instrument for s in signals})
+    # one instrument per strategy (the bot's M1Scalper trades one pair); others are left out
+    signals = tuple(s for s in signals if s.instrument == instruments[0])
+    candles = ledger.candles(
+        instruments[0], since=signals[0].at - timedelta(minutes=5), until=until
+    )
+    recorded = {t.broker_trade_id: t.pl_pips for t in trades if t.broker_trade_id}
+    return ExitCfData(signals=signals, candles=candles, recorded=recorded, until=now)
 
 
 def _record(

@@ -22,7 +22,7 @@ strategy into M1Scalper's knobs, original-system.md 5.7). Pure: no I/O, no clock
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -42,7 +42,14 @@ from autolearn.core.registry import Registry
 from autolearn.core.timestamps import format_utc
 from autolearn.errors import ConfigError
 from autolearn.scalp_trainer.config import ScalpTrainerConfig
+from autolearn.scalp_trainer.counterfactual import (
+    TIMEOUT_SUFFIX,
+    ExitCfAnswer,
+    ExitCfData,
+    evaluate_timeout,
+)
 from autolearn.scalp_trainer.rules import Evidence, gather, targets
+from autolearn.scalp_trainer.state import ScalpFamilyState, ScalpInFlight
 
 __all__ = ["Decision", "Finding", "ScalpInput", "check_sufficiency", "decide", "json_safe"]
 
@@ -61,6 +68,9 @@ class ScalpInput:
     version_values: Mapping[str, Mapping[str, KnobValue]]
     timeline: VersionTimeline
     now: datetime
+    # the strategy's taken signals, their trades' pips and the candles, when the shell read
+    # them (the family could move): the timeout knob is then judged on re-simulated trades
+    counterfactual: ExitCfData | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -158,8 +168,16 @@ def decide(inp: ScalpInput, config: ScalpTrainerConfig) -> Decision:
     specs = _specs(inp.registry, config)
     now_values = family_values(specs, inp.current)
     relevant = [t for t in inp.trades if t.strategy == config.strategy]
-    state, notes = reconcile(inp.state, FamilyState, now_values, inp.version, inp.writers, inp.now)
+    state, notes = reconcile(
+        inp.state, ScalpFamilyState, now_values, inp.version, inp.writers, inp.now
+    )
     reasons = list(notes)
+    in_flight = state.in_flight
+    band = (
+        in_flight.band(config.counterfactual.confirm_trades)
+        if isinstance(in_flight, ScalpInFlight)
+        else None
+    )
     flight = judge_in_flight(
         state,
         relevant,
@@ -169,10 +187,17 @@ def decide(inp: ScalpInput, config: ScalpTrainerConfig) -> Decision:
         inp.timeline,
         inp.now,
         config.flight,
+        forecast=band,
     )
     base = {"n_relevant": len(relevant), "n_other_strategies": len(inp.trades) - len(relevant)}
     if flight.action != "none":
         reasons.append(flight.code)
+        after = flight.state
+        if flight.code.startswith("rollback:cf_contradicted"):
+            # the model that proposed it was wrong: the family waits (an operator's set ends it)
+            until = inp.now + config.counterfactual.contradicted_freeze
+            after = replace(after, cooldown_until=max(after.cooldown_until or until, until))
+            reasons.append("cf_contradicted")
         kind = ApplyKind.ROLLBACK if flight.rollback else None
         return Decision(
             decision=flight.action,
@@ -183,30 +208,39 @@ def decide(inp: ScalpInput, config: ScalpTrainerConfig) -> Decision:
             considered=[],
             metrics=json_safe(base),
             verdict=json_safe(flight.verdict),
-            state=flight.state,
+            state=after,
             state_unapplied=state,
         )
     since = state.changed_at
     window = [t for t in relevant if since is None or t.entry_at >= since]
     evidence = gather(window, config)
     findings = check_sufficiency(window, evidence, state, config, inp.now)
+    cooling = state.cooldown_until is not None and inp.now < state.cooldown_until
+    cf = _counterfactual(specs, inp, config)
     metrics = base | {
         "n_since_change": len(window),
         "changed_at": format_utc(since) if since else None,
         "evidence": evidence.as_dict(),
         "findings": [{"code": f.code, "detail": f.detail} for f in findings],
     }
-    considered, wanted = _proposals(specs, evidence, inp, config, frozen=bool(findings))
+    if cf is not None:
+        metrics["counterfactual"] = {"knob": cf.knob, "code": cf.code, **cf.evidence}
+    considered, wanted = _proposals(
+        specs, evidence, inp, config, frozen=bool(findings), cf=cf, cooling=cooling
+    )
     reasons += [f.code for f in findings]
+    if cf is not None:
+        reasons += [code for code, _ in cf.freeze]
     adoptable = _guard(inp, wanted, considered)
-    if findings:
-        decision = "freeze"
-    elif adoptable:
+    if adoptable:
         decision = "apply"
         reasons.append("apply")
+    elif findings or (cf is not None and cf.freeze):
+        decision = "freeze"
     else:
         decision = "hold"
         reasons.append("no_signal" if not wanted else "guard_rejected")
+    forecast = cf.forecast if cf is not None and cf.knob in adoptable else None
     proposed = (
         start_flight(
             state,
@@ -214,6 +248,7 @@ def decide(inp: ScalpInput, config: ScalpTrainerConfig) -> Decision:
             inp.now,
             config.flight,
             split_id=f"{Owner.SCALP_TRAINER.value}/{config.family}/{format_utc(inp.now)}",
+            forecast=forecast,
         )
         if adoptable
         else state
@@ -232,6 +267,24 @@ def decide(inp: ScalpInput, config: ScalpTrainerConfig) -> Decision:
     )
 
 
+def timeout_spec(specs: Sequence[KnobSpec]) -> KnobSpec | None:
+    """The family's timeout knob, the one judged on re-simulated trades (None: no such knob)."""
+    return next((s for s in specs if s.name.rsplit(".", 1)[-1] == TIMEOUT_SUFFIX), None)
+
+
+def _counterfactual(
+    specs: Sequence[KnobSpec], inp: ScalpInput, config: ScalpTrainerConfig
+) -> ExitCfAnswer | None:
+    spec = timeout_spec(specs)
+    data = inp.counterfactual
+    if spec is None or data is None or not config.counterfactual.enabled:
+        return None
+    if not any(s.taken for s in data.signals):
+        return None  # no signal log for this strategy: the rules, as before
+    current = float(inp.current.get(spec.name, spec.default))
+    return evaluate_timeout(data, spec, current, config.counterfactual)
+
+
 def _proposals(
     specs: Sequence[KnobSpec],
     evidence: Evidence,
@@ -239,7 +292,12 @@ def _proposals(
     config: ScalpTrainerConfig,
     *,
     frozen: bool,
+    cf: ExitCfAnswer | None = None,
+    cooling: bool = False,
 ) -> tuple[list[dict[str, Any]], dict[str, KnobValue]]:
+    """One ``considered`` entry per knob; ``frozen`` (a sufficiency finding) holds the rule
+    knobs, while the counterfactual knob has its own evidence and is held only by a cooldown
+    or its own freeze."""
     by_name = {s.name: s for s in specs}
     considered: list[dict[str, Any]] = []
     wanted: dict[str, KnobValue] = {}
@@ -257,14 +315,22 @@ def _proposals(
             "code": target.code,
         }
         considered.append(entry)
-        if target.value is None:
+        goal: KnobValue | None = target.value
+        held = frozen
+        if cf is not None and target.knob == cf.knob:
+            entry.update(rule=cf.code, detail=cf.detail, code=cf.code, counterfactual=cf.evidence)
+            goal = cf.proposed if cf.moves else None
+            held = cooling or bool(cf.freeze)
+            if cf.freeze:
+                entry["code"] = "frozen"
+        if goal is None:
             continue
-        step = approach(spec, current[target.knob], target.value)
+        step = approach(spec, current[target.knob], goal)
         entry.update(target=step.target, proposed=step.proposed, steps=step.steps)
         if step.clipped:
             # a far target is approached one max_step at a time, each step judged live
             entry["approach"] = f"clipped: {step.steps} of {step.needed} grid steps (max_step)"
-        if frozen:
+        if held:
             entry["code"] = "frozen"
         elif step.steps == 0:
             entry["code"] = "at_target"

@@ -219,7 +219,20 @@ def _read_counterfactual(
             )
             for instrument in sorted({s.instrument for s in signals})
         }
-        out[family] = CounterfactualData(signals=signals, candles=candles, since=since, until=now)
+        logged = {s.signal_id for s in signals if not s.taken}
+        shadow_outcomes = {
+            sh.signal_id: sh.outcome_pips
+            for pocket in PROPOSERS[family].pockets(config)
+            for sh in ledger.shadow_signals(since=since, pocket=pocket)
+            if sh.outcome_pips is not None and sh.signal_id in logged
+        }
+        out[family] = CounterfactualData(
+            signals=signals,
+            candles=candles,
+            since=since,
+            until=now,
+            shadow_outcomes=shadow_outcomes,
+        )
     return out
 
 

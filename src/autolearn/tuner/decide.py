@@ -378,16 +378,10 @@ def _propose_family(
         for t in inp.trades
         if proposer.relevant(t, config) and (since is None or t.entry_at >= since)
     ]
-    findings = _family_findings(fs, stale, inp)
-    if findings:
-        cf = _cf_held(fs, specs, inp)
-        if cf is not None and family in inp.counterfactual:
-            # read but not usable this run: the next read waits cf_every like an evaluation
-            # (a family held for hours would otherwise re-read 30 days of signals every run)
-            run.families[family] = replace(fs, cf_at=inp.now)
-    else:
-        cf = _counterfactual(run, family, specs, inp, config)
+    findings, cf = _held_or_counterfactual(run, family, specs, inp, config, stale)
     trade_findings = check_sufficiency(proposer, window, config)
+    if cf is not None and stale is not None:
+        trade_findings.insert(0, stale)  # the rule knobs still wait for a fresh trade ledger
     rule_specs = [s for s in specs if cf is None or s.name not in cf.knobs]
     evidence = proposer.propose(window, rule_specs, inp.current, config)
     trade_findings += [Finding(code=code, detail=detail) for code, detail in evidence.freeze]
@@ -434,6 +428,37 @@ def _propose_family(
         if moved and moved[0] is not None:
             run.forecasts[family] = moved[0]
     return adoptable
+
+
+def _held_or_counterfactual(
+    run: _Run,
+    family: str,
+    specs: Sequence[KnobSpec],
+    inp: TuneInput,
+    config: TunerConfig,
+    stale: Finding | None,
+) -> tuple[list[Finding], _CfPart | None]:
+    """What holds the whole family, and the counterfactual's part (evaluated when not held).
+
+    A family with counterfactual knobs learns from the signal log and the candles: a trade
+    ledger gone quiet (a pocket the policy blocked makes no trades) holds only its knobs on the
+    expectancy rules; the counterfactual checks the signal log's own freshness. A change
+    applied then waits for trades in flight (deadlines count candidate trades, not hours).
+    """
+    fs = run.families[family]
+    has_cf = bool(scored_specs(specs))
+    findings = _family_findings(fs, None if has_cf else stale, inp)
+    if not findings:
+        cf = _counterfactual(run, family, specs, inp, config)
+    else:
+        cf = _cf_held(fs, specs, inp)
+        if cf is not None and family in inp.counterfactual:
+            # read but not usable this run: the next read waits cf_every like an evaluation
+            # (a family held for hours would otherwise re-read 30 days of signals every run)
+            run.families[family] = replace(fs, cf_at=inp.now)
+    if has_cf and cf is None and stale is not None:  # no signals after all: held as before
+        findings.insert(0, stale)
+    return findings, cf
 
 
 def _family_findings(fs: FamilyState, stale: Finding | None, inp: TuneInput) -> list[Finding]:

@@ -27,22 +27,43 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
-import numpy as np
-from numpy.typing import NDArray
-
-from autolearn.backtest.candles import Candles
 from autolearn.core.judge import ForecastBand
 from autolearn.core.knobs import KnobSpec, KnobValue
 from autolearn.core.model import EntrySignal
-from autolearn.counterfactual import EntryChoice, check_candles, check_recorded, choose_threshold
-from autolearn.counterfactual.entry import CF_IMPROVES, admitted
-from autolearn.counterfactual.mismatch import CF_UNVERIFIED
-from autolearn.counterfactual.outcomes import signal_outcomes
 from autolearn.tuner.config import TunerConfig
 from autolearn.tuner.proposers._base import max_steps
 from autolearn.tuner.proposers.micro_entry import strategy_of
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
+
+    from autolearn.backtest.candles import Candles
+    from autolearn.counterfactual import (
+        EntryChoice,
+        check_candles,
+        check_recorded,
+        choose_threshold,
+    )
+    from autolearn.counterfactual.entry import CF_IMPROVES, admitted
+    from autolearn.counterfactual.mismatch import CF_UNVERIFIED
+    from autolearn.counterfactual.outcomes import signal_outcomes
+
+
+def _load_numeric() -> None:
+    """Bind numpy and the counterfactual kernels (numba) on the first evaluation: ~0.5 s CPU of
+    import that a tune run whose families are not ``cf_due`` (most of them) never pays."""
+    global np, check_candles, check_recorded, choose_threshold
+    global CF_IMPROVES, admitted, CF_UNVERIFIED, signal_outcomes
+    import numpy as np
+
+    from autolearn.counterfactual import check_candles, check_recorded, choose_threshold
+    from autolearn.counterfactual.entry import CF_IMPROVES, admitted
+    from autolearn.counterfactual.mismatch import CF_UNVERIFIED
+    from autolearn.counterfactual.outcomes import signal_outcomes
+
 
 __all__ = [
     "CANDLES_MISSING",
@@ -56,6 +77,7 @@ __all__ = [
 ]
 
 CANDLES_MISSING = "candles_missing"
+_MODEL_CHECK_MIN = 10  # pairs before the model counts as checked (``check_recorded``)
 _TIMEFRAME_S = 60  # M1: the candle store's granularity for the counterfactual
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -69,6 +91,9 @@ class CounterfactualData:
     candles: Mapping[str, Candles] = field(default_factory=dict)
     since: datetime
     until: datetime
+    # signal id -> the bot's own recorded outcome (pips) of a shadow signal: the model check's
+    # second witness when too few taken signals have their trade (a blocked pocket trades none)
+    shadow_outcomes: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -179,13 +204,14 @@ def evaluate_entry(
     ``recorded`` maps a broker trade id to the trade's recorded P/L in pips (the taken signals'
     trades the shell found in the ledger), for the model check.
     """
+    _load_numeric()
     by_strategy = {strategy_of(s.name): s for s in specs}
     signals = [s for s in data.signals if s.strategy in by_strategy]
-    freeze = _missing_scores(signals, by_strategy)
+    freeze = _missing_scores(signals, by_strategy) + _stale_signals(signals, data, config)
     outcomes, problems, metrics = _simulate(signals, data, config)
     freeze += problems
     if not freeze:
-        check = _model_check(signals, outcomes, recorded, config)
+        check = _model_check(signals, outcomes, recorded, data.shadow_outcomes, config)
         metrics["model_check"] = check
         if not check["ok"] or check["code"] == CF_UNVERIFIED:
             # unverified (too few taken signals with their trade) is a doubt too: no move
@@ -198,6 +224,24 @@ def evaluate_entry(
         knobs.append(_choose(spec, signals, outcomes, current, config))
     metrics["knobs"] = {k.knob: k.choice for k in knobs if k.choice is not None}
     return CfEvidence(knobs=tuple(knobs), freeze=tuple(freeze), metrics=metrics)
+
+
+STALE_SIGNALS = "stale_signals"
+
+
+def _stale_signals(
+    signals: Sequence[EntrySignal], data: CounterfactualData, config: TunerConfig
+) -> list[tuple[str, str]]:
+    """``stale_signals`` when the family's newest signal is older than ``stale_after``: the bot
+    stopped logging (or stopped), so the evidence is not about the market it trades now."""
+    if not signals:
+        return []
+    newest = max(s.at for s in signals)
+    age = data.until - newest
+    if age <= config.stale_after:
+        return []
+    detail = f"newest signal {newest.isoformat()} is {age} old > {config.stale_after}"
+    return [(STALE_SIGNALS, detail)]
 
 
 def _missing_scores(
@@ -291,17 +335,42 @@ def _model_check(
     signals: Sequence[EntrySignal],
     outcomes: _Outcomes,
     recorded: Mapping[str, float],
+    shadow_outcomes: Mapping[str, float],
     config: TunerConfig,
 ) -> dict[str, Any]:
-    pairs = [
+    """Simulated against recorded pips: of taken signals and their trades, and, while those are
+    fewer than the check needs, of shadow signals and the outcomes the bot recorded for them."""
+    taken = [
         (outcomes.pips[k], recorded[s.broker_trade_id])
         for k, s in enumerate(signals)
         if s.taken and s.broker_trade_id in recorded and math.isfinite(outcomes.pips[k])
     ]
+    shadow = (
+        [
+            (outcomes.pips[k], shadow_outcomes[s.signal_id])
+            for k, s in enumerate(signals)
+            if not s.taken and s.signal_id in shadow_outcomes and math.isfinite(outcomes.pips[k])
+        ]
+        if len(taken) < _MODEL_CHECK_MIN
+        else []
+    )
+    pairs = taken + shadow
     sim = np.array([p[0] for p in pairs], dtype=np.float64)
     rec = np.array([p[1] for p in pairs], dtype=np.float64)
-    check = check_recorded(sim, rec, tolerance_pips=config.cf_mismatch_tolerance_pips)
-    return {"ok": check.ok, "code": check.code, "detail": check.detail, "n": check.n}
+    check = check_recorded(
+        sim, rec, tolerance_pips=config.cf_mismatch_tolerance_pips, min_trades=_MODEL_CHECK_MIN
+    )
+    detail = check.detail
+    if shadow:
+        detail = f"{detail} ({len(taken)} with their trade, {len(shadow)} shadow outcomes)"
+    return {
+        "ok": check.ok,
+        "code": check.code,
+        "detail": detail,
+        "n": check.n,
+        "n_trades": len(taken),
+        "n_shadow": len(shadow),
+    }
 
 
 def _choose(
