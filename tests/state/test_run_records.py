@@ -7,7 +7,6 @@ rollbacks, operator actions. ``RunRecord.from_json(line).to_json()`` must equal 
 
 from __future__ import annotations
 
-import json
 import math
 import random
 from collections.abc import Iterator
@@ -53,8 +52,11 @@ def _env(root: Path) -> tuple[StateStore, SqlLedger]:
 
 
 def _lines(store: StateStore) -> list[dict[str, Any]]:
-    raw = store.history.path.read_text(encoding="utf-8").splitlines()
-    return [json.loads(line) for line in raw]
+    """The records as appended: a repeat is stored as a delta line, ``read()`` expands it."""
+    files = store.history.path.parent.glob("history*.jsonl")  # the segments, rotated or not
+    raw = [line for path in files for line in path.read_text(encoding="utf-8").splitlines()]
+    assert len(raw) == len(store.history.read().records)  # one line per record, folded or not
+    return store.history.read().records
 
 
 def _assert_round_trips(store: StateStore) -> list[RunRecord]:

@@ -27,7 +27,7 @@ from autolearn.cli._common import (
 from autolearn.core.apply_guard import ApplyKind
 from autolearn.core.knobs import KnobType, Owner
 from autolearn.core.ownership_doc import ownership_problems, render_ownership_doc
-from autolearn.core.record_view import record_row
+from autolearn.core.record_view import FoldedRow, fold_rows, record_row
 from autolearn.core.registry import Registry, parse_duration
 from autolearn.core.run_record import RunRecord
 from autolearn.core.timestamps import format_utc
@@ -171,20 +171,23 @@ def history(
     since: Annotated[str, typer.Option(help="Window, e.g. 24h, 90m, 7d")] = "24h",
     mechanism: Annotated[str | None, typer.Option(help="Only this mechanism")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines")] = False,
+    expand: Annotated[
+        bool, typer.Option(help="One row per run (default: repeats folded into one row)")
+    ] = False,
 ) -> None:
-    """Rebuild the recent changes and their reasons from the history alone."""
+    """Rebuild the recent changes and their reasons from the history alone.
+
+    Repeated runs (a mechanism deciding the same again) are one row with their count, first and
+    last time and run ids; ``--expand`` or ``--json`` shows every run.
+    """
     try:
         window = parse_duration(since)
     except ValueError as exc:
         raise InputError(f"--since: {exc}") from exc
     state = store()
-    read = state.history.read_runs()
     cutoff = utcnow() - window
-    records = [
-        r
-        for r in read.runs
-        if r.at is not None and r.at >= cutoff and (mechanism is None or r.mechanism == mechanism)
-    ]
+    read = state.history.read_runs_since(cutoff)  # older segments stay unopened
+    records = [r for r in read.runs if mechanism is None or r.mechanism == mechanism]
     if as_json:
         for record in records:
             emit_json(record.to_json())
@@ -192,12 +195,19 @@ def history(
             typer.echo(f"skipped malformed history line {line}: {why}", err=True)
         return
     table = Table(title=f"history since {format_utc(cutoff)} ({len(records)} records)")
-    for column in ("at", "mechanism", "decision", "changes", "verdicts", "reasons"):
+    for column in ("at", "mechanism", "decision", "changes", "verdicts", "reasons", "runs"):
         table.add_column(column, overflow="fold")
-    for r in records:
-        row = record_row(r)
-        table.add_row(row.at, row.mechanism, row.decision, row.changes, row.verdicts, row.reasons)
+    if expand:
+        folded = [FoldedRow(record_row(r), 1, "", "", r.run_id or "-", "") for r in records]
+    else:
+        folded = fold_rows(records)
+    for f in folded:
+        row = f.row
+        cells = (row.at, row.mechanism, row.decision, row.changes, row.verdicts, row.reasons)
+        table.add_row(*(escape(c) for c in cells), escape(f.runs))
     console.print(table)
+    for problem in read.segment_problems:
+        console.print(f"[red]unreadable lines in a rotated segment: {escape(problem)}[/red]")
     if read.torn_last_line:
         console.print(
             "[yellow]note: the last history line is torn (a crash mid-append); "

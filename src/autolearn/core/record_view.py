@@ -8,13 +8,13 @@ short columns a person reads at a glance. Pure: a :class:`RunRecord` (or its JSO
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from autolearn.core.run_record import KnobDiff, RunRecord, VerdictRecord
 from autolearn.core.timestamps import format_utc
 
-__all__ = ["RecordRow", "record_row"]
+__all__ = ["FoldedRow", "RecordRow", "fold_rows", "record_row"]
 
 _MAX_REASONS = 4
 
@@ -82,3 +82,46 @@ def record_row(record: RunRecord | Mapping[str, Any]) -> RecordRow:
         verdicts=_verdicts(run),
         reasons=shown or "-",
     )
+
+
+@dataclass(frozen=True, slots=True)
+class FoldedRow:
+    """Consecutive runs of one mechanism that read the same (a freeze repeated 300 times).
+
+    Nothing is hidden: ``count`` runs, the first and last time and run id; ``history
+    --expand`` (or ``--json``) shows each one.
+    """
+
+    row: RecordRow  # the first run's columns (``at`` its time)
+    count: int
+    first_at: str
+    last_at: str
+    first_run_id: str
+    last_run_id: str
+
+    @property
+    def runs(self) -> str:
+        if self.count == 1:
+            return self.first_run_id
+        return (
+            f"{self.count} runs {self.first_at} .. {self.last_at} "
+            f"({self.first_run_id} .. {self.last_run_id})"
+        )
+
+
+def fold_rows(runs: Sequence[RunRecord]) -> list[FoldedRow]:
+    """``runs`` (in time order) folded: a run whose columns, time aside, equal those of its
+    mechanism's previous run joins that run's row; rows keep the order of their first run."""
+    out: list[FoldedRow] = []
+    open_row: dict[str, int] = {}  # mechanism -> index in ``out`` of its latest row
+    for run in runs:
+        row = record_row(run)
+        run_id = run.run_id or "-"
+        index = open_row.get(run.mechanism)
+        if index is not None and replace(out[index].row, at="") == replace(row, at=""):
+            group = out[index]
+            out[index] = replace(group, count=group.count + 1, last_at=row.at, last_run_id=run_id)
+            continue
+        open_row[run.mechanism] = len(out)
+        out.append(FoldedRow(row, 1, row.at, row.at, run_id, run_id))
+    return out

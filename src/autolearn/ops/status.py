@@ -27,12 +27,14 @@ from enum import StrEnum
 from typing import Any
 
 from autolearn.compat.quantrabbit.health import compat_problems
+from autolearn.core.history_landmarks import is_run
 from autolearn.core.knob_names import strategy_from_key
 from autolearn.core.run_record import RunRecord, VerdictRecord, parse_runs
 from autolearn.core.timestamps import TimestampError, format_utc, parse_utc
 from autolearn.ops.schedules import SCHEDULES, Schedule
 
 __all__ = [
+    "STATUS_WINDOW",
     "BlockedPocket",
     "Health",
     "KnobDiff",
@@ -54,7 +56,10 @@ __all__ = [
 
 _LATE_AFTER = 1.5  # cadences
 _STOPPED_AFTER = 2.0
-_ROLLBACK_WINDOW = timedelta(hours=24)
+# the only records status looks at in full; beyond it, only "the last record such that ..."
+# (the landmarks of autolearn.core.history_landmarks), which lets it skip old segments
+STATUS_WINDOW = timedelta(hours=24)
+_ROLLBACK_WINDOW = STATUS_WINDOW
 _MALFORMED_SHOWN = 3
 _BLOCK_KNOB = re.compile(
     r"^pockets\.(?P<pocket>[^.]+)(?:\.strategies\.(?P<strategy>[^.]+))?\.allow_new$"
@@ -95,6 +100,10 @@ class StatusInputs:
 
     records: Sequence[RunRecord | Mapping[str, Any]]
     history_path: str
+    # the whole history's run count when ``records`` is its window plus landmarks
+    # (``HistoryFile.read_status``: same report, old segments unread); None: len(records)
+    history_records: int | None = None
+    history_problems: Sequence[str] = ()  # unreadable lines of rotated segments
     history_torn: bool = False
     history_corrupt_lines: Sequence[int] = ()
     history_malformed: Sequence[tuple[int, str]] = ()
@@ -365,11 +374,6 @@ def record_time(record: Mapping[str, Any]) -> datetime | None:
         return parse_utc(str(record.get("at", "")))
     except TimestampError:
         return None
-
-
-def is_run(record: RunRecord) -> bool:
-    """A mechanism's own run, not an operator action recorded under its name (freeze, enable)."""
-    return not record.decision.startswith(("operator_", "systemd_"))
 
 
 def _ref(record: RunRecord, at: datetime) -> RunRef:
@@ -796,6 +800,7 @@ def build_status(inputs: StatusInputs, now: datetime) -> StatusReport:
     malformed = _malformed_problem(inputs, unparsed)
     if malformed:
         problems.append(malformed)
+    problems += inputs.history_problems
     reconcile = reconcile_status(
         records,
         inputs.mechanism_states.get(_RECONCILE, {}) or {},
@@ -823,7 +828,7 @@ def build_status(inputs: StatusInputs, now: datetime) -> StatusReport:
         effective_version=inputs.effective_version,
         effective_source=inputs.effective_path,
         history_source=inputs.history_path,
-        history_records=len(records),
+        history_records=len(records) if inputs.history_records is None else inputs.history_records,
         problems=tuple(problems),
         exit_code=2 if stopped else (1 if problems else 0),
         reconcile=reconcile,
