@@ -78,16 +78,22 @@ def _write_v1(url: str) -> None:
         conn.exec_driver_sql("DROP TABLE alembic_version")  # v1 code had no alembic
         conn.exec_driver_sql("DELETE FROM meta")
         for table, rows in _v1_rows().items():
-            conn.execute(metadata.tables[table].insert(), rows)
+            conn.execute(
+                sa.table(table, *(sa.column(c.name) for c in _v1_columns(table))).insert(), rows
+            )
     engine.dispose()
+
+
+def _v1_columns(table: str) -> list[sa.Column[Any]]:
+    """The columns ``table`` had in v1 (v3 added ``trades.seq``)."""
+    return [c for c in metadata.tables[table].columns if c.name != "seq"]
 
 
 def _read_all(url: str) -> dict[str, list[tuple[Any, ...]]]:
     engine = sa.create_engine(url)
     with engine.connect() as conn:
         out = {
-            t: sorted(tuple(r) for r in conn.execute(sa.select(metadata.tables[t])))
-            for t in V1_TABLES
+            t: sorted(tuple(r) for r in conn.execute(sa.select(*_v1_columns(t)))) for t in V1_TABLES
         }
         if sa.inspect(conn).has_table("alembic_version"):
             out["alembic_version"] = [
@@ -116,7 +122,7 @@ def _shape(url: str) -> dict[str, Any]:
 
 class TestUpgradeFromV1:
     def test_v1_ledger_with_real_rows_is_upgraded_with_nothing_lost(self, ledger_url: str) -> None:
-        """A v1 ledger from before alembic opens at schema 2, stamped at the head, every v1 row
+        """A v1 ledger from before alembic opens at schema 3, stamped at the head, every v1 row
         intact and the v2 tables present."""
         _write_v1(ledger_url)
         before = _read_all(ledger_url)
@@ -125,9 +131,10 @@ class TestUpgradeFromV1:
         with SqlLedger.open(ledger_url) as ledger:
             assert ledger.count_trades() == 315
         after = _read_all(ledger_url)
-        assert after["alembic_version"] == [(head_revision(),)] == [("v2",)]
-        assert after["meta"] == [("schema_version", "2")]
-        assert SCHEMA_VERSION == 2
+        assert after["alembic_version"] == [(head_revision(),)] == [("v3",)]
+        assert [k for k in after["meta"] if k[0] != "ledger_id"] == [("schema_version", "3")]
+        assert [len(v) for k, v in after["meta"] if k == "ledger_id"] == [32]  # v3: its identity
+        assert SCHEMA_VERSION == 3
         assert {t: after[t] for t in V1_TABLES if t != "meta"} == {
             t: v for t, v in before.items() if t != "meta"
         }
@@ -211,21 +218,21 @@ class TestUpgradeFromV1:
     def test_next_migration_runs_on_open(
         self, ledger_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """Adding ``versions/v3_*.py`` and raising SCHEMA_VERSION migrates a v1 ledger on open
-        through v2 and v3 in one go, keeping every v1 row."""
+        """Adding ``versions/v4_*.py`` and raising SCHEMA_VERSION migrates a v1 ledger on open
+        through v2, v3 and v4 in one go, keeping every v1 row."""
         scripts = tmp_path / "migrations"
         shutil.copytree(_migrate.MIGRATIONS_DIR, scripts, ignore=shutil.ignore_patterns("__py*"))
-        (scripts / "versions" / "v3_example.py").write_text(_V3_EXAMPLE, encoding="utf-8")
+        (scripts / "versions" / "v4_example.py").write_text(_V4_EXAMPLE, encoding="utf-8")
         _write_v1(ledger_url)
         before = _read_all(ledger_url)
-        monkeypatch.setattr(_schema, "SCHEMA_VERSION", 3)
-        monkeypatch.setattr(_migrate, "SCHEMA_VERSION", 3)
+        monkeypatch.setattr(_schema, "SCHEMA_VERSION", 4)
+        monkeypatch.setattr(_migrate, "SCHEMA_VERSION", 4)
         monkeypatch.setattr(_migrate, "MIGRATIONS_DIR", scripts)
         with SqlLedger.open(ledger_url) as ledger:
             assert ledger.count_trades() == 315
         after = _read_all(ledger_url)
-        assert after["alembic_version"] == [("v3",)]
-        assert after["meta"] == [("schema_version", "3")]
+        assert after["alembic_version"] == [("v4",)]
+        assert [k for k in after["meta"] if k[0] != "ledger_id"] == [("schema_version", "4")]
         assert {t: after[t] for t in V1_TABLES if t != "meta"} == {
             t: v for t, v in before.items() if t != "meta"
         }
@@ -233,15 +240,16 @@ class TestUpgradeFromV1:
         with engine.connect() as conn:
             assert sa.inspect(conn).has_table("example_signals")
             assert sa.inspect(conn).has_table("signals")  # v2 ran on the way
+            assert "seq" in {c["name"] for c in sa.inspect(conn).get_columns("trades")}  # v3
         engine.dispose()
 
 
-_V3_EXAMPLE = """
+_V4_EXAMPLE = """
 import sqlalchemy as sa
 from alembic import op
 
-revision = "v3"
-down_revision = "v2"
+revision = "v4"
+down_revision = "v3"
 branch_labels = None
 depends_on = None
 
@@ -249,6 +257,87 @@ depends_on = None
 def upgrade() -> None:
     op.create_table("example_signals", sa.Column("signal_id", sa.Text, primary_key=True))
 """
+
+
+def _write_v2(url: str) -> None:
+    """A v2 ledger (stamped, as autolearn 2 left it) holding the v1 dump's rows."""
+    _write_v1(url)
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        _schema.stamp_revision(conn, "v1")
+        _alembic_to(conn, "v2")
+        conn.exec_driver_sql("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    engine.dispose()
+
+
+def _seqs(url: str) -> list[tuple[int, int, str, str]]:
+    """``(seq, close_at_us, broker_trade_id, close_tx_id)`` of every trade, by ``seq``."""
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT seq, close_at_us, broker_trade_id, close_tx_id FROM trades ORDER BY seq"
+        )
+        out = [tuple(r) for r in rows]
+    engine.dispose()
+    return out  # type: ignore[return-value]
+
+
+class TestUpgradeToV3:
+    def test_v2_ledger_gets_its_commit_order_in_ledger_order(self, ledger_url: str) -> None:
+        """A v2 ledger's 315 real trades are kept and numbered 1..315 in the ledger order
+        ``(close_at, broker_trade_id, close_tx_id)``; the head is 315."""
+        _write_v2(ledger_url)
+        before = _read_all(ledger_url)
+        with SqlLedger.open(ledger_url) as ledger:
+            assert ledger.commit_head() == 315
+            committed = ledger.trades_committed()
+            assert [c.trade for c in committed] == ledger.trades()
+        after = _read_all(ledger_url)
+        assert before["alembic_version"] == [("v2",)]
+        assert after["alembic_version"] == [("v3",)]
+        assert [k for k in after["meta"] if k[0] != "ledger_id"] == [("schema_version", "3")]
+        assert {t: after[t] for t in V1_TABLES} == {
+            t: before[t] for t in V1_TABLES if t != "meta"
+        } | {"meta": after["meta"]}
+        seqs = _seqs(ledger_url)
+        assert [s for s, *_ in seqs] == list(range(1, 316))
+        assert [tuple(k) for _, *k in seqs] == sorted(tuple(k) for _, *k in seqs)
+
+    def test_writes_after_the_upgrade_go_to_the_head(
+        self, ledger_url: str, make_trade: Any
+    ) -> None:
+        """On a migrated ledger a new trade takes 316, and a corrected old one moves to 317 (a
+        reader resuming after 315 sees both); an unchanged re-delivery keeps its place."""
+        _write_v2(ledger_url)
+        with SqlLedger.open(ledger_url) as ledger:
+            oldest = ledger.trades()[0]
+            ledger.upsert_trades([make_trade(broker_trade_id="new-1", close_tx_id="n1")])
+            ledger.upsert_trades([oldest])  # unchanged: not moved
+            corrected = make_trade(
+                **{
+                    f: getattr(oldest, f)
+                    for f in ("broker_trade_id", "close_tx_id", "close_at", "entry_at")
+                },
+                pl_pips=oldest.pl_pips + 1.0,
+            )
+            ledger.upsert_trades([corrected])
+            tail = ledger.trades_committed(after=315)
+            assert [(c.seq, c.trade.broker_trade_id) for c in tail] == [
+                (316, "new-1"),
+                (317, oldest.broker_trade_id),
+            ]
+            assert tail[1].trade.pl_pips == oldest.pl_pips + 1.0
+            assert ledger.count_trades() == 316
+
+    def test_a_fresh_v3_ledger_refuses_a_duplicate_seq(self, ledger_url: str) -> None:
+        """``seq`` is unique: a row numbered behind the writer's back fails loudly."""
+        SqlLedger.open(ledger_url).close()
+        engine = sa.create_engine(ledger_url)
+        with engine.connect() as conn:
+            indexes = {i["name"]: i for i in sa.inspect(conn).get_indexes("trades")}
+        engine.dispose()
+        assert indexes["ix_trades_seq"]["unique"]
+        assert indexes["ix_trades_seq"]["column_names"] == ["seq"]
 
 
 class TestSchemaAgreement:

@@ -40,6 +40,36 @@ class TestProtocol:
         assert seam.last_close_at() is None
 
 
+class TestCommitOrder:
+    def test_seq_follows_commits_not_close_times(
+        self, ledger: SqlLedger, make_trade: MakeTrade
+    ) -> None:
+        """Each write takes the next ``seq`` whatever its close time; an unchanged re-delivery
+        keeps its place, a changed one moves to the head; the filters combine."""
+        from autolearn.ledger import CommitOrdered
+
+        assert isinstance(ledger, CommitOrdered)
+        assert ledger.commit_head() == 0
+        late = make_trade(broker_trade_id="late", close_at=T0)
+        new = make_trade(broker_trade_id="new", close_at=T0 + timedelta(hours=5))
+        ledger.upsert_trades([new])
+        ledger.upsert_trades([late])  # committed after, closes before
+        ledger.upsert_trades([new])  # unchanged
+        assert [(c.seq, c.trade.broker_trade_id) for c in ledger.trades_committed()] == [
+            (1, "new"),
+            (2, "late"),
+        ]
+        ledger.upsert_trades([make_trade(broker_trade_id="new", close_at=new.close_at, pl_pips=-1)])
+        assert ledger.commit_head() == 3
+        assert [c.trade.broker_trade_id for c in ledger.trades_committed(after=1)] == [
+            "late",
+            "new",
+        ]
+        assert [c.seq for c in ledger.trades_committed(upto=2)] == [2]
+        since = T0 + timedelta(hours=1)
+        assert [c.seq for c in ledger.trades_committed(closed_since=since)] == [3]
+
+
 class TestUpsert:
     def test_same_trades_twice_are_stored_once(
         self, ledger: SqlLedger, make_trade: MakeTrade

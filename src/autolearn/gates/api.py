@@ -49,14 +49,19 @@ from autolearn.gates.model import Gate, GateResult, OpenPosition, Reason, Verdic
 from autolearn.gates.perf_guard import evaluate_perf
 from autolearn.gates.reentry import base_strategy, evaluate_reentry
 from autolearn.gates.stage import evaluate_stage
-from autolearn.ledger._base import Ledger
+from autolearn.ledger._base import CommitOrdered, Ledger
 from autolearn.runtime import Tuning
 
-__all__ = ["Gates", "KnobReader"]
+__all__ = ["COMMIT_OVERLAP_MAX", "COMMIT_SWEEP_S", "Gates", "KnobReader"]
 
 KnobReader = Callable[[str, Any], Any]
 # Trades closing later than the entry's ``now`` plus this are not read yet (clock skew only).
 FUTURE_TOLERANCE = TradeLimits().future_tolerance
+# The overlap of commit-order reads: every this many seconds (gates clock) a refresh re-reads
+# what was committed since the previous such sweep, at most COMMIT_OVERLAP_MAX sequence values
+# back, de-duplicated by trade key (see ``Gates._read_committed``).
+COMMIT_SWEEP_S = 10.0
+COMMIT_OVERLAP_MAX = 5_000
 
 
 def _defaults_only(_key: str, default: Any) -> Any:
@@ -87,6 +92,9 @@ class Gates:
         self._lock = threading.RLock()
         self.aggregates = Aggregates(config)
         self._bootstrapped = False
+        # (gates clock, commit head) of the two last overlap reads (``_read_committed``)
+        self._sweeps: tuple[tuple[float, int], tuple[float, int]] = ((-math.inf, 0),) * 2
+        self._ledger_id = ""  # ``meta.ledger_id`` of the ledger read (a rebuilt one differs)
         self._refreshed_at = -math.inf
         self.ledger_error: str | None = None
         self._perf_rules: dict[tuple[str, str], PerfGuardRules] = {}
@@ -189,19 +197,10 @@ class Gates:
                 self._reopen_replaced()
             # A row dated beyond now (+ skew) never moves the watermark (issue 13).
             horizon = now + FUTURE_TOLERANCE
-            if not self._bootstrapped:
-                since = now - self.config.history_window
-                self.aggregates.ingest(self._ledger.trades(closed_since=since), not_after=horizon)
-                self._bootstrapped = True
-            mark = self.aggregates.watermark
-            if mark is None:
-                self.aggregates.ingest(self._ledger.trades_after(None), not_after=horizon)
+            if isinstance(self._ledger, CommitOrdered):
+                self._read_committed(self._ledger, now, horizon)
             else:
-                # Range read from the watermark's close time, deduplicated by the full
-                # (close_at, broker_trade_id, close_tx_id) key in ingest(): the same trades as
-                # trades_after(mark), but SQLite answers its OR-expanded predicate with a
-                # full index scan (O(ledger) per refresh), while this is an index search.
-                self.aggregates.ingest(self._ledger.trades(closed_since=mark[0]), not_after=horizon)
+                self._read_in_close_order(self._ledger, now, horizon)
         except Exception as exc:
             # Any failure of the read, not only the expected LedgerError (a driver bug, a row
             # an older writer left undecodable), leaves the ledger unreadable. The error stays
@@ -214,6 +213,65 @@ class Gates:
             self.ledger_error = detail
             return
         self.ledger_error = None
+
+    def _read_in_close_order(self, ledger: Ledger, now: datetime, horizon: datetime) -> None:
+        """A ledger with one writer in close order (the replay's): resume by close time."""
+        if not self._bootstrapped:
+            since = now - self.config.history_window
+            self.aggregates.ingest(ledger.trades(closed_since=since), not_after=horizon)
+            self._bootstrapped = True
+        mark = self.aggregates.watermark
+        if mark is None:
+            self.aggregates.ingest(ledger.trades_after(None), not_after=horizon)
+        else:
+            # Range read from the watermark's close time, deduplicated by the full
+            # (close_at, broker_trade_id, close_tx_id) key in ingest(): the same trades as
+            # trades_after(mark), but SQLite answers its OR-expanded predicate with a
+            # full index scan (O(ledger) per refresh), while this is an index search.
+            self.aggregates.ingest(ledger.trades(closed_since=mark[0]), not_after=horizon)
+
+    def _read_committed(self, ledger: CommitOrdered, now: datetime, horizon: datetime) -> None:
+        """Read the trades committed since the last refresh (issue 19 item 1).
+
+        Start-up: the history window and the head from one snapshot (every ``seq`` up to a
+        committed head is in it: ``CommitOrdered``); then each refresh resumes after the
+        highest ``seq`` read. The writers' lock makes that exact. The second line, should a row
+        ever commit below a ``seq`` already read (a writer bypassing the lock): every
+        ``COMMIT_SWEEP_S`` a refresh re-reads from the head seen two sweeps ago (at most
+        ``COMMIT_OVERLAP_MAX`` values back), and ``ingest_committed`` drops what it counted;
+        a row in flight for less than one sweep period is then never missed. Re-reading on
+        every refresh instead would cost each ~25 us per row decoded again. A head below what
+        was read (a restore) or another ``ledger_id`` (a rebuild, even in a file that reused
+        the old one's inode) makes it read everything again.
+        """
+        floor = now - self.config.history_window
+        tick = self._clock()
+        if self._bootstrapped:
+            agg = self.aggregates
+            after = agg.commit_seq
+            (_, older), newer = self._sweeps
+            if tick - newer[0] >= COMMIT_SWEEP_S:
+                after = max(older, agg.commit_seq - COMMIT_OVERLAP_MAX, 0)
+                self._sweeps = (newer, (tick, agg.commit_seq))
+            batch = ledger.read_committed(after=after)
+            if batch.head >= agg.commit_seq and batch.ledger == self._ledger_id:
+                agg.ingest_committed(batch.trades, not_after=horizon, not_before=floor)
+                return
+            self._log.warning(
+                "gates_ledger_rebuilt",
+                head=batch.head,
+                read=agg.commit_seq,
+                same_ledger=batch.ledger == self._ledger_id,
+                action="re-read",
+            )
+            self.aggregates = Aggregates(self.config)
+        agg = self.aggregates
+        batch = ledger.read_committed(closed_since=floor)
+        agg.ingest_committed(batch.trades, not_after=horizon, not_before=floor)
+        agg.commit_seq = max(agg.commit_seq, batch.head)
+        self._ledger_id = batch.ledger
+        self._bootstrapped = True
+        self._sweeps = ((tick, max(0, batch.head - COMMIT_OVERLAP_MAX)), (tick, batch.head))
 
     def _reopen_replaced(self) -> None:
         """The ledger file was deleted or recreated: reopen it and rebuild from scratch."""

@@ -1,6 +1,7 @@
 """Stage tracker: loss-streak and loss-cluster cooldowns, and a size multiplier by streak.
 
-State advances one closed trade at a time, in ledger order, and every cooldown ends at the
+State advances one closed trade at a time, in close order (a pocket that receives an older
+trade is reset and folded again by the aggregates), and every cooldown ends at the
 *close time* of the trade that caused it plus a duration (Freqtrade's lock end), never at
 "now" plus a duration: the original stamped its loss window with "now", so a restart turned
 old losses into fresh pocket-wide cooldowns (original-system.md 5.7). Because the state is a
@@ -188,6 +189,14 @@ class StageBook:
             cut = bisect.bisect_left(book.times, horizon)
             if cut > 256:  # amortised trimming keeps the lists short
                 del book.times[:cut], book.sizes[:cut]
+
+    def reset_pocket(self, pocket: str) -> None:
+        """Forget ``pocket``'s state, to fold its trades again (one arrived out of order)."""
+        for side_key in [k for k in self.sides if k[0] == pocket]:
+            del self.sides[side_key]
+        for strategy_key in [k for k in self.strategies if k[0] == pocket]:
+            del self.strategies[strategy_key]
+        self.losses.pop(pocket, None)
 
     def cluster_window(self, pocket: str, now_us: int) -> tuple[list[int], list[float]]:
         book = self.losses.get(pocket)

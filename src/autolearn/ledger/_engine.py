@@ -2,7 +2,7 @@
 
 SQLite is opened in WAL mode with a busy timeout, and every write transaction starts with
 ``BEGIN IMMEDIATE`` (connections marked ``autolearn_write``) so an upsert's compare-then-write
-is atomic. PostgreSQL goes through psycopg 3 with pre-ping.
+is atomic. PostgreSQL goes through psycopg 3 with pre-ping and a 10 s connect timeout.
 
 An adapter: it knows databases, not trades, and must not import the schema or the learning
 loops. No password may leave it, neither in a message nor in SQLAlchemy's parse error.
@@ -49,7 +49,10 @@ def make_engine(url: str, busy_timeout_ms: int) -> tuple[Engine, str]:
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.drivername == "postgresql+psycopg":
-        return sa.create_engine(parsed, pool_pre_ping=True), shown
+        # A server that stopped answering must not hold the bot's record_trade for the minutes
+        # of a TCP timeout: TradeWriter retries, then spools (issue 19 item 6).
+        connect_args = {} if "connect_timeout" in parsed.query else {"connect_timeout": 10}
+        return sa.create_engine(parsed, pool_pre_ping=True, connect_args=connect_args), shown
     if parsed.drivername in ("sqlite", "sqlite+pysqlite"):
         return _sqlite_engine(parsed, shown, busy_timeout_ms), shown
     raise LedgerError(

@@ -4,7 +4,8 @@ Storage decisions (original-system.md 2.1, 3.6): times are BigInteger epoch micr
 (``*_at_us``), never strings; trades are keyed by ``(broker_trade_id, close_tx_id)``, never by a
 local row id; text key columns use the byte ("C") collation on PostgreSQL so both backends and
 Python sort identically; the ``meta`` table holds ``schema_version`` and a different one is
-refused before anything is touched.
+refused before anything is touched. v3: ``trades.seq`` is the commit order readers resume from
+(never a key: a restore or a re-delivery may renumber it, the key stays).
 
 Deployed ledgers exist: this module must not change a table, column or index without raising
 ``SCHEMA_VERSION`` and shipping a migration (``ledger/migrations/``, alembic; README "Ledger
@@ -14,15 +15,20 @@ transaction (the caller passes a connection). Migrating lives in ``_migrate.py``
 
 from __future__ import annotations
 
+import uuid
+
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from autolearn.errors import LedgerError
 from autolearn.ledger._engine import dialect_insert
+from autolearn.ledger._version import SCHEMA_VERSION
 
 __all__ = [
     "CANDLE_KEY",
+    "COMMIT_ORDERED",
+    "LEDGER_ID_KEY",
     "NOT_CONTENT",
     "SCHEMA_VERSION",
     "SHADOW_KEY",
@@ -35,6 +41,7 @@ __all__ = [
     "head_revision",
     "meta_table",
     "metadata",
+    "new_ledger_id",
     "schema_ready",
     "shadow_table",
     "signals_table",
@@ -44,7 +51,7 @@ __all__ = [
     "trades_table",
 ]
 
-SCHEMA_VERSION = 2
+# SCHEMA_VERSION (``_version.py``: the SQLite fast reader checks it without SQLAlchemy)
 
 # Byte-order collation on PostgreSQL so ORDER BY and watermark compares match SQLite and Python.
 _Key = sa.Text().with_variant(postgresql.TEXT(collation="C"), "postgresql")
@@ -83,9 +90,14 @@ trades_table = sa.Table(
     sa.Column("state", sa.Text, nullable=False),
     sa.Column("source", sa.Text, nullable=False),
     sa.Column("ingested_at_us", sa.BigInteger, nullable=False),
+    # v3: the commit order. Every insert or update of a row gives it the next value, assigned
+    # under the table's write lock (see ``SqlLedger._upsert_chunk``), so a reader resuming after
+    # the highest ``seq`` it saw misses nothing, whatever the close times (issue 19 item 1).
+    sa.Column("seq", sa.BigInteger, nullable=False, server_default=sa.text("0")),
     sa.PrimaryKeyConstraint("broker_trade_id", "close_tx_id", name="pk_trades"),
     sa.Index("ix_trades_order", "close_at_us", "broker_trade_id", "close_tx_id"),
     sa.Index("ix_trades_pocket_strategy", "pocket", "strategy", "close_at_us"),
+    sa.Index("ix_trades_seq", "seq", unique=True),
 )
 
 shadow_table = sa.Table(
@@ -178,7 +190,12 @@ SHADOW_KEY = ("signal_id",)
 SIGNAL_KEY = ("signal_id",)
 CANDLE_KEY = ("instrument", "granularity", "time_us")
 # Bookkeeping columns: not part of a row's content when deciding "unchanged".
-NOT_CONTENT = frozenset({"ingested_at_us"})
+NOT_CONTENT = frozenset({"ingested_at_us", "seq"})
+# v3: the ``meta`` row naming this ledger (``new_ledger_id``); a restore keeps it, a rebuild not.
+LEDGER_ID_KEY = "ledger_id"
+# Tables with a commit-order column (``seq``); a later table (signals, an account key in v4)
+# joins by adding the column and its name here.
+COMMIT_ORDERED = frozenset({"trades"})
 
 
 def head_revision() -> str:
@@ -242,9 +259,16 @@ def create_schema(conn: Connection) -> None:
     recipe for a fresh database), so creating one needs no alembic.
     """
     metadata.create_all(conn, checkfirst=True)
-    stmt = dialect_insert(conn, meta_table).values(key="schema_version", value=str(SCHEMA_VERSION))
-    conn.execute(stmt.on_conflict_do_nothing(index_elements=["key"]))
+    for key, value in (("schema_version", str(SCHEMA_VERSION)), (LEDGER_ID_KEY, new_ledger_id())):
+        stmt = dialect_insert(conn, meta_table).values(key=key, value=value)
+        conn.execute(stmt.on_conflict_do_nothing(index_elements=["key"]))
     stamp_revision(conn, head_revision())
+
+
+def new_ledger_id() -> str:
+    """A fresh ledger identity (``meta.ledger_id``): a ledger rebuilt under the same path or
+    URL gets another, so a reader holding a ``seq`` of the old one knows to read it again."""
+    return uuid.uuid4().hex
 
 
 def stamp_revision(conn: Connection, revision: str) -> None:

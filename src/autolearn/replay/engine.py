@@ -218,7 +218,9 @@ class _Replay:
         self.now_s = float(candles.time_us[0]) / _US if len(candles) else 0.0
         self.epoch = 0  # bumped after a cycle applied: the runtime reader then re-reads
         start = from_epoch_us(int(candles.time_us[0]))
-        self.sql = SqlLedger.open(f"sqlite:///{work / 'ledger.db'}", clock=self._now_dt)
+        self.sql = SqlLedger.open(
+            f"sqlite:///{work / 'ledger.db'}", clock=self._now_dt, ledger_id="replay"
+        )
         self.ledger = CachedLedger(self.sql)
         self.store = StateStore(work / "state", registry)
         self.tuning = Tuning(work / "state", registry, refresh_s=0.5, clock=lambda: self.epoch)
@@ -233,8 +235,9 @@ class _Replay:
         self.signal_cache: dict[tuple[str, tuple[KnobValue, ...]], Candidates] = {}
         self.signal_log: list[EntrySignal] = []
         self.candles_stored = 0  # bars [0, candles_stored) are in the ledger
-        # (strategy, version) -> its knobs: a version is a content address, so this never stales
-        self.knobs_of: dict[tuple[str, str], dict[str, KnobValue]] = {}
+        # (strategy, version) -> its knobs and candidates: a version is a content address, so
+        # this never stales
+        self.knobs_of: dict[tuple[str, str], tuple[dict[str, KnobValue], Candidates]] = {}
         self.last_exit_us: dict[str, int] = {}
         self.pending: list[_Pending] = []
         self.reverse: list[str] = []
@@ -327,11 +330,11 @@ class _Replay:
         without the threshold's own value, which only admits among them).
         """
         unit = f"{strat.name}@{i}"
-        version = self.tuning.arm(unit).version
-        knobs = self.knobs_of.get((strat.name, version))
-        if knobs is None:
-            knobs = {k: self.tuning.get(k, unit=unit) for k in strat.knobs}
-            self.knobs_of[(strat.name, version)] = knobs
+        version = self.tuning.version_for(unit)
+        known = self.knobs_of.get((strat.name, version))
+        if known is not None:  # the usual case: a version's knobs and candidates never change
+            return version, known[0], known[1]
+        knobs = {k: self.tuning.get(k, unit=unit) for k in strat.knobs}
         loose = knobs
         if strat.threshold is not None:
             loose = knobs | {strat.threshold.knob: self.loosest[strat.name]}
@@ -339,6 +342,7 @@ class _Replay:
         found = self.signal_cache.get(key)
         if found is None:
             found = self.signal_cache[key] = strat.candidates(self.features, loose)
+        self.knobs_of[(strat.name, version)] = (knobs, found)
         return version, knobs, found
 
     def decide(self, i: int) -> None:
@@ -671,9 +675,9 @@ def slice_candles(candles: Candles, start: datetime | None, end: datetime | None
 
 def _bars(candles: Candles, lo: int, hi: int, spread_pips: float | None = None) -> Candles:
     """Bars ``lo:hi`` of ``candles``; ``spread_pips`` (when given) replaces their spread."""
-    spread = candles.spread_pips
+    spread = None if candles.spread_pips is None else candles.spread_pips[lo:hi]
     if spread_pips is not None:
-        spread = np.full(len(candles), spread_pips)
+        spread = np.full(len(candles.time_us[lo:hi]), spread_pips)  # the slice only, not all
     return Candles(
         instrument=candles.instrument,
         timeframe_s=candles.timeframe_s,
@@ -684,5 +688,5 @@ def _bars(candles: Candles, lo: int, hi: int, spread_pips: float | None = None) 
         close=candles.close[lo:hi],
         volume=candles.volume[lo:hi],
         source=candles.source,
-        spread_pips=None if spread is None else spread[lo:hi],
+        spread_pips=spread,
     )
