@@ -132,6 +132,10 @@ def test_study_is_recorded_and_extended_across_runs(
     second = run_cycle(store, ledger, SMALL, bars, CANDLES, now, n_trials=12, shadow=True)
     assert second["metrics"]["study"]["name"] == study["name"]
     assert second["metrics"]["study"]["n_tried"] == 12
+    # a fresh study's one worker seeds TPE with config.seed; the extending run's worker takes
+    # the next worker slot (seed + 1): reproducible from config.seed, never a repeated seed
+    assert study["seeds"] == [SMALL.seed]
+    assert second["metrics"]["study"]["seeds"] == [SMALL.seed, SMALL.seed + 1]
     assert store.read_effective().version == store.base_version()  # shadow: nothing written
     assert (store.root / "autotune" / "optuna.db").exists()
 

@@ -4,19 +4,16 @@ reclaimed by the heartbeat and re-run (Optuna's distributed engine, not a home-m
 from __future__ import annotations
 
 import pickle
-import secrets
 import signal
 import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import optuna
 import psycopg
-import pytest
 from optuna.exceptions import ExperimentalWarning
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
@@ -65,21 +62,6 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 study = optuna.load_study(study_name=spec.study_name, storage=open_storage(spec))
 study.optimize(lambda t: (t.suggest_int("fast", 3, 60), time.sleep(600))[0], n_trials=1)
 """
-
-
-@pytest.fixture(name="db_url")
-def fixture_db_url(pg_url: str) -> Iterator[str]:
-    """A throwaway database on the test server, dropped afterwards."""
-    name = f"autotune_test_{secrets.token_hex(4)}"
-    admin = pg_url.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base, _, _ = pg_url.rpartition("/")
-    try:
-        yield f"{base}/{name}"
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _spec(db_url: str, *, heartbeat: int = 5, grace: int = 20) -> StudySpec:

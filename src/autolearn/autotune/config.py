@@ -51,7 +51,7 @@ class AutotuneConfig:
     min_train_bars: int = 100
     # search
     n_trials: int = 60  # total trials of the study (all workers together)
-    seed: int = 42  # worker i uses seed + i
+    seed: int = 42  # the k-th worker to join a study (any host) seeds TPE with seed + k
     objective: str = "risk_adjusted_expectancy"
     min_trades: int = 20  # per pooled train / validation set
     drawdown_weight: float = 0.5

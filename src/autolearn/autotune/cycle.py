@@ -9,7 +9,11 @@
    of trials, evaluate incumbent, winner and the bounded step on the validation blocks, and gate
    (``decide.gate``). A frozen autotune skips the search (it could apply nothing, and the CPU
    belongs to the bot) and records ``frozen``; folds whose training blocks are shorter than
-   ``min_train_bars`` hold with ``folds_too_short`` and the numbers, before any trial;
+   ``min_train_bars`` hold with ``folds_too_short`` and the numbers, before any trial; a study
+   that is not complete (a dead worker's trial still pending) holds with ``study_incomplete``;
+   several hosts on one study decide once: the first live run to decide writes the study's
+   ``decided`` marker under the study's lock, the others hold with ``already_decided`` (who
+   decided what, when);
 4. ``apply`` goes through ``StateStore.apply(Owner.AUTOTUNE, ...)`` (the guard; ``dry_run`` in
    shadow / frozen) with the run record; ``hold`` is recorded with every reason.
 
@@ -23,7 +27,7 @@ Must not: read the clock (``now`` is a parameter) or write knob values other tha
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,10 +37,13 @@ from autolearn.adapters.state import StateStore
 from autolearn.autotune.config import AutotuneConfig
 from autolearn.autotune.decide import bounded_step, gate, summary
 from autolearn.autotune.selection import deflate
+from autolearn.autotune.shared import worker_name
 from autolearn.autotune.study import (
     Evaluation,
+    StudyResults,
     StudySpec,
     candle_window,
+    decide_once,
     default_storage_url,
     evaluate,
     make_spec,
@@ -120,6 +127,17 @@ def store_candles(ledger: Ledger, config: AutotuneConfig, now: datetime) -> Cand
         since=now - config.window - config.max_candle_age,
         until=now + timedelta(microseconds=1),
     )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Verdict:
+    """The decision on a complete study, before the once-per-study check and the apply."""
+
+    decision: str  # "apply" or "hold"
+    reasons: list[str]
+    extra: dict[str, Any]
+    requests: dict[str, KnobValue] = field(default_factory=dict)
+    proposed: FamilyState | None = None  # the state with the change in flight (apply only)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -208,7 +226,7 @@ class _Run:
         spec = self._spec(window, source, storage_url)
         trials = n_trials or self.config.n_trials
         workers_out = run_workers(spec, trials, workers, self.config.seed)
-        return self._decide(spec, window, workers_out)
+        return self._decide(spec, window, workers_out, trials)
 
     def _judge(self) -> dict[str, Any] | None:
         if self.state.in_flight is None:
@@ -281,17 +299,64 @@ class _Run:
         )
 
     def _decide(
-        self, spec: StudySpec, window: Candles, workers_out: dict[str, Any]
+        self, spec: StudySpec, window: Candles, workers_out: dict[str, Any], trials: int
     ) -> dict[str, Any]:
-        names = self.config.knob_names()
         results = study_results(spec)
-        study = {
+        study = self._study_record(spec, window, workers_out, results)
+        if results.n_tried < trials:
+            return self._hold(
+                [
+                    f"study_incomplete: {results.n_tried} of {trials} trials finished "
+                    f"({results.counts.get('running', 0)} still running)"
+                ],
+                {"metrics": {"study": json_safe(study)}},
+            )
+        verdict = self._verdict(spec, window, results, study)
+        earlier = self._once(spec, trials, verdict.decision)
+        if earlier is not None:
+            by = f"{earlier.get('run_id')} ({earlier.get('worker')}) at {earlier.get('at')}"
+            reason = f"already_decided: {earlier.get('decision')} by run {by}"
+            return self._hold([reason], verdict.extra)
+        if verdict.proposed is None:
+            return self._hold(verdict.reasons, verdict.extra)
+        return self._apply(
+            "apply",
+            verdict.reasons,
+            verdict.requests,
+            ApplyKind.APPLY,
+            verdict.extra,
+            proposed=verdict.proposed,
+            unapplied=self.state,
+        )
+
+    def _once(self, spec: StudySpec, trials: int, decision: str) -> dict[str, Any] | None:
+        """Whether another live run already decided on this study (its marker), else None."""
+        if not self.live:  # a shadow run decides nothing anyone acts on: no marker
+            return None
+        marker = {
+            "decision": decision,
+            "run_id": self.base["run_id"],
+            "worker": worker_name(),
+            "at": self.base["at"],
+        }
+        return decide_once(spec, trials, marker)
+
+    def _study_record(
+        self,
+        spec: StudySpec,
+        window: Candles,
+        workers_out: dict[str, Any],
+        results: StudyResults,
+    ) -> dict[str, Any]:
+        return {
             "name": spec.study_name,
             "storage": redact(spec.storage_url),
             "trials": results.counts,
             "n_tried": results.n_tried,
             "surplus": results.surplus,
             "pruned": results.pruned or {},
+            "duplicates": results.duplicates,
+            "seeds": list(results.seeds),
             "best_trial": results.best_number,
             "best_value": results.best_value,
             "workers": workers_out,
@@ -310,10 +375,18 @@ class _Run:
                 )
             ],
         }
+
+    def _verdict(
+        self, spec: StudySpec, window: Candles, results: StudyResults, study: dict[str, Any]
+    ) -> _Verdict:
+        """What the complete study says: hold (reasons) or apply (the requests, the flight)."""
+        names = self.config.knob_names()
         if results.best_params is None:
             why = ", ".join(f"{k} {n}" for k, n in sorted((results.pruned or {}).items()))
             reason = f"no_scored_trial: {results.n_tried} trials, pruned: {why or 'none'}"
-            return self._hold([reason], {"metrics": {"study": json_safe(study)}})
+            return _Verdict(
+                decision="hold", reasons=[reason], extra={"metrics": {"study": json_safe(study)}}
+            )
         winner = {knob: results.best_params[param] for knob, param in names.items()}
         proposal = bounded_step(self.specs, self.current, winner)
         strategy = get_strategy(spec.strategy)
@@ -355,13 +428,12 @@ class _Run:
         }
         extra = {"metrics": json_safe(metrics)}
         if verdict.decision != "apply":
-            return self._hold(list(verdict.reasons), extra)
-        return self._apply(
-            "apply",
-            list(verdict.reasons),
-            verdict.requests,
-            ApplyKind.APPLY,
-            extra,
+            return _Verdict(decision="hold", reasons=list(verdict.reasons), extra=extra)
+        return _Verdict(
+            decision="apply",
+            reasons=list(verdict.reasons),
+            extra=extra,
+            requests=verdict.requests,
             proposed=start_flight(
                 self.state,
                 proposal.values,
@@ -369,7 +441,6 @@ class _Run:
                 self.config.flight,
                 split_id=f"{_MECHANISM}/{self.config.family}/{format_utc(self.now)}",
             ),
-            unapplied=self.state,
         )
 
     def _record(self, decision: str, reasons: list[str], extra: dict[str, Any]) -> dict[str, Any]:

@@ -12,13 +12,17 @@ the study and asks the storage for the next trial). Workers beat a heartbeat; a 
 worker died (SIGKILL, OOM, reboot) goes stale after ``grace_period_s``, the next worker fails it
 and :class:`optuna.storages.RetryHeartbeatStaleTrialCallback` re-queues its parameters.
 
-``n_trials`` is the study's total, exactly, however many workers share it. Stopping a worker
-after its trial reaches the total is not enough (the others' trials already running finish too:
-``--workers 3 --trials 30`` ran 32), so each trial first checks its own number, which the
-storage hands out atomically: a trial preceded by ``n_trials`` trials that are finished, running
-or waiting is *surplus*. It evaluates nothing, is marked (``user_attrs["surplus"]``), ends as
-``FAIL`` (so no sampler and no count sees it: a pruned trial without parameters would empty
-TPE's search space) and stops its worker. ``study_results`` reports it apart.
+``n_trials`` is the study's total, exactly, however many workers and hosts share it. Each trial
+first claims one of the ``n_trials`` slots under the study's lock on the storage
+(``shared.claim_trial_slot``; who holds a slot: ``shared.slots_taken``); a trial
+that finds every slot held is *surplus*: it evaluates nothing, is marked
+(``user_attrs["surplus"]``), ends as ``FAIL`` (so no sampler and no count sees it: a pruned trial
+without parameters would empty TPE's search space) and stops its worker. A worker whose free
+slots are all held by trials running elsewhere waits for them (a dead worker's trial goes stale
+and is reclaimed: failed, re-queued, re-run here), so every host's run ends on the complete
+study. Stale trials are reclaimed before a worker returns early on a full study too (Optuna
+reclaims only when a new trial starts). Seeds, the schema and the one decision per study:
+``shared``.
 
 This module is the shell of the search (processes, storage, files); the scoring itself is the
 pure ``evaluate``. Must not: touch knob values or the state store.
@@ -32,10 +36,10 @@ import json
 import logging
 import math
 import multiprocessing
-import os
-import socket
+import time
 import warnings
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -51,6 +55,16 @@ from optuna.trial import TrialState
 from autolearn.adapters.logs import redact
 from autolearn.autotune.objective import ObjectiveParams, make_objective
 from autolearn.autotune.selection import sharpe_ratio
+from autolearn.autotune.shared import (
+    SLOT,
+    Lock,
+    claim_decision,
+    claim_trial_slot,
+    claim_worker_seed,
+    create_locked,
+    storage_lock,
+    worker_name,
+)
 from autolearn.autotune.walkforward import Fold, walk_forward
 from autolearn.backtest import Candles, Cost, get_strategy, load_candles, run_one
 from autolearn.core.knobs import KnobSpec, KnobType
@@ -62,6 +76,7 @@ __all__ = [
     "StudyResults",
     "StudySpec",
     "candle_window",
+    "decide_once",
     "default_storage_url",
     "ensure_study",
     "evaluate",
@@ -75,8 +90,9 @@ __all__ = [
 ]
 
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-_ALIVE = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
 _SURPLUS = "surplus"
+_POLL_S = 0.25  # waiting for trials running elsewhere: a cheap read of the study
+_MIN_STALL_S = 60.0  # no trial finished for this long (or 2 grace periods): stop waiting
 
 
 class _Surplus(Exception):  # control flow, not an error (like structlog's DropEvent)
@@ -175,25 +191,55 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def open_storage(spec: StudySpec) -> RDBStorage:
-    """The RDB storage with heartbeat and stale-trial retry (errors -> ``StateError``)."""
-    url = normalize_url(spec.storage_url)
+class _RetryStarted:
+    """Re-queue a dead worker's trial (same parameters) unless it never started anything.
+
+    Optuna's retry callback, with two exceptions: a surplus trial, or one that died before it
+    claimed a slot or suggested a parameter, has nothing to re-run (re-queued, it would wait
+    forever once the study is full). The re-queued trial does not inherit the claim: it claims
+    again when it runs, so a slot freed by the failure is never counted twice.
+    """
+
+    def __init__(self, max_retry: int) -> None:
+        with warnings.catch_warnings():  # experimental in Optuna 5 (see _build_storage)
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            self._retry = RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        attrs = trial.user_attrs
+        if attrs.get(_SURPLUS) or (SLOT not in attrs and not trial.params):
+            return
+        trial.user_attrs = {k: v for k, v in attrs.items() if k != SLOT}  # our deep copy
+        self._retry(study, trial)
+
+
+def _build_storage(url: str, spec: StudySpec) -> RDBStorage:
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        # heartbeat_interval / grace_period / the retry callback are marked experimental
+        # in Optuna 5 (ExperimentalWarning); the test suite turns warnings into errors, and
+        # the feature is exactly what reclaims a dead worker's trial, so silence it here.
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        return RDBStorage(
+            url,
+            heartbeat_interval=spec.heartbeat_interval_s,
+            grace_period=spec.grace_period_s,
+            heartbeat_stale_trial_callback=_RetryStarted(spec.max_retry),
+        )
+
+
+def open_storage(spec: StudySpec) -> RDBStorage:
+    """The RDB storage with heartbeat and stale-trial retry (errors -> ``StateError``).
+
+    The schema is created under the storage's schema lock: hosts starting on a fresh
+    PostgreSQL at once raced on ``CREATE TYPE studydirection`` (exit 65).
+    """
+    url = normalize_url(spec.storage_url)
     try:
-        with warnings.catch_warnings():
-            # heartbeat_interval / grace_period / the retry callback are marked experimental
-            # in Optuna 5 (ExperimentalWarning); the test suite turns warnings into errors, and
-            # the feature is exactly what reclaims a dead worker's trial, so silence it here.
-            warnings.simplefilter("ignore", ExperimentalWarning)
-            return RDBStorage(
-                url,
-                heartbeat_interval=spec.heartbeat_interval_s,
-                grace_period=spec.grace_period_s,
-                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
-                    max_retry=spec.max_retry
-                ),
-            )
+        return create_locked(url, lambda: _build_storage(url, spec))
+    except (ConfigError, StateError):
+        raise
     except Exception as exc:  # SQLAlchemy / driver errors: the boundary of the storage
         raise StateError(f"autotune storage {redact(url)}: cannot open ({exc})") from exc
 
@@ -388,23 +434,17 @@ def _suggest(trial: optuna.Trial, dim: SearchDim) -> float:
     return trial.suggest_float(dim.param, dim.low, dim.high, step=dim.step)
 
 
-def _is_surplus(trial: optuna.Trial, n_trials: int) -> bool:
-    """Whether ``n_trials`` trials numbered before this one are finished, running or waiting."""
-    earlier = trial.study.get_trials(deepcopy=False, states=_ALIVE)
-    return sum(1 for t in earlier if t.number < trial.number) >= n_trials
-
-
-def _objective(window: Candles, spec: StudySpec, n_trials: int) -> Any:
+def _objective(window: Candles, spec: StudySpec, n_trials: int, lock: Lock) -> Any:
     strategy = get_strategy(spec.strategy)
-    worker = f"{socket.gethostname()}:{os.getpid()}"
+    worker = worker_name()
 
     def objective(trial: optuna.Trial) -> float:
-        trial.set_user_attr("worker", worker)  # who ran it: a shared study spans machines
-        if _is_surplus(trial, n_trials):
+        if not claim_trial_slot(trial, lock, n_trials):
             trial.set_user_attr(_SURPLUS, True)
             _QUIET.numbers.add(trial.number)
             trial.study.stop()
             raise _Surplus(f"trial {trial.number}: the study already has {n_trials} trials")
+        trial.set_user_attr("worker", worker)  # who ran it: a shared study spans machines
         params = {dim.param: _suggest(trial, dim) for dim in spec.dims}
         problems = strategy.check({**strategy.defaults, **params})
         if problems:
@@ -422,29 +462,71 @@ def _objective(window: Candles, spec: StudySpec, n_trials: int) -> Any:
     return objective
 
 
-def _study(spec: StudySpec, seed: int) -> optuna.Study:
-    storage = open_storage(spec)
-    sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True)  # parallel-friendly TPE
-    try:
-        return optuna.create_study(
+@dataclass(frozen=True, slots=True)
+class _Opened:
+    """The study and its lock on the storage (one per study, shared by every host)."""
+
+    study: optuna.Study
+    lock: Lock
+    storage: RDBStorage
+
+
+# per process: one engine per study, not one per call (a run opens its study four times, and
+# each open of a fresh storage is a round of DDL checks under the schema lock); a few at most
+_OPENED: dict[StudySpec, _Opened] = {}
+_KEEP_OPEN = 4
+
+
+def _open(spec: StudySpec) -> _Opened:
+    """Create or load the study (once per process); both are created under the schema lock."""
+    if spec in _OPENED:
+        return _OPENED[spec]
+    url = normalize_url(spec.storage_url)
+
+    def create() -> _Opened:
+        storage = _build_storage(url, spec)
+        study = optuna.create_study(
             study_name=spec.study_name,
             storage=storage,
-            sampler=sampler,
             direction="maximize",
             load_if_exists=True,
         )
+
+        def lock() -> AbstractContextManager[None]:
+            return storage_lock(url, f"study:{spec.study_name}", engine=storage.engine)
+
+        return _Opened(study=study, lock=lock, storage=storage)
+
+    while len(_OPENED) >= _KEEP_OPEN:  # the oldest study: its window has moved on
+        _OPENED.pop(next(iter(_OPENED))).storage.engine.dispose()
+    try:
+        opened = _OPENED[spec] = create_locked(url, create)
+    except (ConfigError, StateError):
+        raise
     except Exception as exc:  # storage failures at the boundary
         raise StateError(f"autotune study {spec.study_name}: cannot open ({exc})") from exc
+    return opened
 
 
 def ensure_study(spec: StudySpec) -> None:
     """Create the study (and the storage's tables) once, before workers race to do it."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    _study(spec, 0)
+    _open(spec)
 
 
-def _finished(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False, states=_FINISHED))
+def _reclaim(study: optuna.Study) -> None:
+    """Fail (and re-queue) the trials of dead workers now, not only when a trial starts."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
+def _progress(study: optuna.Study) -> tuple[int, int]:
+    """(finished trials, claimed trials running): what holds the study's slots."""
+    trials = study.get_trials(deepcopy=False)
+    finished = sum(1 for t in trials if t.state in _FINISHED)
+    running = sum(1 for t in trials if t.state is TrialState.RUNNING and SLOT in t.user_attrs)
+    return finished, running
 
 
 def _is_surplus_trial(trial: optuna.trial.FrozenTrial) -> bool:
@@ -452,27 +534,50 @@ def _is_surplus_trial(trial: optuna.trial.FrozenTrial) -> bool:
 
 
 def run_worker(spec: StudySpec, n_trials: int, seed: int) -> int:
-    """Work the study until it holds ``n_trials`` finished trials; return how many ran here."""
+    """Work the study until it holds ``n_trials`` finished trials; return how many ran here.
+
+    ``seed`` is the base: this worker seeds TPE with ``seed + `` its worker slot in the study
+    (``shared.claim_worker_seed``). Returns once the study is complete, or when no trial has
+    finished for two grace periods (at least a minute) while others still held the free slots.
+    """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     window = load_window(spec)
-    study = _study(spec, seed)
-    before = _finished(study)
-    if before >= n_trials:
-        return 0
-    ran = 0
+    opened = _open(spec)
+    study = opened.study
+    objective = _objective(window, spec, n_trials, opened.lock)
+    ran, seeded = 0, False
+    stall_s = max(_MIN_STALL_S, 2.0 * spec.grace_period_s)
+    last, since = -1, time.monotonic()
 
     def count(_: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         nonlocal ran
         ran += trial.state in _FINISHED  # a surplus trial ran nothing
 
-    study.optimize(
-        _objective(window, spec, n_trials),
-        n_trials=n_trials,  # an upper bound: MaxTrialsCallback stops at the study's total
-        callbacks=[MaxTrialsCallback(n_trials, states=_FINISHED), count],
-        catch=(_Surplus,),
-        gc_after_trial=False,
-    )
-    return ran
+    while True:
+        _reclaim(study)  # before the early return too: a full study keeps no RUNNING ghost
+        finished, running = _progress(study)
+        if finished >= n_trials:
+            return ran
+        if finished != last:
+            last, since = finished, time.monotonic()
+        if finished + running < n_trials:  # a free slot (or a re-queued trial): work
+            if not seeded:
+                worker_seed = claim_worker_seed(study, opened.lock, seed, worker_name())
+                study.sampler = optuna.samplers.TPESampler(seed=worker_seed, constant_liar=True)
+                seeded = True
+            study.optimize(
+                objective,
+                n_trials=n_trials - finished,  # an upper bound: the slots decide
+                callbacks=[MaxTrialsCallback(n_trials, states=_FINISHED), count],
+                catch=(_Surplus,),
+                gc_after_trial=False,
+            )
+            continue
+        # every free slot is held by a trial running elsewhere: wait for it to finish (or go
+        # stale and be reclaimed above), so that this host's run ends on the complete study
+        if time.monotonic() - since > stall_s:
+            return ran
+        time.sleep(_POLL_S)
 
 
 def _worker_main(spec: StudySpec, n_trials: int, seed: int) -> None:
@@ -480,20 +585,29 @@ def _worker_main(spec: StudySpec, n_trials: int, seed: int) -> None:
 
 
 def run_workers(spec: StudySpec, n_trials: int, workers: int, seed: int) -> dict[str, Any]:
-    """Run ``workers`` processes on the study (1: in this process); their exit codes."""
+    """Run ``workers`` processes on the study (1: in this process); their exit codes.
+
+    Every worker gets the same base ``seed`` and claims its own slot (``seed + slot``).
+    """
     ensure_study(spec)
     if workers <= 1:
         return {"workers": 1, "ran_here": run_worker(spec, n_trials, seed), "exit_codes": [0]}
     ctx = multiprocessing.get_context("spawn")  # no fork of a process holding DB connections
     procs = [
-        ctx.Process(target=_worker_main, args=(spec, n_trials, seed + i), daemon=False)
-        for i in range(workers)
+        ctx.Process(target=_worker_main, args=(spec, n_trials, seed), daemon=False)
+        for _ in range(workers)
     ]
     for proc in procs:
         proc.start()
     for proc in procs:
         proc.join()
     return {"workers": workers, "exit_codes": [p.exitcode for p in procs]}
+
+
+def decide_once(spec: StudySpec, n_trials: int, marker: dict[str, Any]) -> dict[str, Any] | None:
+    """Take the decision on the study at ``n_trials`` (None), or the marker of who took it."""
+    opened = _open(spec)
+    return claim_decision(opened.study, opened.lock, n_trials, marker)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -508,11 +622,13 @@ class StudyResults:
     n_tried: int  # complete + pruned: every configuration that was looked at
     surplus: int = 0  # trials past the total, stopped before evaluating (not in ``counts``)
     pruned: dict[str, int] | None = None  # why trials were pruned (reason kind -> count)
+    duplicates: int = 0  # finished trials whose parameters an earlier finished trial had
+    seeds: tuple[int, ...] = ()  # the TPE seed of every worker that joined the study
 
 
 def study_results(spec: StudySpec) -> StudyResults:
     """Counts by state, the best complete trial and every scored trial's Sharpe."""
-    study = _study(spec, 0)
+    study = _open(spec).study
     every = study.get_trials(deepcopy=False)
     trials = [t for t in every if not _is_surplus_trial(t)]
     counts: dict[str, int] = {}
@@ -538,4 +654,16 @@ def study_results(spec: StudySpec) -> StudyResults:
         n_tried=sum(1 for t in trials if t.state in _FINISHED),
         surplus=len(every) - len(trials),
         pruned=pruned,
+        duplicates=_duplicates(trials),
+        seeds=_seeds(study.user_attrs),
     )
+
+
+def _duplicates(trials: Sequence[optuna.trial.FrozenTrial]) -> int:
+    seen = [tuple(sorted(t.params.items())) for t in trials if t.state in _FINISHED and t.params]
+    return len(seen) - len(set(seen))
+
+
+def _seeds(attrs: Mapping[str, Any]) -> tuple[int, ...]:
+    joined = {int(k.split(".", 1)[1]): v for k, v in attrs.items() if k.startswith("worker.")}
+    return tuple(int(v["seed"]) for _, v in sorted(joined.items()) if isinstance(v, dict))
