@@ -14,6 +14,13 @@ Engines, all measured in this run on this machine:
   * vectorbt: only if importable (it is not a project dependency), here or under the
     interpreter given by ``--vectorbt-python``; else says so.
 
+Also measured (issue 16, backtest row): the CSV load (``load_candles``, vectorised) against
+``numpy.loadtxt`` / ``numpy.genfromtxt`` of the same file and against the row-by-row parser it
+replaced (``_parsers.parse_histdata``), CPU in this process; and the whole-process sweep (start
+the interpreter, import, load, first call, 100 sets) as the CPU of a child process
+(``os.wait4``), with its phases and the numba disk-cache hits, against ``python -c pass`` and
+``python -c "import numpy"``. Goals: >= 30x vectorbt warm; whole-process sweep <= 0.5 s CPU.
+
 Prints numbers, never asserts on time. Reads ../shared/data relative to the repo root and exits 0
 with a message when the file is missing.
 """
@@ -21,12 +28,14 @@ with a message when the file is missing.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import subprocess
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -184,6 +193,103 @@ def _vectorbt_elsewhere(python: str) -> tuple[float, float] | str:
     return answer if isinstance(answer, str) else (answer[0], answer[1])
 
 
+GOAL_SWEEP_CPU_S, GOAL_VS_VECTORBT = 0.5, 30.0
+
+
+def _cpu_best(work: Callable[[], object], runs: int) -> float:
+    """Best-of-``runs`` CPU seconds of ``work()`` in this process."""
+    best = float("inf")
+    for _ in range(runs):
+        t0 = time.process_time()
+        work()
+        best = min(best, time.process_time() - t0)
+    return best
+
+
+def _load_figures(runs: int) -> None:
+    """CSV load: ours vs numpy's text readers and vs the row-by-row parser, same file, CPU."""
+    import numpy as np
+
+    from autolearn.backtest import _bulk, _parsers, load_candles
+
+    text = DATA.read_text(encoding="utf-8-sig")
+    cols = (1, 2, 3, 4, 5)
+    figures = {
+        "load_candles (all of it)": _cpu_best(lambda: load_candles(DATA), runs),
+        "  its parse (_bulk)": _cpu_best(lambda: _bulk.bulk_histdata(text), runs),
+        "numpy.loadtxt (prices only)": _cpu_best(
+            lambda: np.loadtxt(io.StringIO(text), delimiter=";", usecols=cols), runs
+        ),
+        "numpy.genfromtxt (prices)": _cpu_best(
+            lambda: np.genfromtxt(io.StringIO(text), delimiter=";", usecols=cols), runs
+        ),
+        "row parser (previous)": _cpu_best(
+            lambda: _bulk.row_arrays(_parsers.parse_histdata(text)), max(1, runs // 2)
+        ),
+    }
+    base = figures["numpy.loadtxt (prices only)"]
+    print(f"CSV load of {DATA.name}, CPU in this process (best of {runs}):")
+    for name, cpu in figures.items():
+        print(f"  {name:28s}: {cpu * 1000:7.1f} ms ({cpu / base:4.2f}x numpy.loadtxt)")
+
+
+_SWEEP_CHILD = """
+import sys, time
+cpu = time.process_time
+t0 = cpu()
+import numpy
+t1 = cpu()
+from autolearn.backtest import _kernel, expand_grid, load_candles, run_grid
+t2 = cpu()
+candles = load_candles(sys.argv[1])
+t3 = cpu()
+grid = expand_grid({"fast": %r, "slow": %r, "sl_pips": [%r], "tp_pips": [%r]})
+run_grid(candles, "sma_cross", grid[:1])
+t4 = cpu()
+run_grid(candles, "sma_cross", grid)
+t5 = cpu()
+hits = sum(_kernel.simulate.stats.cache_hits.values())
+misses = sum(_kernel.simulate.stats.cache_misses.values())
+print(t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, hits, misses)
+"""
+
+
+def _child_cpu(argv: list[str]) -> tuple[float, str]:
+    """CPU seconds (user + system) of one child process, from its own rusage, and its stdout."""
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    out = proc.stdout.read() if proc.stdout else ""
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.stdout:
+        proc.stdout.close()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{argv[:3]} exited {proc.returncode}")
+    return usage.ru_utime + usage.ru_stime, out
+
+
+def _whole_process(runs: int) -> float:
+    """Whole-process sweep CPU (best of ``runs``), with its phases; returns the CPU seconds."""
+    py = sys.executable
+    code = _SWEEP_CHILD % (FAST, SLOW, SL_PIPS, TP_PIPS)
+    best: tuple[float, str] = (float("inf"), "")
+    for _ in range(runs):
+        cpu, out = _child_cpu([py, "-c", code, str(DATA)])
+        best = min(best, (cpu, out))
+    bare = min(_child_cpu([py, "-c", "pass"])[0] for _ in range(runs))
+    with_numpy = min(_child_cpu([py, "-c", "import numpy"])[0] for _ in range(runs))
+    numpy_s, imports, load, first, sweep, hits, misses = best[1].split()
+    print(
+        f"whole-process sweep (python, import, load {DATA.name}, {len(FAST) * len(SLOW)} sets), "
+        f"child CPU, best of {runs}: {best[0]:.2f} s\n"
+        f"  phases: numpy import {float(numpy_s):.3f}, autolearn.backtest + numba import "
+        f"{float(imports):.3f}, load_candles {float(load):.3f}, first call {float(first):.3f} "
+        f"(numba disk cache: {hits} hits, {misses} misses), sweep {float(sweep):.3f} s\n"
+        f"  baselines: python -c pass {bare:.2f} s, python -c 'import numpy' {with_numpy:.2f} s "
+        f"(sweep = {best[0] / with_numpy:.1f}x the numpy import)"
+    )
+    return best[0]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer backtesting.py runs (< 30 s)")
@@ -208,6 +314,9 @@ def main(argv: list[str] | None = None) -> int:
 
     candles = load_candles(DATA)
     print(f"loaded {len(candles)} {candles.instrument} M1 bars in {time.perf_counter() - t0:.2f} s")
+    print(f"load: {os.getloadavg()[0]:.1f} (1-min average, {os.cpu_count()} CPUs)")
+    _load_figures(runs=3 if args.quick else 7)
+    sweep_cpu = _whole_process(runs=3 if args.quick else 5)
     grid = expand_grid({"fast": FAST, "slow": SLOW, "sl_pips": [SL_PIPS], "tp_pips": [TP_PIPS]})
 
     first, warm, result = _ours(candles, grid)
@@ -247,6 +356,21 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  autolearn / backtesting.py = {ours_rate / bt_rate:,.0f}x")
     if not isinstance(vbt, str):
         print(f"  vectorbt  / backtesting.py = {len(grid) / vbt[1] / bt_rate:,.0f}x")
+    print("goals (issue 16):")
+    if isinstance(vbt, str):
+        print(f"  >= {GOAL_VS_VECTORBT:.0f}x vectorbt warm: not measured here (vectorbt {vbt})")
+    else:
+        ratio = vbt[1] / warm
+        verdict = (
+            "met" if ratio >= GOAL_VS_VECTORBT else f"missed by {GOAL_VS_VECTORBT / ratio:.1f}x"
+        )
+        print(f"  >= {GOAL_VS_VECTORBT:.0f}x vectorbt warm: {ratio:.1f}x, {verdict}")
+    verdict = (
+        "met"
+        if sweep_cpu <= GOAL_SWEEP_CPU_S
+        else f"missed by {sweep_cpu - GOAL_SWEEP_CPU_S:.2f} s (see the phases: imports dominate)"
+    )
+    print(f"  whole-process sweep <= {GOAL_SWEEP_CPU_S} s CPU: {sweep_cpu:.2f} s, {verdict}")
     return 0
 
 

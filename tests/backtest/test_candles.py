@@ -256,3 +256,16 @@ def test_unknown_format_and_instrument_are_input_errors(tmp_path: Path) -> None:
     assert (
         load_candles(nameless, instrument="eur/usd", fmt="backtesting-py").instrument == "EUR_USD"
     )
+
+
+def test_an_absurd_epoch_time_is_a_bad_row_not_a_crash(tmp_path: Path) -> None:
+    """A 17-digit epoch in an MT5 epoch export: row 4's time rejected (it overflowed before)."""
+    path = tmp_path / "tb.csv"
+    rows = ["time,open,high,low,close,tick_volume,spread,real_volume"]
+    rows += [f"{1530489600 + 60 * k},1.1,1.1005,1.0995,1.1001,10,5,0" for k in range(4)]
+    rows[3] = "12345678901234567,1.1,1.1005,1.0995,1.1001,10,5,0"
+    path.write_text("\n".join(rows) + "\n")
+    with pytest.raises(InputError, match=r"row 4, column time: epoch seconds out of range"):
+        load_candles(path, instrument="EUR_USD")
+    report = load_candles(path, instrument="EUR_USD", errors="report")
+    assert [(r.row, r.column) for r in report.rejected] == [(4, "time")]

@@ -79,3 +79,9 @@ def test_offsets_denote_the_same_instant(value: datetime, offset_min: int) -> No
     aware = value.replace(tzinfo=tz)
     assert parse_utc(aware.isoformat()) == aware.astimezone(UTC)
     assert parse_utc(aware.isoformat(sep=" ")) == aware.astimezone(UTC)
+
+
+def test_an_offset_that_leaves_the_representable_range_is_a_timestamp_error() -> None:
+    """0001-01-01T00:00+01:00 is before year 1 in UTC: a TimestampError, not an OverflowError."""
+    with pytest.raises(TimestampError, match="outside the representable range"):
+        parse_utc("0001-01-01T00:00:00+01:00")

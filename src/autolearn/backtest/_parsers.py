@@ -22,8 +22,11 @@ from autolearn.core.timestamps import TimestampError, parse_utc, to_epoch_us
 
 __all__ = [
     "OANDA_GRANULARITY_S",
+    "DelimitedSpec",
     "RawRows",
     "RejectedRow",
+    "delimited_line",
+    "histdata_line",
     "parse_delimited",
     "parse_factor_cache",
     "parse_histdata",
@@ -124,7 +127,12 @@ def _epoch_s_us(text: str) -> int:
         raise ValueError("expected epoch seconds") from exc
     if not value.is_finite():
         raise ValueError("expected finite epoch seconds")
+    if abs(value) >= _MAX_EPOCH_S:  # beyond int64 microseconds (and any real bar) otherwise
+        raise ValueError(f"epoch seconds out of range (|t| < {_MAX_EPOCH_S:,})")
     return int(value * 1_000_000)
+
+
+_MAX_EPOCH_S = 10**11  # year ~5138: far beyond any bar, far inside int64 microseconds
 
 
 def _price(out: RawRows, row: int, column: str, text: object) -> float | None:
@@ -157,17 +165,43 @@ def _ohlcv(out: RawRows, row: int, fields: list[object]) -> tuple[float, ...] | 
 
 
 def parse_histdata(text: str) -> RawRows:
-    """HistData generic ASCII: ``YYYYMMDD HHMMSS;o;h;l;c;v``, no header."""
+    """HistData generic ASCII: ``YYYYMMDD HHMMSS;o;h;l;c;v``, no header.
+
+    Row by row: the reference the loader's vectorised parser (``_bulk``) must equal.
+    """
     out = RawRows()
     for row, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        fields = line.strip().split(";")
-        if len(fields) != 6:
-            out.reject(row, "(row)", line, f"expected 6 ';'-separated fields, got {len(fields)}")
-            continue
-        _add_row(out, row, fields, time_kind="compact")
+        histdata_line(out, row, line)
     return out
+
+
+def histdata_line(out: RawRows, row: int, line: str) -> None:
+    """One HistData line into ``out`` (added, rejected, or skipped when blank)."""
+    if not line.strip():
+        return
+    fields = line.strip().split(";")
+    if len(fields) != 6:
+        out.reject(row, "(row)", line, f"expected 6 ';'-separated fields, got {len(fields)}")
+        return
+    _add_row(out, row, fields, time_kind="compact")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DelimitedSpec:
+    """How to read the rows of one delimited file (see :func:`parse_delimited`)."""
+
+    sep: str
+    time_kind: str
+    quoted: bool
+    with_spread: bool
+
+    @classmethod
+    def of(
+        cls, lines: list[str], *, sep: str, time_kind: str, quoted: bool, spread_points: bool
+    ) -> DelimitedSpec:
+        header = lines[0].replace(" ", "").lower().split(sep) if lines else []
+        with_spread = spread_points and len(header) > 6 and header[6] == "spread"
+        return cls(sep=sep, time_kind=time_kind, quoted=quoted, with_spread=with_spread)
 
 
 def parse_delimited(
@@ -181,35 +215,53 @@ def parse_delimited(
     on a 5-digit EUR/USD is 0.00018). The quote precision is the most common number of
     decimals among the prices: rows drop trailing zeros, and some carry float noise
     (``1.1234500000000001``), so neither one row nor the maximum would do.
+
+    Row by row: the reference the loader's vectorised parser (``_bulk``) must equal.
     """
     out = RawRows()
     lines = text.splitlines()
-    header = lines[0].replace(" ", "").lower().split(sep) if lines else []
-    with_spread = spread_points and len(header) > 6 and header[6] == "spread"
+    spec = DelimitedSpec.of(
+        lines, sep=sep, time_kind=time_kind, quoted=quoted, spread_points=spread_points
+    )
     decimals: Counter[int] = Counter()
     for row, line in enumerate(lines, start=1):
-        if row == 1 or not line.strip():
+        if row == 1:
             continue  # header (checked by format detection)
-        body = line.strip()
-        if quoted:
-            if len(body) < 2 or body[0] != '"' or body[-1] != '"':
-                out.reject(row, "(row)", line, "expected the line wrapped in double quotes")
-                continue
-            body = body[1:-1]
-        fields = body.split(sep)
-        if len(fields) < 6:
-            out.reject(row, "(row)", line, f"expected >= 6 fields separated by {sep!r}")
-            continue
-        if with_spread:
-            decimals.update(_decimals(f) for f in fields[1:5])
-            if not _spread_row(out, row, fields):
-                continue
-        _add_row(out, row, fields[:6], time_kind=time_kind)
-    if with_spread:
+        counted = delimited_line(out, row, line, spec)
+        if counted is not None:
+            decimals.update(counted)
+    if spec.with_spread:
         # Points -> price units once the file's quote precision is known.
         digits = decimals.most_common(1)[0][0] if decimals else 0
         out.spreads = [points * 10.0**-digits for points in out.spreads]
     return out
+
+
+def delimited_line(out: RawRows, row: int, line: str, spec: DelimitedSpec) -> list[int] | None:
+    """One data line into ``out``; returns its four prices' decimals when they count.
+
+    They count (for the spread's quote precision) on every row with enough fields, even one
+    rejected later for its spread, time or prices: the precision is the file's, not the row's.
+    """
+    if not line.strip():
+        return None
+    body = line.strip()
+    if spec.quoted:
+        if len(body) < 2 or body[0] != '"' or body[-1] != '"':
+            out.reject(row, "(row)", line, "expected the line wrapped in double quotes")
+            return None
+        body = body[1:-1]
+    fields = body.split(spec.sep)
+    if len(fields) < 6:
+        out.reject(row, "(row)", line, f"expected >= 6 fields separated by {spec.sep!r}")
+        return None
+    counted = None
+    if spec.with_spread:
+        counted = [_decimals(f) for f in fields[1:5]]
+        if not _spread_row(out, row, fields):
+            return counted
+    _add_row(out, row, fields[:6], time_kind=spec.time_kind)
+    return counted
 
 
 def _decimals(text: str) -> int:

@@ -1,7 +1,8 @@
 """Candles: one value for every candle source, in true UTC, sorted and de-duplicated.
 
 ``load_candles(path)`` detects the format from the file's content (``fmt=`` overrides), parses it
-(``_parsers``), converts the source clock to UTC (``_clock``; see the data README), sorts, drops
+(``_parsers``; the text formats vectorised by ``_bulk``, equal bit for bit), converts the source
+clock to UTC (``_clock``; see the data README), sorts, drops
 exact duplicate rows, and refuses conflicting duplicates (same bar time, different values).
 A bad row raises :class:`~autolearn.errors.InputError` naming the file, row and column, unless
 ``errors="report"``, which loads the good rows and returns the rejected ones beside them.
@@ -31,12 +32,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from autolearn.backtest import _clock
+from autolearn.backtest._bulk import RowArrays, bulk_delimited, bulk_histdata, row_arrays
 from autolearn.backtest._parsers import (
     RawRows,
     RejectedRow,
-    parse_delimited,
     parse_factor_cache,
-    parse_histdata,
     parse_oanda_json,
 )
 from autolearn.core.model import pip_size
@@ -270,17 +270,17 @@ def load_candles(
             f"{path}: row {bad.row}, column {bad.column}: {bad.reason} (value {bad.value!r}); "
             f"fix the row or load with errors='report' ({len(raw.rejected)} bad rows in all)"
         )
-    local = np.asarray(raw.time_us, dtype=np.int64)
+    local = raw.time_us
     source_clock = _clock_for(path, kind, clock, mt5_utc_offset_h, histdata_utc_offset_h)
     if source_clock is None:
         source_clock = _inferred_clock(path, local, kind)
-    raw_rows = RawRows(
+    utc_rows = RowArrays(
         rows=raw.rows,
-        time_us=source_clock.to_utc(local).tolist(),
+        time_us=np.asarray(source_clock.to_utc(local), dtype=np.int64),
         prices=raw.prices,
         spreads=raw.spreads,
     )
-    candles, rejected, dups = _finish(path, raw_rows, errors == "report")
+    candles, rejected, dups = _finish(path, utc_rows, errors == "report")
     rejected = [*raw.rejected, *rejected]
     result = _build(
         candles,
@@ -309,7 +309,7 @@ def candles_from_rows(
     rejected (every version), exact ones dropped and counted. ``where`` names the input in
     messages. Returns the candles, the rejected rows and the number of exact duplicates.
     """
-    candles, rejected, dups = _finish(Path(where), raw, True)
+    candles, rejected, dups = _finish(Path(where), row_arrays(raw), True)
     built = _build(candles, instrument=instrument, timeframe_s=timeframe_s, source=source)
     return built, rejected, dups
 
@@ -339,7 +339,7 @@ def _build(
     )
 
 
-def _parse(path: Path, text: str, kind: CandleFormat, factor_timeframe: str) -> RawRows:
+def _parse(path: Path, text: str, kind: CandleFormat, factor_timeframe: str) -> RowArrays:
     if kind in (CandleFormat.OANDA_JSON, CandleFormat.FACTOR_CACHE):
         try:
             doc = json.loads(text)
@@ -348,15 +348,16 @@ def _parse(path: Path, text: str, kind: CandleFormat, factor_timeframe: str) -> 
                 f"{path}: row {exc.lineno}, column {exc.colno}: invalid JSON: {exc.msg}"
             ) from exc
         if kind is CandleFormat.OANDA_JSON:
-            return parse_oanda_json(doc)
-        return parse_factor_cache(doc, factor_timeframe)
+            return row_arrays(parse_oanda_json(doc))
+        return row_arrays(parse_factor_cache(doc, factor_timeframe))
+    # The text formats in bulk (``_bulk``: equal to the row parsers, tested bit for bit).
     if kind is CandleFormat.HISTDATA:
-        return parse_histdata(text)
+        return bulk_histdata(text)
     if kind is CandleFormat.MT5_QUOTED:
-        return parse_delimited(text, sep="\t", time_kind="ymd", quoted=True)
+        return bulk_delimited(text, sep="\t", time_kind="ymd", quoted=True)
     if kind is CandleFormat.MT5_EPOCH:
-        return parse_delimited(text, sep=",", time_kind="epoch_s", spread_points=True)
-    return parse_delimited(text, sep=",", time_kind="ymd")
+        return bulk_delimited(text, sep=",", time_kind="epoch_s", spread_points=True)
+    return bulk_delimited(text, sep=",", time_kind="ymd")
 
 
 _ZONED = (CandleFormat.OANDA_JSON, CandleFormat.FACTOR_CACHE)
@@ -411,16 +412,13 @@ def _inferred_clock(path: Path, local: NDArray[np.int64], kind: CandleFormat) ->
 
 
 def _finish(
-    path: Path, raw: RawRows, report: bool
+    path: Path, raw: RowArrays, report: bool
 ) -> tuple[tuple[NDArray[np.int64], NDArray[np.float64]], list[RejectedRow], int]:
     """Sort by time (stable), drop exact duplicates, refuse or reject conflicting ones."""
-    times = np.asarray(raw.time_us, dtype=np.int64)
-    prices = np.asarray(raw.prices, dtype=np.float64).reshape(-1, 5)
-    spreads = np.asarray(raw.spreads, dtype=np.float64).reshape(-1, 1)
-    if len(spreads) != len(prices):  # a parser that never saw a spread
-        spreads = np.full((len(prices), 1), np.nan)
-    values = np.hstack([prices, spreads])  # column 5: spread in price units (NaN: none)
-    rows = np.asarray(raw.rows, dtype=np.int64)
+    times = raw.time_us
+    # column 5: spread in price units (NaN: none)
+    values = np.hstack([raw.prices, raw.spreads.reshape(-1, 1)])
+    rows = raw.rows
     order = np.argsort(times, kind="stable")
     times, values, rows = times[order], values[order], rows[order]
     same_time = np.flatnonzero(times[1:] == times[:-1]) + 1  # later member of each equal pair

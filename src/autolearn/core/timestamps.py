@@ -53,7 +53,10 @@ def parse_utc(value: str | datetime) -> datetime:
         base = datetime.fromisoformat(f"{match.group('date')}T{time_part}")
     except ValueError as exc:
         raise TimestampError(f"invalid date or time in {value!r}: {exc}") from exc
-    return base.replace(microsecond=int(frac), tzinfo=_offset(tz, value)).astimezone(UTC)
+    try:
+        return base.replace(microsecond=int(frac), tzinfo=_offset(tz, value)).astimezone(UTC)
+    except OverflowError as exc:  # e.g. 0001-01-01T00:00+01:00 is before year 1 in UTC
+        raise TimestampError(f"timestamp {value!r} is outside the representable range") from exc
 
 
 def _offset(tz: str, original: str) -> timezone:

@@ -29,9 +29,10 @@ import json
 import math
 import re
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import islice
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -43,7 +44,9 @@ from autolearn.errors import InputError
 from autolearn.importers.report import ImportReport, ReportBuilder
 
 __all__ = [
+    "CHUNK_ROWS",
     "DEFAULT_INSTRUMENT",
+    "TradeSink",
     "import_path",
     "import_trades_csv",
     "import_trades_db",
@@ -53,6 +56,14 @@ __all__ = [
 # The CSV export has no instrument column; QuantRabbit traded USD/JPY only (data README), and
 # its pl_pips use the JPY pip (x100). Callers can override it; the report notes the assumption.
 DEFAULT_INSTRUMENT = "USD_JPY"
+
+# Accepted trades handed to a sink at a time: big enough for few ledger transactions, small
+# enough that a 1M-row import holds a few MB of trades instead of ~1 GB.
+CHUNK_ROWS = 10_000
+
+# Receives accepted trades in input order, a chunk at a time (e.g. a ledger upsert; what it
+# returns is ignored).
+TradeSink = Callable[[list[Trade]], object]
 
 # The ledger stores units as a signed 64-bit integer; anything larger is garbage, not a trade.
 _MAX_UNITS = 2**63 - 1
@@ -73,6 +84,14 @@ _CSV_ENTRY_COLUMNS = ("entry_time", "open_time", "entry_ts")
 _CLIENT_ID_PATTERNS = (
     re.compile(r"^qr-\d+-(?P<pocket>[A-Za-z_]+)-(?P<strategy>.+)$"),
     re.compile(r"^qr-(?P<pocket>[A-Za-z_]+)-\d+-(?P<strategy>.+)$"),
+)
+# What errors="surrogateescape" makes of an undecodable byte (see import_trades_csv).
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
+# The ISO form QuantRabbit writes (``datetime.isoformat()``): ``datetime.fromisoformat`` reads
+# it in C to the same value as ``parse_utc``, which takes every other form (and the errors).
+_ISO_PLAIN = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{6})?"
+    r"[+-](?:[01][0-9]|2[0-3]):[0-5][0-9]"  # fromisoformat would take +01:60; parse_utc not
 )
 _DIRECTIONS = {
     "1": Side.LONG,
@@ -117,6 +136,26 @@ _FIELD_COLUMNS = {
 
 
 @dataclass(frozen=True, slots=True)
+class _Stream:
+    """Where accepted trades go while importing: kept in the report, or a sink by chunks."""
+
+    sink: TradeSink | None
+    chunk_rows: int
+
+    def __post_init__(self) -> None:
+        if self.chunk_rows < 1:
+            raise ValueError(f"chunk_rows must be >= 1, got {self.chunk_rows!r}")
+
+    def offer(self, builder: ReportBuilder) -> None:
+        if self.sink is not None and builder.pending >= self.chunk_rows:
+            self.sink(builder.take_accepted())
+
+    def flush(self, builder: ReportBuilder) -> None:
+        if self.sink is not None and builder.pending:
+            self.sink(builder.take_accepted())
+
+
+@dataclass(frozen=True, slots=True)
 class _Check:
     """The plausibility check of one import: ``now`` and the limits."""
 
@@ -151,6 +190,8 @@ def import_path(
     instrument: str = DEFAULT_INSTRUMENT,
     now: datetime | None = None,
     limits: TradeLimits | None = None,
+    sink: TradeSink | None = None,
+    chunk_rows: int = CHUNK_ROWS,
 ) -> ImportReport:
     """Import a QuantRabbit file, choosing the reader by extension (.db/.sqlite vs .csv).
 
@@ -158,25 +199,36 @@ def import_path(
     ``limits`` at ``now`` (default: the wall clock; a close time in the future, an absurd
     P/L) is rejected with its column, like any other bad row.
 
+    With a ``sink``, the file is streamed: accepted trades go to ``sink`` in chunks of
+    ``chunk_rows`` as they are read, and the report counts them (``streamed``) instead of
+    holding them. Verdicts, rejections and notes are the same either way.
+
     Raises:
         InputError: unknown extension, unreadable file, or a required column is missing.
     """
     p = Path(path)
     suffix = p.suffix.lower()
     if suffix in _DB_SUFFIXES:
-        return import_trades_db(p, now=now, limits=limits)
+        return import_trades_db(p, now=now, limits=limits, sink=sink, chunk_rows=chunk_rows)
     if suffix in _CSV_SUFFIXES:
-        return import_trades_csv(p, instrument=instrument, now=now, limits=limits)
+        return import_trades_csv(
+            p, instrument=instrument, now=now, limits=limits, sink=sink, chunk_rows=chunk_rows
+        )
     known = ", ".join(sorted(_DB_SUFFIXES | _CSV_SUFFIXES))
     raise InputError(f"{p}: unknown QuantRabbit file type {suffix!r}; expected one of {known}")
 
 
 def import_trades_db(
-    path: str | Path, *, now: datetime | None = None, limits: TradeLimits | None = None
+    path: str | Path,
+    *,
+    now: datetime | None = None,
+    limits: TradeLimits | None = None,
+    sink: TradeSink | None = None,
+    chunk_rows: int = CHUNK_ROWS,
 ) -> ImportReport:
     """Import the ``trades`` table of a QuantRabbit ``trades.db`` (schema v2 or v3, by columns).
 
-    The file is opened read-only; it is never modified.
+    The file is opened read-only; it is never modified. ``sink``: as :func:`import_path`.
 
     Raises:
         InputError: the file is not a readable SQLite database, has no ``trades`` table, or
@@ -192,7 +244,7 @@ def import_trades_db(
     try:
         # Undecodable text must reject its row, not abort the whole read.
         conn.text_factory = _decode_or_keep_bytes
-        return _import_db_rows(conn, p, _Check.of(now, limits))
+        return _import_db_rows(conn, p, _Check.of(now, limits), _Stream(sink, chunk_rows))
     except sqlite3.Error as exc:
         raise InputError(f"{p}: cannot read the trades table: {exc}") from exc
     finally:
@@ -205,8 +257,12 @@ def import_trades_csv(
     instrument: str = DEFAULT_INSTRUMENT,
     now: datetime | None = None,
     limits: TradeLimits | None = None,
+    sink: TradeSink | None = None,
+    chunk_rows: int = CHUNK_ROWS,
 ) -> ImportReport:
     """Import a QuantRabbit CSV export (``trades_latest.csv``; header row required).
+
+    ``sink``: as :func:`import_path`.
 
     Raises:
         InputError: the file cannot be read, has no header, or lacks a required column.
@@ -230,7 +286,8 @@ def import_trades_csv(
             if "instrument" not in layout.columns:
                 builder.note(f"no instrument column: every row taken as {instrument}")
             rows = _csv_rows(reader, len(header))
-            return _convert_all(rows, layout, builder, _Check.of(now, limits))
+            stream = _Stream(sink, chunk_rows)
+            return _convert_all(rows, layout, builder, _Check.of(now, limits), stream)
     except OSError as exc:
         raise InputError(f"{p}: cannot read: {exc}") from exc
 
@@ -258,7 +315,9 @@ def _decode_or_keep_bytes(raw: bytes) -> str | bytes:
         return raw
 
 
-def _import_db_rows(conn: sqlite3.Connection, p: Path, check: _Check) -> ImportReport:
+def _import_db_rows(
+    conn: sqlite3.Connection, p: Path, check: _Check, stream: _Stream
+) -> ImportReport:
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     if "trades" not in tables:
         raise InputError(f"{p}: no 'trades' table (found: {sorted(tables)}); not a trades.db?")
@@ -277,8 +336,9 @@ def _import_db_rows(conn: sqlite3.Connection, p: Path, check: _Check) -> ImportR
     # rowid locates a row for a person with the sqlite3 shell; ordered for a stable report.
     cursor = conn.execute("SELECT rowid, * FROM trades ORDER BY rowid")
     names = [d[0] for d in cursor.description][1:]
-    rows = ((int(r[0]), dict(zip(names, r[1:], strict=True))) for r in cursor)
-    return _convert_all(rows, layout, builder, check)
+    # islice, not r[1:] with strict=True: no tuple copy per row (sqlite3 rows match names).
+    rows = ((int(r[0]), dict(zip(names, islice(r, 1, None), strict=False))) for r in cursor)
+    return _convert_all(rows, layout, builder, check, stream)
 
 
 def _csv_rows(
@@ -322,8 +382,11 @@ def _convert_all(
     layout: _Layout,
     builder: ReportBuilder,
     check: _Check,
+    stream: _Stream,
 ) -> ImportReport:
-    seen: dict[tuple[str, str], int] = {}
+    # key -> first row. One string per key, not a tuple of two: at 1M rows the index is most of
+    # a streamed import's memory. NUL never occurs in either part (_text rejects it).
+    seen: dict[str, int] = {}
     unreadable_thesis = 0
     rows_read = 0
     for row_no, row in rows:
@@ -333,13 +396,13 @@ def _convert_all(
                 raise row
             trade, thesis_ok = _to_trade(row, layout)
             check.plausible(trade, row, layout)
-            key = (trade.broker_trade_id, trade.close_tx_id)
+            key = f"{trade.broker_trade_id}\x00{trade.close_tx_id}"
             if key in seen:
                 raise _RowRejected(
                     "ticket_id",
                     trade.broker_trade_id,
-                    f"duplicate key (ticket_id {key[0]!r}, transaction_id {key[1]!r}): "
-                    f"first seen at row {seen[key]}; keeping the first",
+                    f"duplicate key (ticket_id {trade.broker_trade_id!r}, transaction_id "
+                    f"{trade.close_tx_id!r}): first seen at row {seen[key]}; keeping the first",
                 )
         except _RowRejected as rej:
             builder.reject(row=row_no, column=rej.column, value=rej.value, reason=rej.reason)
@@ -347,6 +410,8 @@ def _convert_all(
         seen[key] = row_no
         unreadable_thesis += 0 if thesis_ok else 1
         builder.accept(trade)
+        stream.offer(builder)
+    stream.flush(builder)
     if unreadable_thesis:
         builder.note(
             f"{unreadable_thesis} accepted rows had unreadable entry_thesis JSON (ignored)"
@@ -409,12 +474,16 @@ def _text(row: Mapping[str, Any], column: str) -> str | None:
     value = row.get(column)
     if value is None:
         return None
-    if isinstance(value, bytes):
-        raise _RowRejected(column, value, "not valid UTF-8 text")
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)  # SQLite may hand back 4263.0 for an integer id
-    text = str(value).strip()
-    if any("\udc80" <= ch <= "\udcff" for ch in text):
+    if value.__class__ is str:  # the common case, without the checks below
+        text = value.strip()
+    else:
+        if isinstance(value, bytes):
+            raise _RowRejected(column, value, "not valid UTF-8 text")
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # SQLite may hand back 4263.0 for an integer id
+        text = str(value).strip()
+    # ASCII text holds no escaped bytes: only other text needs the (slower) search.
+    if not text.isascii() and _ESCAPED_BYTE.search(text):
         raise _RowRejected(column, text.encode("utf-8", "surrogateescape"), "not valid UTF-8")
     if "\x00" in text:
         raise _RowRejected(column, text, "contains a NUL character")
@@ -513,6 +582,11 @@ def _timestamp(row: Mapping[str, Any], column: str) -> datetime:
     value = row.get(column)
     if value is None or (isinstance(value, str) and not value.strip()):
         raise _RowRejected(column, value, "empty; a closed trade needs this time")
+    if isinstance(value, str) and _ISO_PLAIN.fullmatch(value):
+        try:
+            return datetime.fromisoformat(value).astimezone(UTC)
+        except ValueError:
+            pass  # e.g. 30 February: parse_utc words the error
     try:
         return parse_utc(value.strip() if isinstance(value, str) else value)
     except TimestampError as exc:

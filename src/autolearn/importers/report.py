@@ -2,8 +2,9 @@
 
 Shared by every importer (QuantRabbit, OANDA, ...). An importer feeds a :class:`ReportBuilder`
 one verdict per input row (``accept`` or ``reject``) and ends with ``build(rows_read=n)``; the
-resulting :class:`ImportReport` checks ``rows_read == len(accepted) + len(rejected)`` against the
-importer's own row count, so no row can be dropped silently.
+resulting :class:`ImportReport` checks ``rows_read == accepted_count + len(rejected)`` against the
+importer's own row count, so no row can be dropped silently. A streaming importer hands accepted
+trades on in chunks (``take_accepted``) instead of keeping them; the report still counts them.
 
 Pure values: no I/O, no clock. This module must not parse any input format.
 """
@@ -51,6 +52,8 @@ class ImportReport:
 
     ``accepted`` keeps the input order. ``format_name`` names the detected input format
     (e.g. ``quantrabbit-sqlite-v2``) so a report says what was understood, not just how much.
+    ``streamed`` counts accepted trades already handed to the caller in chunks while the
+    import ran (not kept here, so a large import stays small in memory).
     """
 
     source: str
@@ -59,18 +62,19 @@ class ImportReport:
     accepted: tuple[Trade, ...] = ()
     rejected: tuple[RejectedRow, ...] = ()
     notes: tuple[str, ...] = ()
+    streamed: int = 0
 
     def __post_init__(self) -> None:
         # The invariant that makes "never silently dropped" checkable by every caller.
-        if self.rows_read != len(self.accepted) + len(self.rejected):
+        if self.streamed < 0 or self.rows_read != self.accepted_count + len(self.rejected):
             raise ValueError(
                 f"import report for {self.source}: rows_read {self.rows_read} != "
-                f"accepted {len(self.accepted)} + rejected {len(self.rejected)}"
+                f"accepted {self.accepted_count} + rejected {len(self.rejected)}"
             )
 
     @property
     def accepted_count(self) -> int:
-        return len(self.accepted)
+        return len(self.accepted) + self.streamed
 
     @property
     def rejected_count(self) -> int:
@@ -107,9 +111,21 @@ class ReportBuilder:
     _accepted: list[Trade] = field(default_factory=list)
     _rejected: list[RejectedRow] = field(default_factory=list)
     _notes: list[str] = field(default_factory=list)
+    _streamed: int = 0
 
     def accept(self, trade: Trade) -> None:
         self._accepted.append(trade)
+
+    @property
+    def pending(self) -> int:
+        """Accepted trades held since the last :meth:`take_accepted`."""
+        return len(self._accepted)
+
+    def take_accepted(self) -> list[Trade]:
+        """Hand over the accepted trades held so far (in input order); the report counts them."""
+        taken, self._accepted = self._accepted, []
+        self._streamed += len(taken)
+        return taken
 
     def reject(self, *, row: int, column: str, value: object, reason: str) -> None:
         text = "" if value is None else str(value)
@@ -134,4 +150,5 @@ class ReportBuilder:
             accepted=tuple(self._accepted),
             rejected=tuple(self._rejected),
             notes=tuple(self._notes),
+            streamed=self._streamed,
         )
