@@ -128,7 +128,7 @@ def test_ingest_oanda_from_a_local_v20_server(
 ) -> None:
     """`ingest --oanda` fills the ledger from a v20 feed, resumably, never printing the token."""
     from autolearn.ledger.sql import SqlLedger
-    from autolearn.oanda.fake_server import FakeV20Server
+    from autolearn.testing.oanda_v20 import FakeV20Server
 
     session = json.loads((REPO / "tests/data/oanda/usd_jpy_session.json").read_text())
     token = "tok-" + "s3cr3t" * 6
@@ -167,7 +167,7 @@ def test_ingest_oanda_since_id_skips_older_transactions(
 ) -> None:
     """On a first run, --since-id starts after that transaction: older closes are not imported."""
     from autolearn.ledger.sql import SqlLedger
-    from autolearn.oanda.fake_server import FakeV20Server
+    from autolearn.testing.oanda_v20 import FakeV20Server
 
     session = json.loads((REPO / "tests/data/oanda/usd_jpy_session.json").read_text())
     closes = sorted(int(e["close_tx_id"]) for e in session["expected"])

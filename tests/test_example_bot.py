@@ -19,9 +19,9 @@ import pytest
 from autolearn.adapters.state import StateStore
 from autolearn.core.model import EntrySignal
 from autolearn.ledger.sql import SqlLedger
-from autolearn.oanda.fake_server import FakeV20Server, v20_candle
 from autolearn.oanda.tags import parse_client_extensions
 from autolearn.settings import load_registry
+from autolearn.testing.oanda_v20 import FakeV20Server, v20_candle
 
 REPO = Path(__file__).resolve().parents[1]
 BOT = REPO / "examples" / "bot" / "bot.py"

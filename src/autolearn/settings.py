@@ -12,13 +12,20 @@ the bot checkout. Defaults keep every runtime file under ``logs/`` (untracked in
 The command line also reads the env file the units load (``AUTOLEARN_ENV_FILE``, default
 ``/etc/autolearn.env``; ``KEY=VALUE`` lines): a variable set in the process wins over the file,
 so a command run by hand acts on the same state dir and ledger as the timers.
+
+The same rule, flag > environment > env file > default, gives the command options named by a
+variable (``OPTION_VARS``; ``Settings.option``): the configs (``AUTOLEARN_TUNER_CONFIG``,
+``AUTOLEARN_SCALP_CONFIG``, ``AUTOLEARN_AUTOTUNE_CONFIG``), ``AUTOLEARN_AUTOTUNE_STORAGE``,
+``AUTOLEARN_CANDLES``, ``AUTOLEARN_METRICS_DIR`` and OANDA's ``OANDA_ACCOUNT_ID``,
+``OANDA_API_URL`` and ``OANDA_TOKEN`` (a secret: kept out of ``repr``). This module is their one
+reader: Typer options carry no ``envvar=`` (a second copy of the rule, blind to the env file).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 
@@ -28,6 +35,7 @@ from autolearn.errors import ConfigError
 
 __all__ = [
     "DEFAULT_ENV_FILE",
+    "OPTION_VARS",
     "Settings",
     "load_registry",
     "packaged_registry_text",
@@ -35,6 +43,23 @@ __all__ = [
 ]
 
 DEFAULT_ENV_FILE = Path("/etc/autolearn.env")
+
+# The command options a variable may set (flag > environment > env file > default).
+OPTION_VARS = frozenset(
+    {
+        "AUTOLEARN_TUNER_CONFIG",
+        "AUTOLEARN_SCALP_CONFIG",
+        "AUTOLEARN_AUTOTUNE_CONFIG",
+        "AUTOLEARN_AUTOTUNE_STORAGE",
+        "AUTOLEARN_CANDLES",
+        "AUTOLEARN_METRICS_DIR",
+        "AUTOLEARN_HISTORY_RETENTION",  # e.g. 90d: rotated history segments older are deleted
+        "AUTOLEARN_HISTORY_ROTATE",  # e.g. 1d: the active history segment's span
+        "OANDA_ACCOUNT_ID",
+        "OANDA_API_URL",
+        "OANDA_TOKEN",
+    }
+)
 
 
 def packaged_registry_text() -> str:
@@ -100,6 +125,36 @@ class Settings:
     # False when the state dir is only the default under the current directory (no flag,
     # variable or env file named the bot or the state): a write there is likely the wrong state
     is_state_dir_named: bool = True
+    # The OPTION_VARS that are set (non-empty), as (name, value) pairs: hashable, and out of
+    # the repr because OANDA_TOKEN is one of them.
+    option_values: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    env_file: Path | None = None  # the env file read (None: none), for "settings from ..."
+
+    @classmethod
+    def from_environment(
+        cls,
+        *,
+        bot_root: Path | None = None,
+        state_dir: Path | None = None,
+        registry: Path | None = None,
+        ledger_url: str | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> Settings:
+        """``resolve`` on the process environment over the env file (``read_env_file``).
+
+        Raises:
+            ConfigError: the env file is named but unreadable, or malformed.
+        """
+        environ = os.environ if environ is None else environ
+        env_file, pairs = read_env_file(environ)
+        resolved = cls.resolve(
+            bot_root=bot_root,
+            state_dir=state_dir,
+            registry=registry,
+            ledger_url=ledger_url,
+            env={**pairs, **environ},  # the process wins over the file, as flags win over both
+        )
+        return replace(resolved, env_file=env_file)
 
     @classmethod
     def resolve(
@@ -127,7 +182,26 @@ class Settings:
         named = bool(
             bot_root or state_dir or env.get("AUTOLEARN_BOT_ROOT") or env.get("AUTOLEARN_STATE_DIR")
         )
-        return cls(root, state.resolve(), reg, url, named)
+        options = tuple(sorted((k, env[k]) for k in OPTION_VARS if env.get(k)))
+        return cls(root, state.resolve(), reg, url, named, options)
 
     def registry(self) -> Registry:
         return load_registry(self.registry_path)
+
+    def option(self, flag: str | None, var: str) -> str | None:
+        """A command option: ``flag`` if given, else ``var`` (environment, then env file), else
+        None (the command's default). An empty variable counts as unset; an empty flag is kept.
+
+        Raises:
+            KeyError: ``var`` is not one of ``OPTION_VARS`` (a typo must not read nothing).
+        """
+        if var not in OPTION_VARS:
+            raise KeyError(f"{var} is not a settings variable (OPTION_VARS)")
+        if flag is not None:
+            return flag
+        return dict(self.option_values).get(var)
+
+    def option_path(self, flag: Path | None, var: str) -> Path | None:
+        """``option`` for a path option (no default)."""
+        value = self.option(None if flag is None else str(flag), var)
+        return None if value is None else Path(value)

@@ -16,7 +16,7 @@ from autolearn.cli import main
 from autolearn.core.timestamps import format_utc
 from autolearn.importers.oanda_candles import candles_cursor
 from autolearn.ledger import SqlLedger
-from autolearn.oanda.fake_server import FakeV20Server, v20_candle
+from autolearn.testing.oanda_v20 import FakeV20Server, v20_candle
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "fx"
 T0 = datetime(2025, 1, 6, tzinfo=UTC)

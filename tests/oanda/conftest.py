@@ -13,7 +13,7 @@ import pytest
 from autolearn.core.model import Trade
 from autolearn.ledger._base import UpsertCounts
 from autolearn.oanda.client import RetryPolicy, V20Client
-from autolearn.oanda.fake_server import FakeV20Server
+from autolearn.testing.oanda_v20 import FakeV20Server
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "oanda"
 TOKEN = "tok-0f3c9a1e7d2b4c58-SECRET-a9e1b77c"

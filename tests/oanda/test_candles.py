@@ -21,7 +21,7 @@ from autolearn.importers.oanda_candles import (
     map_candle_page,
 )
 from autolearn.ledger import SqlLedger
-from autolearn.oanda.fake_server import Fault, v20_candle
+from autolearn.testing.oanda_v20 import Fault, v20_candle
 
 T0 = datetime(2025, 1, 6, 0, 0, tzinfo=UTC)  # a Monday
 NOW = datetime(2025, 2, 1, tzinfo=UTC)

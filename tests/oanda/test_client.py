@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from autolearn.errors import BrokerRejected, BrokerUnavailable, ConfigError
 from autolearn.oanda.client import LIVE_URL, PRACTICE_URL, RetryPolicy, V20Client
-from autolearn.oanda.fake_server import Fault
+from autolearn.testing.oanda_v20 import Fault
 
 
 def _ids(page: Any) -> list[str]:

@@ -10,12 +10,12 @@ import structlog
 
 from autolearn.errors import BrokerRejected, BrokerUnavailable, LedgerError
 from autolearn.oanda.client import RetryPolicy, V20Client
-from autolearn.oanda.fake_server import Fault
 from autolearn.oanda.transactions import (
     ingest_transactions,
     last_tx_cursor,
     open_trades_cursor,
 )
+from autolearn.testing.oanda_v20 import Fault
 
 NOW = datetime(2025, 10, 23, 3, 0, tzinfo=UTC)
 

@@ -21,8 +21,8 @@ import autolearn.cli._reconcile  # noqa: F401  registers reconcile/init (until c
 from autolearn.adapters.state import StateStore
 from autolearn.ledger.sql import SqlLedger
 from autolearn.oanda.client import RetryPolicy, V20Client
-from autolearn.oanda.fake_server import FakeV20Server, derive_trades
 from autolearn.settings import load_registry
+from autolearn.testing.oanda_v20 import FakeV20Server, derive_trades
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "oanda"
 TOKEN = "tok-7c1e55d0a4b94e2f-RECONCILE-SECRET"

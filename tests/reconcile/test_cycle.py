@@ -15,11 +15,11 @@ import pytest
 from autolearn.adapters.state import StateStore
 from autolearn.cli import main
 from autolearn.ledger.sql import SqlLedger
-from autolearn.oanda.fake_server import FakeV20Server, Fault
 from autolearn.oanda.transactions import ingest_transactions
 from autolearn.reconcile import ReconcileConfig, run_reconcile
 from autolearn.settings import load_registry
 from autolearn.testing import make_trade
+from autolearn.testing.oanda_v20 import FakeV20Server, Fault
 
 TOKEN = "tok-7c1e55d0a4b94e2f-RECONCILE-SECRET"  # = conftest.TOKEN
 ACCOUNT = "001-009-0000000-002"

@@ -950,8 +950,8 @@ def broker_storm(
     """
     from autolearn.errors import BrokerUnavailable
     from autolearn.oanda.client import RetryPolicy, V20Client
-    from autolearn.oanda.fake_server import FakeV20Server
     from autolearn.oanda.transactions import ingest_transactions
+    from autolearn.testing.oanda_v20 import FakeV20Server
 
     rng = random.Random(seed)
     reference = _oanda_rows(transactions, work / f"ref{seed}.db", token, account)
@@ -1026,7 +1026,7 @@ def _key(trade: Trade) -> tuple[str, str]:
 
 
 def _random_faults(rng: random.Random) -> list[Any]:
-    from autolearn.oanda.fake_server import Fault
+    from autolearn.testing.oanda_v20 import Fault
 
     kinds = [
         lambda: Fault.http(429, headers={"Retry-After": str(rng.choice([0, 1, 2]))}),
@@ -1045,8 +1045,8 @@ def _oanda_rows(
     transactions: Sequence[dict[str, Any]], path: Path, token: str, account: str
 ) -> list[Trade]:
     from autolearn.oanda.client import V20Client
-    from autolearn.oanda.fake_server import FakeV20Server
     from autolearn.oanda.transactions import ingest_transactions
+    from autolearn.testing.oanda_v20 import FakeV20Server
 
     with (
         FakeV20Server(account_id=account, token=token, transactions=transactions) as server,

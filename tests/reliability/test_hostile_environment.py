@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from autolearn.adapters.logs import FRAGMENT_CHARS
 from autolearn.gates import Gates
 from autolearn.ledger.sql import SqlLedger
-from autolearn.oanda.fake_server import FakeV20Server
+from autolearn.testing.oanda_v20 import FakeV20Server
 
 KNOB = "strategies.MomentumPulse.min_confidence"
 ACCOUNT = "001-009-0000000-002"

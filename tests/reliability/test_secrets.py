@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from autolearn.oanda.fake_server import FakeV20Server, Fault
+from autolearn.testing.oanda_v20 import FakeV20Server, Fault
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "oanda"
 TOKEN = "tok-5e3b1d7f9a2c-RELIABILITY-SECRET-8c4e"

@@ -14,9 +14,11 @@ import typer
 import typer.main
 from rich.console import Console
 
+from autolearn.adapters.history import RotationPolicy
 from autolearn.adapters.state import StateStore
+from autolearn.core.registry import parse_duration
 from autolearn.errors import ConfigError
-from autolearn.settings import Settings, read_env_file
+from autolearn.settings import Settings
 
 __all__ = [
     "JsonOpt",
@@ -28,6 +30,7 @@ __all__ = [
     "exit_code_on_broken_pipe",
     "gates_config_path",
     "gates_overrides",
+    "history_policy",
     "intend_exit",
     "operator_store",
     "plain_placeholders",
@@ -80,12 +83,16 @@ class _App(typer.Typer):
     """The Typer app, run through :func:`plain_placeholders` (the help shows real metavars)."""
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return plain_placeholders(typer.main.get_command(self))(*args, **kwargs)
+        from autolearn.cli._coercion import defer_coercion  # no pydantic for absent options
+
+        return defer_coercion(plain_placeholders(typer.main.get_command(self)))(*args, **kwargs)
 
 
 app = _App(
     name="autolearn",
-    help="Safe auto-learning control plane for a live FX bot: see, stop and undo every change.",
+    help="Safe auto-learning control plane for a live FX bot: see, stop and undo every change."
+    "\n\nEvery setting: the flag, else the environment variable named in its help, else the env"
+    " file (AUTOLEARN_ENV_FILE, default /etc/autolearn.env), else the default.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -127,18 +134,14 @@ def _global(
         ),
     ] = False,
 ) -> None:
-    # One reader of the settings: the flags above carry no envvar=, so Settings.resolve alone
-    # applies flag > process env > env file > default (Typer reading the variables too was a
-    # second copy of that rule, blind to the env file).
-    env_file, pairs = read_env_file(os.environ)
-    _ENV_FILE["path"] = env_file
-    _SETTINGS["current"] = Settings.resolve(
-        bot_root=bot_root,
-        state_dir=state_dir,
-        registry=registry,
-        ledger_url=ledger,
-        env={**pairs, **os.environ},  # the process wins over the file, as flags win over both
+    # One reader of the settings: no option carries envvar=, so Settings alone applies
+    # flag > process env > env file > default, here and to every command's options
+    # (settings().option); Typer reading the variables too was a second copy of that rule,
+    # blind to the env file.
+    _SETTINGS["current"] = current = Settings.from_environment(
+        bot_root=bot_root, state_dir=state_dir, registry=registry, ledger_url=ledger
     )
+    _ENV_FILE["path"] = current.env_file
 
 
 def _print_version(wanted: bool) -> None:
@@ -155,7 +158,27 @@ def settings() -> Settings:
 
 def store() -> StateStore:
     current = settings()
-    return StateStore(current.state_dir, current.registry())
+    return StateStore(current.state_dir, current.registry(), history_policy(current))
+
+
+def history_policy(current: Settings) -> RotationPolicy:
+    """The history's rotation span and retention (AUTOLEARN_HISTORY_ROTATE / _RETENTION)."""
+    spans = {}
+    for var in ("AUTOLEARN_HISTORY_ROTATE", "AUTOLEARN_HISTORY_RETENTION"):
+        text = current.option(None, var)
+        if text is not None:
+            try:
+                spans[var] = parse_duration(text)
+            except ValueError as exc:
+                raise ConfigError(f"{var}: {exc} (e.g. 1d, 90d)") from exc
+    default = RotationPolicy()
+    try:
+        return RotationPolicy(
+            max_age=spans.get("AUTOLEARN_HISTORY_ROTATE", default.max_age),
+            retention=spans.get("AUTOLEARN_HISTORY_RETENTION", default.retention),
+        )
+    except ValueError as exc:
+        raise ConfigError(f"AUTOLEARN_HISTORY_ROTATE / _RETENTION: {exc}") from exc
 
 
 def operator_store() -> StateStore:
@@ -174,7 +197,7 @@ def operator_store() -> StateStore:
             "/etc/autolearn.env (or AUTOLEARN_ENV_FILE), or start a new state with "
             "`autolearn init`"
         )
-    return StateStore(current.state_dir, current.registry())
+    return StateStore(current.state_dir, current.registry(), history_policy(current))
 
 
 def utcnow() -> datetime:

@@ -16,7 +16,6 @@ means the run will start:
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -42,15 +41,15 @@ _ENV = {
 def check(
     tuner_config: Annotated[
         Path | None,
-        typer.Option("--tuner-config", envvar=_ENV["tuner"], help="Tuner thresholds YAML"),
+        typer.Option("--tuner-config", help=f"Tuner thresholds YAML (env {_ENV['tuner']})"),
     ] = None,
     scalp_config: Annotated[
         Path | None,
-        typer.Option("--scalp-config", envvar=_ENV["scalp"], help="Scalp trainer YAML"),
+        typer.Option("--scalp-config", help=f"Scalp trainer YAML (env {_ENV['scalp']})"),
     ] = None,
     autotune_config: Annotated[
         Path | None,
-        typer.Option("--autotune-config", envvar=_ENV["autotune"], help="Autotune YAML"),
+        typer.Option("--autotune-config", help=f"Autotune YAML (env {_ENV['autotune']})"),
     ] = None,
     gates_config: Annotated[
         Path | None,
@@ -79,7 +78,8 @@ def gather_config_facts(
     autotune: Path | None = None,
     gates: Path | None = None,
 ) -> list[ConfigFacts]:
-    """Load each config as its command would (a ``None`` path: the env var, then the default)."""
+    """Load each config as its command would (a ``None`` path: the variable, from the
+    environment or the env file, then the default)."""
     from autolearn.autotune.config import load_autotune_config
     from autolearn.core.ownership_doc import ownership_problems
     from autolearn.gates.config import load_gates_config
@@ -88,9 +88,10 @@ def gather_config_facts(
     from autolearn.scalp_trainer.config import load_scalp_config
     from autolearn.tuner.config import load_tuner_config
 
-    tuner = tuner or _env_path("tuner")
-    scalp = scalp or _env_path("scalp")
-    autotune = autotune or _env_path("autotune")
+    current = settings()
+    tuner = current.option_path(tuner, _ENV["tuner"])
+    scalp = current.option_path(scalp, _ENV["scalp"])
+    autotune = current.option_path(autotune, _ENV["autotune"])
     gates = gates_config_path(gates)
     gates_source = str(gates) if gates else "defaults (packaged gates.yaml)"
     try:
@@ -99,7 +100,6 @@ def gather_config_facts(
         overrides, gates_source = None, gates_source + " (runtime overrides unread)"
     if overrides:
         gates_source += " + runtime overrides"
-    current = settings()
 
     def load_registry() -> object:
         registry = current.registry()
@@ -126,11 +126,6 @@ def gather_config_facts(
             lambda: load_trade_limits(current.bot_root),
         ),
     ]
-
-
-def _env_path(name: str) -> Path | None:
-    value = os.environ.get(_ENV[name])
-    return Path(value) if value else None
 
 
 def _source(path: Path | None) -> str:

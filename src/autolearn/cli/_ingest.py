@@ -3,7 +3,6 @@ candles (``--oanda-candles INSTRUMENT`` from v20, ``--candles FILE``) into the c
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -16,10 +15,14 @@ from autolearn.errors import ConfigError, InputError, UsageError
 
 __all__ = ["ingest_files"]
 
+_PRACTICE_URL = "https://api-fxpractice.oanda.com"  # = autolearn.oanda.PRACTICE_URL (lazy import)
+
 
 def ingest_files(paths: list[Path], ledger_url: str, *, show_rejected: int = 20) -> dict[str, int]:
     """Import every file into the ledger; print each report; return the totals."""
+    from autolearn.core.model import Trade
     from autolearn.importers.quantrabbit import import_path
+    from autolearn.ledger._base import UpsertCounts
     from autolearn.ledger.limits import load_trade_limits
     from autolearn.ledger.sql import SqlLedger
 
@@ -31,8 +34,14 @@ def ingest_files(paths: list[Path], ledger_url: str, *, show_rejected: int = 20)
     ledger = SqlLedger.open(ledger_url, limits=limits)
     try:
         for path in paths:
-            report = import_path(path, limits=limits)
-            counts = ledger.upsert_trades(report.accepted)
+            counts = UpsertCounts()
+
+            def upsert(chunk: list[Trade]) -> None:
+                nonlocal counts
+                counts = counts + ledger.upsert_trades(chunk)
+
+            # Streamed: chunks reach the ledger while the file is read, never all of it at once.
+            report = import_path(path, limits=limits, sink=upsert)
             console.print(report.format(detail_limit=show_rejected))
             console.print(
                 f"  ledger: {counts.inserted} inserted, {counts.updated} updated, "
@@ -52,10 +61,13 @@ def ingest_files(paths: list[Path], ledger_url: str, *, show_rejected: int = 20)
 def _ingest(
     paths: Annotated[list[Path] | None, typer.Argument(help="trades.db / *.csv files")] = None,
     oanda: Annotated[bool, typer.Option(help="Pull the OANDA v20 transactions feed")] = False,
-    account: Annotated[str | None, typer.Option(envvar="OANDA_ACCOUNT_ID")] = None,
+    account: Annotated[
+        str | None, typer.Option(help="--oanda: v20 account id (env OANDA_ACCOUNT_ID)")
+    ] = None,
     oanda_url: Annotated[
-        str, typer.Option(envvar="OANDA_API_URL", help="v20 REST base URL")
-    ] = "https://api-fxpractice.oanda.com",
+        str | None,
+        typer.Option(help=f"v20 REST base URL (env OANDA_API_URL; default {_PRACTICE_URL})"),
+    ] = None,
     since_id: Annotated[
         str,
         typer.Option(help="First run only: start after this transaction id (default: all history)"),
@@ -88,8 +100,12 @@ def _ingest(
         typer.Option(help="Import only what is new in the bot's trades.db since the last run"),
     ] = None,
 ) -> None:
-    """Import closed trades or candles into the ledger (idempotent: a rerun changes nothing)."""
+    """Import closed trades or candles into the ledger (idempotent: a rerun changes nothing).
+
+    OANDA_TOKEN (environment or env file; never a flag) authorises --oanda and --oanda-candles.
+    """
     current = settings()
+    oanda_url = current.option(oanda_url, "OANDA_API_URL") or _PRACTICE_URL
     if oanda_candles is not None or candles is not None:
         _ingest_candles(
             current.ledger_url,
@@ -110,9 +126,13 @@ def _ingest(
         ingest_follow(follow, current)
         return
     if oanda:
-        token = os.environ.get("OANDA_TOKEN", "")
+        token = current.option(None, "OANDA_TOKEN") or ""
+        account = current.option(account, "OANDA_ACCOUNT_ID")
         if not token or not account:
-            raise ConfigError("--oanda needs OANDA_TOKEN (env) and --account / OANDA_ACCOUNT_ID")
+            raise ConfigError(
+                "--oanda needs OANDA_TOKEN and --account / OANDA_ACCOUNT_ID (environment or "
+                "env file)"
+            )
         register_secret(token)
         from autolearn.cli._oanda import ingest_oanda
 
@@ -148,9 +168,9 @@ def _ingest_candles(
         return
     if clock is not None:
         raise UsageError("--clock applies to --candles only (v20 candle times are UTC)")
-    token = os.environ.get("OANDA_TOKEN", "")
+    token = settings().option(None, "OANDA_TOKEN") or ""
     if not token:
-        raise ConfigError("--oanda-candles needs OANDA_TOKEN (env)")
+        raise ConfigError("--oanda-candles needs OANDA_TOKEN (environment or env file)")
     register_secret(token)
     start = None
     if since is not None:

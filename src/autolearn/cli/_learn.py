@@ -25,7 +25,7 @@ def scalp_train(
     shadow: ShadowOpt = False,
     config: Annotated[
         Path | None,
-        typer.Option(envvar="AUTOLEARN_SCALP_CONFIG", help="Scalp trainer thresholds YAML"),
+        typer.Option(help="Scalp trainer thresholds YAML (env AUTOLEARN_SCALP_CONFIG)"),
     ] = None,
     now: NowOpt = None,
     as_json: JsonOpt = False,
@@ -35,7 +35,7 @@ def scalp_train(
     from autolearn.scalp_trainer import load_scalp_config, run_cycle
 
     at = run_time(now, shadow)
-    cfg = load_scalp_config(config)
+    cfg = load_scalp_config(settings().option_path(config, "AUTOLEARN_SCALP_CONFIG"))
     with SqlLedger.open(settings().ledger_url) as ledger:
         record = run_cycle(store(), ledger, cfg, at, shadow=shadow)
     emit_run(record, as_json)
@@ -46,9 +46,9 @@ def autotune(
     storage: Annotated[
         str | None,
         typer.Option(
-            envvar="AUTOLEARN_AUTOTUNE_STORAGE",
-            help="Optuna RDB URL (default sqlite:///<state>/autotune/optuna.db; "
-            "postgresql://... shares one study between machines)",
+            help="Optuna RDB URL (env AUTOLEARN_AUTOTUNE_STORAGE; default "
+            "sqlite:///<state>/autotune/optuna.db; postgresql://... shares one study between "
+            "machines)",
         ),
     ] = None,
     trials: Annotated[
@@ -57,14 +57,14 @@ def autotune(
     workers: Annotated[int, typer.Option(min=1, help="Worker processes on this host")] = 1,
     candles: Annotated[
         Path | None,
-        typer.Option(envvar="AUTOLEARN_CANDLES", help="Candle file (else the config's)"),
+        typer.Option(help="Candle file (env AUTOLEARN_CANDLES; else the candle store)"),
     ] = None,
     shadow: Annotated[
         bool, typer.Option("--shadow", help="Search, decide and record, apply nothing")
     ] = False,
     config: Annotated[
         Path | None,
-        typer.Option(envvar="AUTOLEARN_AUTOTUNE_CONFIG", help="Autotune settings YAML"),
+        typer.Option(help="Autotune settings YAML (env AUTOLEARN_AUTOTUNE_CONFIG)"),
     ] = None,
     now: NowOpt = None,
     as_json: JsonOpt = False,
@@ -80,8 +80,11 @@ def autotune(
     from autolearn.ledger.sql import SqlLedger
 
     at = run_time(now, shadow)
-    cfg = load_autotune_config(config)
-    ledger_url = settings().ledger_url
+    current = settings()
+    cfg = load_autotune_config(current.option_path(config, "AUTOLEARN_AUTOTUNE_CONFIG"))
+    storage = current.option(storage, "AUTOLEARN_AUTOTUNE_STORAGE")
+    candles = current.option_path(candles, "AUTOLEARN_CANDLES")
+    ledger_url = current.ledger_url
     # An explicit file (--candles / AUTOLEARN_CANDLES) wins; else the ledger's candle store
     # when it has recent bars of the instrument; else the config's candles_path.
     path = candles

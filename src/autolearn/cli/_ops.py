@@ -40,7 +40,7 @@ from autolearn.core.ownership_doc import ownership_problems
 from autolearn.core.registry import parse_duration
 from autolearn.core.run_record import RunRecord
 from autolearn.core.timestamps import TimestampError, format_utc, parse_utc
-from autolearn.errors import InputError, StateError
+from autolearn.errors import InputError, StateError, UsageError
 from autolearn.ops import install as installer
 from autolearn.ops import probes
 from autolearn.ops.deploy import evaluate_deploy
@@ -59,6 +59,7 @@ from autolearn.ops.findings import Finding, Severity, exit_code
 from autolearn.ops.prometheus import render_metrics
 from autolearn.ops.schedules import SCHEDULES, unit_base
 from autolearn.ops.status import (
+    STATUS_WINDOW,
     Health,
     MechanismStatus,
     StatusInputs,
@@ -356,11 +357,21 @@ def systemd_disable(
 
 # -- status -------------------------------------------------------------------------------------
 def _gather_status(
-    now: datetime, stale_after: timedelta, reconcile_within: timedelta = timedelta(days=7)
+    now: datetime,
+    stale_after: timedelta,
+    reconcile_within: timedelta = timedelta(days=7),
+    *,
+    whole_history: bool = False,
 ) -> tuple[StatusReport, list[RunRecord]]:
+    """``whole_history``: every record (metrics count them all); else the window and the
+    landmarks only, which give the same report without opening old history segments."""
     current = settings()
     state = store()
-    read = state.history.read_runs()
+    if whole_history:
+        read, total = state.history.read_runs(), None
+    else:
+        fast = state.history.read_status(now - STATUS_WINDOW)
+        read, total = fast.read, fast.total_runs
     effective_error = None
     version: str | None = None
     values: dict[str, Any] = {}
@@ -378,6 +389,8 @@ def _gather_status(
     inputs = StatusInputs(
         records=read.runs,
         history_path=state.history.path.name,  # relative to the state dir (printed once)
+        history_records=total,
+        history_problems=read.segment_problems,
         history_torn=read.torn_last_line,
         history_corrupt_lines=read.corrupt_lines,
         history_malformed=read.malformed,
@@ -542,7 +555,7 @@ def doctor(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
     textfile_dir: Annotated[
         Path | None,
-        typer.Option(envvar="AUTOLEARN_METRICS_DIR", help="Metrics textfile dir to check"),
+        typer.Option(help="Metrics textfile dir to check (env AUTOLEARN_METRICS_DIR)"),
     ] = None,
     user: _UserOpt = False,
     now: _NowOpt = None,
@@ -555,6 +568,7 @@ def doctor(
 ) -> None:
     """Check the installation and say how to fix each problem (exit 0 ok, 1 warning, 2 error)."""
     current = settings()
+    textfile_dir = current.option_path(textfile_dir, "AUTOLEARN_METRICS_DIR")
     at = _now(now)
     findings: list[Finding] = list(check_git_clean(probes.probe_git(current.bot_root)))
     findings.append(
@@ -647,14 +661,18 @@ def deploy_check(
 @app.command()
 def metrics(
     textfile: Annotated[
-        Path, typer.Option(envvar="AUTOLEARN_METRICS_DIR", help="node_exporter textfile dir")
-    ],
+        Path | None,
+        typer.Option(help="node_exporter textfile dir (env AUTOLEARN_METRICS_DIR; required)"),
+    ] = None,
     now: _NowOpt = None,
     ledger_stale_after: _StaleOpt = "6h",
 ) -> None:
     """Write autolearn.prom (Prometheus text format) atomically into the textfile directory."""
+    textfile = settings().option_path(textfile, "AUTOLEARN_METRICS_DIR")
+    if textfile is None:
+        raise UsageError("metrics needs --textfile DIR or AUTOLEARN_METRICS_DIR")
     report, records = _gather_status(
-        _now(now), _duration("--ledger-stale-after", ledger_stale_after)
+        _now(now), _duration("--ledger-stale-after", ledger_stale_after), whole_history=True
     )
     target = textfile / "autolearn.prom"
     ensure_untracked([target])

@@ -13,7 +13,6 @@ packaged defaults, only where absent.
 
 from __future__ import annotations
 
-import os
 import sys
 from datetime import timedelta
 from importlib import resources
@@ -44,12 +43,15 @@ def _duration(option: str, text: str) -> timedelta:
 @app.command()
 def reconcile(
     account: Annotated[
-        str | None, typer.Option("--account", envvar="OANDA_ACCOUNT_ID", help="v20 account id")
+        str | None, typer.Option("--account", help="v20 account id (env OANDA_ACCOUNT_ID)")
     ] = None,
     since: Annotated[str, typer.Option("--since", help="Period to compare, e.g. 7d")] = "7d",
     oanda_url: Annotated[
-        str, typer.Option("--oanda-url", envvar="OANDA_API_URL", help="v20 REST base URL")
-    ] = _PRACTICE_URL,
+        str | None,
+        typer.Option(
+            "--oanda-url", help=f"v20 REST base URL (env OANDA_API_URL; default {_PRACTICE_URL})"
+        ),
+    ] = None,
     instrument: Annotated[
         list[str] | None,
         typer.Option(help="Compare these instruments (default: those traded in the period)"),
@@ -74,17 +76,22 @@ def reconcile(
     from autolearn.oanda.client import V20Client
     from autolearn.reconcile.cycle import ReconcileConfig, run_reconcile
 
-    token = os.environ.get("OANDA_TOKEN", "")
+    current = settings()
+    token = current.option(None, "OANDA_TOKEN") or ""  # no flag: a secret stays off argv
     register_secret(token)
+    account = current.option(account, "OANDA_ACCOUNT_ID")
+    oanda_url = current.option(oanda_url, "OANDA_API_URL") or _PRACTICE_URL
     if not token or not account:
-        raise ConfigError("reconcile needs OANDA_TOKEN (env) and --account / OANDA_ACCOUNT_ID")
+        raise ConfigError(
+            "reconcile needs OANDA_TOKEN and --account / OANDA_ACCOUNT_ID (environment or env file)"
+        )
     config = ReconcileConfig(
         period=_duration("--since", since),
         max_hold=_duration("--max-hold", max_hold),
         instruments=frozenset(instrument) if instrument else None,
     )
     with (
-        SqlLedger.open(settings().ledger_url) as ledger,
+        SqlLedger.open(current.ledger_url) as ledger,
         V20Client(token=token, base_url=oanda_url) as client,
     ):
         record = run_reconcile(

@@ -24,17 +24,17 @@ def tune(
     shadow: ShadowOpt = False,
     config: Annotated[
         Path | None,
-        typer.Option(envvar="AUTOLEARN_TUNER_CONFIG", help="Tuner thresholds YAML (optional)"),
+        typer.Option(help="Tuner thresholds YAML (env AUTOLEARN_TUNER_CONFIG; default: built in)"),
     ] = None,
     now: NowOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run the online tuner once (every 10 minutes under systemd)."""
-    from autolearn.ledger.sql import SqlLedger
+    from autolearn.ledger.sqlite_reader import open_reader
     from autolearn.tuner import load_tuner_config, run_cycle
 
     at = run_time(now, shadow)
-    cfg = load_tuner_config(config)
-    with SqlLedger.open(settings().ledger_url) as ledger:
+    cfg = load_tuner_config(settings().option_path(config, "AUTOLEARN_TUNER_CONFIG"))
+    with open_reader(settings().ledger_url) as ledger:  # sqlite3 on a ready SQLite file
         record = run_cycle(store(), ledger, cfg, at, shadow=shadow)
     emit_run(record, as_json)

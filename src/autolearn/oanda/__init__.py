@@ -2,10 +2,11 @@
 
 ``client`` talks HTTP and maps failures to ``autolearn.errors``; ``tags`` is the client
 extensions convention (pocket, strategy, config version); ``transactions`` maps fills to
-``Trade`` rows and runs the resumable import; ``fake_server`` is a local v20-speaking HTTP
-server for tests and the demo. Importing this package has no side effects and imports no
-HTTP library: a bot's worker uses ``autolearn.oanda.tags`` with the bare install (httpx comes
-with the ``oanda`` extra), so the re-exports below load on first use.
+``Trade`` rows and runs the resumable import (the local v20-speaking HTTP server for tests is
+``autolearn.testing.oanda_v20``; ``fake_server`` is its old name, kept as a shim). Importing
+this package has no side effects and imports no HTTP library: a bot's worker uses
+``autolearn.oanda.tags`` with the bare install (httpx comes with the ``oanda`` extra), so the
+re-exports below load on first use.
 """
 
 from __future__ import annotations

@@ -1,12 +1,13 @@
-"""Builders for tests of code that reads the ledger: closed trades and shadow signals.
+"""Test helpers for bot authors and for autolearn's own tests (as ``structlog.testing`` is for
+structlog): ledger row builders here, a local OANDA v20 server in ``autolearn.testing.oanda_v20``.
 
-For bot authors writing their own tests against autolearn (as ``structlog.testing`` is for
-structlog) and for autolearn's own tests: ``make_trade(close_at=..., pl_pips=...)`` and
+Builders: ``make_trade(close_at=..., pl_pips=...)`` and
 ``make_signal(at=..., outcome_pips=...)`` fill every other field with a plausible USD_JPY
 ``micro``/``MomentumPulse`` value; any field can be overridden by keyword. Ids are unique within
 a process (``T0000001``, ``X0000001``, ``S0000002``...), so built trades never collide in a ledger.
 
-Must not: read the clock, the disk or the environment (times are always passed in).
+Must not: read the clock, the disk or the environment (times are always passed in). Importing
+this package loads no HTTP library and no server: ``oanda_v20`` is imported by name.
 """
 
 from __future__ import annotations
