@@ -21,6 +21,7 @@ from pathlib import Path
 from autolearn.adapters.state import StateStore
 from autolearn.core.model import Side, Trade
 from autolearn.ledger.sql import SqlLedger
+from autolearn.ledger.sqlite_reader import open_reader
 from autolearn.settings import load_registry
 from autolearn.tuner import TunerConfig, run_cycle
 
@@ -103,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     config = TunerConfig()
     times = []
     decisions = []
-    with SqlLedger.open(url) as ledger:
+    with open_reader(url) as ledger:  # what `autolearn tune` opens (sqlite3 on SQLite)
         for run in range(args.runs + 1):
             state_dir = CACHE / f"state_{run}"
             shutil.rmtree(state_dir, ignore_errors=True)
@@ -120,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"tune cycle: median {median_ms:.1f} ms (min {min(times) * 1000:.1f}, max "
         f"{max(times) * 1000:.1f}) over {len(times)} runs; {trades_read:,} trades in the "
-        f"{config.lookback} window of a {n:,}-trade ledger; decisions {sorted(set(decisions))}"
+        f"{config.max_lookback.days}-day max window of a {n:,}-trade ledger; "
+        f"decisions {sorted(set(decisions))}"
     )
     print(f"target < 200 ms: {'met' if median_ms < 200 else 'NOT met'}")
     return 0

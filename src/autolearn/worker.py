@@ -11,14 +11,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 from autolearn.core.registry import Registry
-from autolearn.gates import Gates
-from autolearn.ledger import TradeWriter
-from autolearn.ledger.limits import load_trade_limits
 from autolearn.runtime import Tuning
 from autolearn.settings import Settings
+
+if TYPE_CHECKING:  # imported by connect: the writer's SQLAlchemy is not the import's cost
+    from autolearn.gates import Gates
+    from autolearn.ledger.writer import TradeWriter
 
 __all__ = ["Worker", "connect"]
 
@@ -58,12 +59,17 @@ def connect(
     ``<root>/logs/tuning``, ``<root>/config/knobs.yaml`` (or the packaged registry) and
     ``sqlite:///<root>/logs/autolearn/ledger.db``. The gates read ``gates_config``, else
     ``<root>/config/gates.yaml`` if present, else their defaults; the writer checks trades
-    against ``<root>/config/ledger.yaml``.
+    against ``<root>/config/ledger.yaml`` and spools them through a ledger outage in
+    ``<state dir>/spool/``.
 
     Raises:
         ConfigError: a bad registry or gates config (at start-up, loudly).
         LedgerError: the ledger cannot be opened or is newer than this autolearn.
     """
+    from autolearn.gates import Gates
+    from autolearn.ledger.limits import load_trade_limits
+    from autolearn.ledger.writer import TradeWriter
+
     settings = (
         where
         if isinstance(where, Settings)
@@ -74,7 +80,12 @@ def connect(
     if gates_config is None:
         tracked = settings.bot_root / "config" / "gates.yaml"
         gates_config = tracked if tracked.exists() else None
-    ledger = TradeWriter.open(settings.ledger_url, limits=load_trade_limits(settings.bot_root))
+    # The spool keeps trades through a ledger outage (issue 19 item 6), in the state dir.
+    ledger = TradeWriter.open(
+        settings.ledger_url,
+        limits=load_trade_limits(settings.bot_root),
+        spool_dir=settings.state_dir / "spool",
+    )
     try:
         gates = Gates.open(
             settings.ledger_url, settings.state_dir, registry, gates_config, tuning=tuning

@@ -2,6 +2,11 @@
 
 Secrets never reach a log line: every rendered event passes through :func:`redact`, which
 replaces registered secret values (the OANDA token, database passwords) wherever they appear.
+
+structlog is loaded on the first line logged, not on import (issue 16: a tune run or a worker
+that logs nothing pays none of it). So every autolearn module logs through :func:`get_logger`,
+never through ``structlog`` directly (``tests/test_logs_lazy.py``): ``configure_logging``
+before structlog is loaded is kept and applied when it is.
 """
 
 from __future__ import annotations
@@ -12,7 +17,37 @@ import sys
 from collections.abc import MutableMapping
 from typing import Any, TextIO
 
-import structlog
+
+def _load_structlog() -> Any:
+    """``structlog``, loaded with ``rich`` hidden unless something imported rich already.
+
+    ``structlog.dev`` and ``structlog.tracebacks`` import rich (and with it pygments) whenever
+    it is installed, for the console renderer's pretty tracebacks; these logs are JSON lines
+    and never render through it, yet every run paid the import (~35 ms CPU, issue 16). Rich
+    itself stays importable: the entry is removed again once structlog is loaded.
+    """
+    hide = "rich" not in sys.modules
+    if hide:
+        sys.modules["rich"] = None  # type: ignore[assignment]  # "import rich" -> ImportError
+    try:
+        import structlog
+    finally:
+        if hide and sys.modules.get("rich", False) is None:
+            del sys.modules["rich"]
+    return structlog
+
+
+# configure_logging's stream while structlog is not loaded yet (applied on loading it)
+_PENDING: dict[str, TextIO | None] = {}
+
+
+def _structlog() -> Any:
+    """The structlog module, loaded and configured (a pending ``configure_logging``) once."""
+    module = sys.modules.get("structlog") or _load_structlog()
+    if _PENDING:
+        _configure(module, _PENDING.pop("stream"))
+    return module
+
 
 __all__ = [
     "FRAGMENT_CHARS",
@@ -105,21 +140,51 @@ class _CurrentStderr:
 
 
 def configure_logging(stream: TextIO | None = None) -> None:
-    """JSON to ``stream`` (the current stderr by default: stdout carries the run record)."""
-    structlog.configure(
+    """JSON to ``stream`` (the current stderr by default: stdout carries the run record).
+
+    Applied now when structlog is loaded, else when the first line is logged.
+    """
+    module = sys.modules.get("structlog")
+    if module is None:
+        _PENDING["stream"] = stream
+    else:
+        _PENDING.clear()
+        _configure(module, stream)
+
+
+def _configure(module: Any, stream: TextIO | None) -> None:
+    sl: Any = module  # the structlog module (typed loosely: it is loaded lazily)
+    sl.configure(
         processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            sl.contextvars.merge_contextvars,
+            sl.processors.add_log_level,
+            sl.processors.TimeStamper(fmt="iso", utc=True),
             _redact_processor,
         ],
-        logger_factory=structlog.PrintLoggerFactory(stream or _CurrentStderr()),  # type: ignore[arg-type]
+        logger_factory=sl.PrintLoggerFactory(stream or _CurrentStderr()),
         cache_logger_on_first_use=False,
     )
 
 
+class _Logger:
+    """``structlog.get_logger(name)``, looked up on each use: loading structlog is the first
+    line's cost, and a configuration changed since (tests' ``capture_logs``) still applies."""
+
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(_structlog().get_logger(self._name), attr)
+
+    def __repr__(self) -> str:
+        return f"<autolearn logger {self._name!r}>"
+
+
 def get_logger(name: str = "autolearn") -> Any:
-    return structlog.get_logger(name)
+    """The structured logger ``name`` (``info``, ``warning``, ``exception``, ``bind``...)."""
+    return _Logger(name)
 
 
 def emit_json(record: dict[str, Any], stream: TextIO | None = None) -> None:

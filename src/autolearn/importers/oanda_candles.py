@@ -29,8 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-import structlog
-
+from autolearn.adapters.logs import get_logger
 from autolearn.backtest._parsers import OANDA_GRANULARITY_S, RawRows, parse_oanda_json
 from autolearn.backtest.candles import Candles, RejectedRow, candles_from_rows
 from autolearn.core.timestamps import (
@@ -59,7 +58,7 @@ SOURCE = "oanda:v20"
 # First run without --since: one month, what autotune's default window reads.
 DEFAULT_LOOKBACK = timedelta(days=30)
 
-_log = structlog.get_logger(__name__)
+_log = get_logger(__name__)  # structlog loads on the first line logged
 
 
 class CandleSink(Protocol):

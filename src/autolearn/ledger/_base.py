@@ -8,21 +8,34 @@ Contract (every implementation, SQLite or PostgreSQL, passes the same suite):
 - Reads return frozen values ordered by ``(close_at, broker_trade_id, close_tx_id)`` and filter
   on real timestamps (stored as integer microseconds), never on strings.
 - A failure of the database is raised as ``LedgerError`` with the URL's password redacted.
+
+``CommitOrdered`` is the optional second seam of a ledger several processes write (schema v3):
+trades in the order they were committed, so an incremental reader (the gates) resumes after the
+last one it saw and misses no trade however late its close time is (issue 19 item 1). A ledger
+with one writer in close order (the replay's in-memory one) need not offer it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
 
 from autolearn.core.model import EntrySignal, ShadowSignal, Trade
 
 if TYPE_CHECKING:  # numpy is the learn extra: a bare worker imports this module without it
     from autolearn.backtest.candles import Candles
 
-__all__ = ["Ledger", "UpsertCounts", "Watermark"]
+__all__ = [
+    "CommitBatch",
+    "CommitOrdered",
+    "CommittedTrade",
+    "Ledger",
+    "PocketFiltered",
+    "UpsertCounts",
+    "Watermark",
+]
 
 # (close_at, broker_trade_id, close_tx_id): a total order on trades that survives restores,
 # REPLACE re-inserts and compaction (a local row id does not: original-system.md 3.6).
@@ -114,3 +127,53 @@ class Ledger(Protocol):
     def set_cursor(self, name: str, value: str) -> None: ...
 
     def close(self) -> None: ...
+
+
+class CommittedTrade(NamedTuple):
+    """A trade and its commit sequence number (``trades.seq``: higher = committed later)."""
+
+    seq: int
+    trade: Trade
+
+
+class CommitBatch(NamedTuple):
+    """One commit-order read: the trades, the highest ``seq`` committed when it was read (lower
+    than one read before: restored from a backup) and the ledger's identity (another one: the
+    ledger was rebuilt; both mean a reader's position is meaningless and it must read again)."""
+
+    head: int
+    trades: list[CommittedTrade]
+    ledger: str = ""
+
+
+@runtime_checkable
+class CommitOrdered(Protocol):
+    """Trades by commit order. Contract: once a reader has seen ``seq`` n committed, no row
+    with a ``seq`` <= n is committed after; an update gives the row a new, higher ``seq``."""
+
+    def commit_head(self) -> int:
+        """The highest committed ``seq`` (0: no trade yet)."""
+        ...
+
+    def read_committed(
+        self, *, after: int = 0, closed_since: datetime | None = None
+    ) -> CommitBatch:
+        """Trades with ``seq > after`` and ``close_at >= closed_since`` by ``seq``, and the head,
+        from one snapshot (every ``seq`` up to that head is in it)."""
+        ...
+
+
+@runtime_checkable
+class PocketFiltered(Protocol):
+    """A ledger that restricts a window's trades to some pockets in its own query (the SQL
+    ones); ``tuner.cycle`` filters any other ledger's trades itself."""
+
+    def trades_in_pockets(
+        self,
+        pockets: Collection[str],
+        *,
+        closed_since: datetime | None = None,
+        closed_until: datetime | None = None,
+    ) -> list[Trade]:
+        """``trades(closed_since=..., closed_until=...)`` of ``pockets`` only, in ledger order."""
+        ...

@@ -23,9 +23,8 @@ from datetime import UTC, datetime
 from urllib.parse import quote
 
 import httpx
-import structlog
 
-from autolearn.adapters.logs import redact_secret
+from autolearn.adapters.logs import get_logger, redact_secret
 from autolearn.errors import BrokerRejected, BrokerUnavailable, ConfigError
 
 __all__ = [
@@ -43,7 +42,7 @@ LIVE_URL = "https://api-fxtrade.oanda.com"
 
 JsonObject = dict[str, object]
 
-_log = structlog.get_logger(__name__)
+_log = get_logger(__name__)  # structlog loads on the first line logged
 
 # Account ids look like 001-009-13679149-002; trade specifiers are a TradeID or @<clientID>.
 # Checked before they reach a URL path so a typo cannot address another endpoint.

@@ -42,8 +42,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Protocol
 
-import structlog
-
+from autolearn.adapters.logs import get_logger
 from autolearn.core.model import Trade, TradeState, pip_size
 from autolearn.core.plausibility import TradeLimits, implausible_trade
 from autolearn.errors import BrokerRejected, LedgerError
@@ -81,7 +80,7 @@ SOURCE = "oanda"
 _CURSOR_RE = re.compile(r"^[0-9]{1,19}$")
 _FULL_PAGE = 1000  # OANDA's sinceid cap: a shorter page holds everything up to lastTransactionID
 
-_log = structlog.get_logger(__name__)
+_log = get_logger(__name__)  # structlog loads on the first line logged
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -42,9 +42,11 @@ def posterior_positive(n: int, mean: float, sd: float) -> float:
         return math.nan
     if sd == 0:
         return 1.0 if mean > 0 else (0.0 if mean < 0 else 0.5)
-    from scipy import stats as _scipy_stats  # lazy: scipy.stats costs ~0.7 s of CLI start-up
+    # lazy, and scipy.special rather than scipy.stats (0.3 s of import, not 0.7): t.cdf is
+    # exactly special.stdtr (tests/core/test_quantiles.py)
+    from scipy.special import stdtr
 
-    return float(_scipy_stats.t.cdf(mean * math.sqrt(n) / sd, n - 1))
+    return float(stdtr(n - 1, mean * math.sqrt(n) / sd))
 
 
 def allocation_target(p: float, cfg: PolicyConfig) -> float:

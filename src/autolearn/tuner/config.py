@@ -14,7 +14,6 @@ from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 
-from autolearn.core.config_loader import load_config
 from autolearn.core.lifecycle import FlightSettings
 
 __all__ = ["OnFail", "TunerConfig", "load_tuner_config", "parse_tuner_config"]
@@ -124,6 +123,9 @@ class TunerConfig:
 
 def parse_tuner_config(doc: object, source: str = "<tuner config>") -> TunerConfig:
     """Validate a loaded YAML document into a TunerConfig (all problems at once)."""
+    # Lazy: the validator (pydantic) costs ~50 ms of every run that has no tuner YAML.
+    from autolearn.core.config_loader import load_config
+
     return load_config(TunerConfig, doc, source)
 
 

@@ -24,7 +24,7 @@ from autolearn.core.knobs import KnobValue, Owner
 from autolearn.core.lifecycle import split_of
 from autolearn.core.model import Trade
 from autolearn.core.registry import Registry
-from autolearn.ledger._base import Ledger
+from autolearn.ledger._base import Ledger, PocketFiltered
 from autolearn.mechanism import (
     ENDS_FLIGHT,
     applied_fields,
@@ -181,12 +181,15 @@ def _read_trades(
 ) -> list[Trade]:
     """The window's trades of the pockets the tuner's rules read, in close order.
 
-    One range query on the close-time index, pockets filtered here: a per-pocket query would use
-    the (pocket, strategy, close) index and scan every trade of the pocket (measured 3x slower
-    at 1M trades).
+    One range query on the close-time index: a per-pocket query would use the (pocket,
+    strategy, close) index and scan every trade of the pocket (measured 3x slower at 1M
+    trades). A ledger that filters pockets itself (``PocketFiltered``: the SQL ones) does it in
+    that query; any other is filtered here.
     """
     pockets = {*config.exit_pockets, config.micro_pocket}
     until = now + timedelta(microseconds=1)
+    if isinstance(ledger, PocketFiltered):
+        return ledger.trades_in_pockets(pockets, closed_since=since, closed_until=until)
     return [t for t in ledger.trades(closed_since=since, closed_until=until) if t.pocket in pockets]
 
 
