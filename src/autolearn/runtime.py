@@ -198,6 +198,10 @@ class Tuning:
         }
         return Arm(unit, version, arms)
 
+    def version_for(self, unit: str) -> str:
+        """``arm(unit).version`` alone, without building the arms (asked per bar and strategy)."""
+        return self._current().for_unit(unit)[1]
+
     def values_for(self, unit: str) -> dict[str, Any]:
         """Every registered knob's value as ``unit`` sees it (one consistent version)."""
         view = self._current()

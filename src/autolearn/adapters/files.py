@@ -80,8 +80,11 @@ def open_regular(path: Path, flags: int, mode: int = 0o600) -> int:
     return fd
 
 
-def read_regular(path: Path, *, limit: int = MAX_STATE_BYTES) -> bytes | None:
+def read_regular(path: Path, *, limit: int = MAX_STATE_BYTES, start: int = 0) -> bytes | None:
     """The bytes of the regular file at ``path``, ``None`` when it does not exist.
+
+    ``start``: the bytes from that offset on (an append-only file read past what was read
+    before); an offset beyond the end reads the whole file (it was truncated or replaced).
 
     Raises:
         StateError: a symlink, a special file, larger than ``limit`` bytes, or unreadable.
@@ -93,6 +96,8 @@ def read_regular(path: Path, *, limit: int = MAX_STATE_BYTES) -> bytes | None:
     try:
         chunks: list[bytes] = []
         size = 0
+        if start > 0 and start <= os.fstat(fd).st_size:
+            size = os.lseek(fd, start, os.SEEK_SET)  # counted against the limit as if read
         while size <= limit:
             chunk = os.read(fd, min(1 << 20, limit + 1 - size))
             if not chunk:

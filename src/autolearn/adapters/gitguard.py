@@ -72,6 +72,8 @@ def tracked_under(path: Path) -> set[Path]:
 
 def ensure_untracked(paths: list[Path], tracked: set[Path] | None = None) -> None:
     """Raise ``TrackedPathError`` when any of ``paths`` is tracked by git."""
+    if tracked is not None and not tracked:
+        return  # nothing tracked there (e.g. outside any checkout): no path can be
     for path in paths:
         resolved = path.resolve()
         known = tracked if tracked is not None else tracked_under(resolved)

@@ -31,7 +31,7 @@ from typing import Any
 from autolearn.adapters.atomic import atomic_write_bytes, ensure_dir, remove_stale_temp_files
 from autolearn.adapters.files import read_regular, refuse_linked_dirs
 from autolearn.adapters.gitguard import ensure_state_dir_ignored, ensure_untracked, tracked_under
-from autolearn.adapters.history import HistoryFile
+from autolearn.adapters.history import HistoryFile, RotationPolicy
 from autolearn.adapters.locks import file_lock
 from autolearn.core.apply_guard import ApplyKind, KnobChange, KnobDecision, guard_changes
 from autolearn.core.arms import ArmSplit, arm_layers
@@ -88,7 +88,7 @@ class Effective:
     changes: dict[str, list[KnobChange]] = field(default_factory=dict)
     updated_at: datetime | None = None
     last_record: dict[str, Any] | None = None
-    # history size when ``last_record`` was about to be appended: recovery scans from here
+    # history position when ``last_record`` was about to be appended: recovery scans from here
     last_record_offset: int = 0
     presets: str = ""  # digest of the registry defaults this version was addressed with
     # concurrent arms of changes in flight (empty: every entry sees ``values``)
@@ -131,17 +131,27 @@ class ApplyResult:
 class StateStore:
     """Runtime state under ``state_dir`` for the knobs of ``registry``."""
 
-    def __init__(self, state_dir: Path, registry: Registry) -> None:
+    def __init__(
+        self, state_dir: Path, registry: Registry, history_policy: RotationPolicy | None = None
+    ) -> None:
         self.root = Path(state_dir)
         self.registry = registry
         self.effective_path = self.root / "effective.json"
         self.snapshots_dir = self.root / "snapshots"
         self.mechanisms_dir = self.root / "mechanisms"
         self.control_path = self.root / "control.json"
-        self.history = HistoryFile(self.root / "history.jsonl")
+        self.history = HistoryFile(self.root / "history.jsonl", history_policy)
         self.locks_dir = self.root / "locks"
         self.presets = presets_digest(registry)
         self._root_checked = False
+        # (bytes of effective.json, its parsed and verified layer): every cycle reads the layer
+        # several times and it rarely changes; the bytes are compared on every read, so a write
+        # by any process is seen at once
+        self._effective_memo: tuple[bytes, Effective] | None = None
+        # version -> (bytes of its snapshot, the verified document): the tuner reads the
+        # snapshots of every version its window's trades ran under, every cycle
+        self._snapshot_memo: dict[str, tuple[bytes, dict[str, Any]]] = {}
+        self._base_version: tuple[str | None, str] = (None, "")
 
     # -- locks -------------------------------------------------------------------------------
     @contextmanager
@@ -162,7 +172,9 @@ class StateStore:
 
     def base_version(self) -> str:
         """The version of the presets alone (no runtime override)."""
-        return self.version_of({})
+        if self._base_version[0] != self.presets:  # asked several times a cycle: hashed once
+            self._base_version = (self.presets, self.version_of({}))
+        return self._base_version[1]
 
     def read_effective(self, *, allow_lost: bool = False) -> Effective:
         """The current merged runtime layer (empty = presets only). Strict: corrupt -> error.
@@ -170,11 +182,20 @@ class StateStore:
         After a deploy changed the presets, the stored layer is *rebased*: same overrides, new
         version id (its snapshot is synthesized on read and written by the next apply).
         """
-        doc = self._read_json(self.effective_path)
-        if doc is None:
+        raw = read_regular(self.effective_path)
+        if raw is None:
             if not allow_lost:
                 self._refuse_lost_effective()
             return Effective(version=self.base_version(), values={}, presets=self.presets)
+        memo = self._effective_memo
+        if memo is not None and memo[0] == raw:
+            return _fresh(memo[1])  # the same bytes parse and verify to the same layer
+        effective = self._parse_verified(raw)
+        self._effective_memo = (raw, effective)
+        return _fresh(effective)
+
+    def _parse_verified(self, raw: bytes) -> Effective:
+        doc = self._decode_json(self.effective_path, raw)
         effective = _parse_effective(doc, self.effective_path)
         values = effective.values
         if version_of(values, effective.presets) != effective.version:
@@ -189,11 +210,7 @@ class StateStore:
 
     def last_recorded_version(self) -> str | None:
         """The ``version_after`` of the last applied run in the history (None: never applied)."""
-        for record in reversed(self.history.read().records):
-            version = record.get("version_after")
-            if isinstance(version, str) and record.get("applied") is True:
-                return version
-        return None
+        return self.history.last_applied_version()  # old segments answer from their summaries
 
     def _refuse_lost_effective(self) -> None:
         """A missing ``effective.json`` after applies is lost state, not "presets only"."""
@@ -232,8 +249,12 @@ class StateStore:
             raise StateError(f"invalid version id {version!r}")
         if version == self.base_version():
             return {"version": version, "values": {}, "presets": self.presets, "created_at": None}
-        doc = self._read_json(self.snapshots_dir / f"{version}.json")
-        if doc is None:
+        path = self.snapshots_dir / f"{version}.json"
+        raw = read_regular(path)
+        memo = self._snapshot_memo.get(version)
+        if raw is not None and memo is not None and memo[0] == raw:
+            return _copied(memo[1])  # the same bytes: parsed and verified before
+        if raw is None:
             effective = self.read_effective()
             if effective.version == version:  # rebased, not yet written: it is the live layer
                 return {
@@ -243,9 +264,13 @@ class StateStore:
                     "created_at": None,
                 }
             raise StateError(f"no snapshot {version} in {self.snapshots_dir}")
+        doc = self._decode_json(path, raw)
         if version_of(doc.get("values", {}), str(doc.get("presets", ""))) != version:
             raise StateError(f"snapshot {version} is corrupt (content does not match its id)")
-        return doc
+        if len(self._snapshot_memo) >= _SNAPSHOT_MEMO:
+            self._snapshot_memo.clear()  # bounded in a long-lived process
+        self._snapshot_memo[version] = (raw, doc)
+        return _copied(doc)
 
     def list_snapshots(self) -> list[dict[str, Any]]:
         out = []
@@ -545,7 +570,7 @@ class StateStore:
             changes=new_effective.changes,
             updated_at=now,
             last_record=full_record,
-            last_record_offset=self.history.size(),
+            last_record_offset=self.history.position(),  # survives a rotation (see read_from)
             presets=self.presets,
             arms=new_effective.arms,
             arm_versions=new_effective.arm_versions,
@@ -687,6 +712,9 @@ class StateStore:
         raw = read_regular(path)
         if raw is None:
             return None
+        return self._decode_json(path, raw)
+
+    def _decode_json(self, path: Path, raw: bytes) -> dict[str, Any]:
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -718,6 +746,26 @@ class StateStore:
 
 
 _SCALARS = (bool, int, float, str)
+
+
+_SNAPSHOT_MEMO = 4096
+
+
+def _copied(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """A memoized document the caller may change (its nested objects copied one level)."""
+    return {k: dict(v) if isinstance(v, dict) else v for k, v in doc.items()}
+
+
+def _fresh(effective: Effective) -> Effective:
+    """A copy of a memoized layer whose containers the caller may change (``last_record`` is
+    shared: it is only read)."""
+    return replace(
+        effective,
+        values=dict(effective.values),
+        sources={k: dict(v) for k, v in effective.sources.items()},
+        changes={k: list(v) for k, v in effective.changes.items()},
+        arm_versions=dict(effective.arm_versions),
+    )
 
 
 def _mapping(doc: Mapping[str, Any], key: str, path: Path) -> dict[str, Any]:

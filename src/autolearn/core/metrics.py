@@ -16,9 +16,11 @@ Pure: no I/O, no clock.
 from __future__ import annotations
 
 import math
+from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 
 from autolearn.core.model import Trade
 
@@ -26,6 +28,7 @@ __all__ = [
     "Stats",
     "Units",
     "expectancy_interval",
+    "interval_of",
     "max_drawdown",
     "pnl",
     "summarize",
@@ -93,22 +96,41 @@ def _std(values: Sequence[float], mean: float) -> float:
     if not math.isfinite(mean):
         return math.nan
     deviations = [v - mean for v in values]
-    largest = max(abs(d) for d in deviations)
+    largest = max(map(abs, deviations))
     if largest == 0:
         return 0.0
     if not math.isfinite(largest):
         return math.inf if not math.isnan(largest) else math.nan
-    scaled = math.fsum((d / largest) * (d / largest) for d in deviations)
+    scaled = math.fsum([(d / largest) * (d / largest) for d in deviations])
     return largest * math.sqrt(scaled / (len(values) - 1))
 
 
 def summarize(values: Sequence[float]) -> Stats:
     """Stats of a P/L sample. Never raises on finite input, however large (see ``_std``)."""
+    if isinstance(values, list) and len(values) >= _MEMO_MIN and set(map(type, values)) == {float}:
+        # The mechanisms summarize the same windows cycle after cycle: memoized by the exact
+        # bits of the sample (so -0.0 and 0.0, or two NaNs, are never confused).
+        return _summarize_bits(array("d", values).tobytes())
+    return _summarize(values)
+
+
+_MEMO_MIN = 8  # below this, building the key costs about what the summary does
+
+
+@lru_cache(maxsize=2048)
+def _summarize_bits(bits: bytes) -> Stats:
+    samples = array("d")
+    samples.frombytes(bits)
+    return _summarize(samples.tolist())
+
+
+def _summarize(values: Sequence[float]) -> Stats:
     n = len(values)
-    wins = sum(1 for v in values if v > 0)
-    losses = sum(1 for v in values if v < 0)
-    gross_profit = _sum(v for v in values if v > 0)
-    gross_loss = -_sum(v for v in values if v < 0)
+    gains = [v for v in values if v > 0]
+    drops = [v for v in values if v < 0]
+    wins = len(gains)
+    gross_profit = _sum(gains)
+    gross_loss = -_sum(drops)
     net = _sum(values)
     expectancy = net / n if n else math.nan
     std = _std(values, expectancy) if n >= 2 else math.nan
@@ -119,7 +141,7 @@ def summarize(values: Sequence[float]) -> Stats:
     return Stats(
         n=n,
         wins=wins,
-        losses=losses,
+        losses=len(drops),
         net=net,
         gross_profit=gross_profit,
         gross_loss=gross_loss,
@@ -136,15 +158,35 @@ def expectancy_interval(values: Sequence[float], confidence: float = 0.9) -> tup
     Evidence with uncertainty: a rule acts when the whole interval is past a threshold, not
     when a 15-minute point estimate is.
     """
-    s = summarize(values)
+    return interval_of(summarize(values), confidence)
+
+
+def interval_of(s: Stats, confidence: float = 0.9) -> tuple[float, float]:
+    """``expectancy_interval`` of a sample already summarized (``s``): no second pass over it."""
     if s.n < 2 or not math.isfinite(s.std):
         return (math.nan, math.nan)
     if s.std == 0:
         return (s.expectancy, s.expectancy)
-    from scipy import stats as _scipy_stats  # lazy: scipy.stats costs ~0.7 s of CLI start-up
-
-    half = float(_scipy_stats.t.ppf(0.5 + confidence / 2, s.n - 1)) * s.std / math.sqrt(s.n)
+    half = _t_quantile(0.5 + confidence / 2, s.n - 1) * s.std / math.sqrt(s.n)
     return (s.expectancy - half, s.expectancy + half)
+
+
+# The mechanisms ask for the same few quantiles every cycle (one per sample size): a replayed
+# month made ~50,000 such calls. Memoized, the values are the very floats scipy returns.
+@lru_cache(maxsize=8192)
+def _t_quantile(p: float, df: int) -> float:
+    # scipy.special, lazily: scipy.stats costs ~0.7 s CPU to import, special ~0.3 s, and
+    # t.ppf is exactly special.stdtrit (tests/core/test_quantiles.py holds it to equality)
+    from scipy.special import stdtrit
+
+    return float(stdtrit(df, p))
+
+
+@lru_cache(maxsize=8192)
+def _beta_quantile(p: float, a: float, b: float) -> float:
+    from scipy.special import betaincinv  # lazy: see _t_quantile (beta.ppf's equal)
+
+    return float(betaincinv(a, b, p))
 
 
 def win_rate_interval(
@@ -153,14 +195,9 @@ def win_rate_interval(
     """Equal-tailed Beta-posterior interval of the win rate (uniform prior by default)."""
     if n <= 0:
         return (math.nan, math.nan)
-    from scipy import stats as _scipy_stats  # lazy: see expectancy_interval
-
     a, b = prior[0] + wins, prior[1] + (n - wins)
     tail = (1 - confidence) / 2
-    return (
-        float(_scipy_stats.beta.ppf(tail, a, b)),
-        float(_scipy_stats.beta.ppf(1 - tail, a, b)),
-    )
+    return (_beta_quantile(tail, a, b), _beta_quantile(1 - tail, a, b))
 
 
 def max_drawdown(values: Sequence[float]) -> float:

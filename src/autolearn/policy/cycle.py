@@ -113,9 +113,12 @@ def _locked_cycle(
         store.record(failed)
         raise
     registry = store.registry
+    # decide() reads shadow evidence of the last shadow_window only; the lookback's older
+    # signals are counted in the record but need not be walked again for every scope
+    oldest = now - cfg.shadow_window
     decision = decide(
         trades=trades,
-        signals=signals,
+        signals=[s for s in signals if s.at >= oldest],
         states=states,
         current=store.current_values(),
         cfg=cfg,

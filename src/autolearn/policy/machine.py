@@ -39,7 +39,7 @@ from enum import StrEnum
 from typing import Any
 
 from autolearn.core.judge import sequence_bounds
-from autolearn.core.metrics import expectancy_interval, summarize
+from autolearn.core.metrics import interval_of, summarize
 from autolearn.core.timestamps import format_utc, parse_utc
 from autolearn.policy.allocation import allocate
 from autolearn.policy.config import PolicyConfig
@@ -95,7 +95,7 @@ class Evidence:
     def of(cls, values: Sequence[float], confidence: float) -> Evidence:
         """The Student-t ``confidence`` interval of the mean (``lower``, ``upper``)."""
         stats = summarize(values)
-        lower, upper = expectancy_interval(values, confidence)
+        lower, upper = interval_of(stats, confidence)  # one pass over the sample, not two
         return cls(
             n=stats.n,
             mean=stats.expectancy,
@@ -319,10 +319,11 @@ def probation_log_likelihood_ratio(ev: Evidence, cfg: PolicyConfig) -> float:
     2 * block_below - unblock_above``), normal with the probation's own sample sd. NaN below 2
     trades or at sd 0 (no evidence of spread: the test waits).
     """
-    if ev.n < 2 or not math.isfinite(ev.sd) or ev.sd <= 0:
+    variance = ev.sd * ev.sd
+    if ev.n < 2 or not math.isfinite(variance) or variance <= 0:  # a sd of 1e-200 squares to 0
         return math.nan
     width = 2.0 * (cfg.unblock_above - cfg.block_below)  # mu1 - mu0
-    return width / ev.sd**2 * (ev.net - ev.n * cfg.block_below)
+    return width / variance * (ev.net - ev.n * cfg.block_below)
 
 
 def _wald_bounds(cfg: PolicyConfig) -> tuple[float, float]:
