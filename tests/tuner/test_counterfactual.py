@@ -478,8 +478,16 @@ class TestBlockedPocket:
     def test_a_stale_signal_log_freezes_the_counterfactual(self) -> None:
         """The newest signal is older than stale_after: stale_signals, nothing moves."""
         market = _market(0.60)
-        data = _data(market, end=START + timedelta(days=12))
+        data = _data(market, end=START + timedelta(days=9))  # signals to Wednesday 00:00
         late = replace(data, until=data.until + CONFIG.stale_after + timedelta(hours=1))
         evidence = _evaluate(late, _recorded(market))
         assert "stale_signals" in [code for code, _ in evidence.freeze]
         assert all(k.steps == 0 for k in evidence.knobs)
+
+    def test_a_weekend_without_signals_is_not_stale(self) -> None:
+        """Signals to Friday 21:00, evaluated Sunday 23:00 (50 h later, 2 h of trading time)."""
+        market = _market(0.60)
+        data = _data(market, end=START + timedelta(days=4, hours=21))
+        sunday = replace(data, until=START + timedelta(days=6, hours=23))
+        evidence = _evaluate(sunday, _recorded(market))
+        assert "stale_signals" not in [code for code, _ in evidence.freeze]

@@ -20,7 +20,7 @@ Pure: no I/O, no clock.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 from numpy.typing import NDArray
@@ -35,6 +35,7 @@ __all__ = [
     "CANDLES_UNSORTED",
     "CANDLE_CLOCK",
     "check_candles",
+    "trading_time",
 ]
 
 CANDLES_TOO_FEW = "candles_too_few"
@@ -169,6 +170,14 @@ def _gaps(times: NDArray[np.int64], tf_us: int, max_gap_s: float) -> list[tuple[
             f"longest {_iso(a)} to {_iso(b)} ({trading / _H:.1f} h of trading time)",
         )
     ]
+
+
+def trading_time(start: datetime, end: datetime) -> timedelta:
+    """How much of ``[start, end)`` the FX market is open (weekends and the Christmas / New
+    Year closures left out): a signal log quiet over a weekend is not stale."""
+    a = int(start.timestamp() * _S)
+    b = int(end.timestamp() * _S)
+    return timedelta(microseconds=max(0, _trading_us(a, b))) if b > a else timedelta(0)
 
 
 def _trading_us(a: int, b: int) -> int:

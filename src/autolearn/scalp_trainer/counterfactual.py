@@ -42,6 +42,7 @@ from autolearn.counterfactual import (
     resimulate_exits,
     signal_outcomes,
 )
+from autolearn.counterfactual.candle_checks import trading_time
 from autolearn.counterfactual.entry import CF_IMPROVES
 
 __all__ = ["TIMEOUT_SUFFIX", "ExitCfAnswer", "ExitCfData", "ExitCfSettings", "evaluate_timeout"]
@@ -222,9 +223,11 @@ def _untrusted(
 ) -> list[tuple[str, str]]:
     found: list[tuple[str, str]] = []
     newest = max((s.at for s in data.signals), default=None)
-    if newest is not None and data.until - newest > settings.stale_after:
-        age = data.until - newest
-        found.append((STALE_SIGNALS, f"newest signal {newest.isoformat()} is {age} old"))
+    age = trading_time(newest, data.until) if newest is not None else None
+    if newest is not None and age is not None and age > settings.stale_after:
+        found.append(
+            (STALE_SIGNALS, f"newest signal {newest.isoformat()} is {age} of trading time old")
+        )
     if data.candles is None or len(data.candles) == 0:
         found.append((CANDLES_MISSING, f"no M1 candles under {len(taken)} trades' signals"))
         return found

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
         check_recorded,
         choose_threshold,
     )
+    from autolearn.counterfactual.candle_checks import trading_time
     from autolearn.counterfactual.entry import CF_IMPROVES, admitted
     from autolearn.counterfactual.mismatch import CF_UNVERIFIED
     from autolearn.counterfactual.outcomes import signal_outcomes
@@ -56,10 +57,11 @@ def _load_numeric() -> None:
     """Bind numpy and the counterfactual kernels (numba) on the first evaluation: ~0.5 s CPU of
     import that a tune run whose families are not ``cf_due`` (most of them) never pays."""
     global np, check_candles, check_recorded, choose_threshold
-    global CF_IMPROVES, admitted, CF_UNVERIFIED, signal_outcomes
+    global CF_IMPROVES, admitted, CF_UNVERIFIED, signal_outcomes, trading_time
     import numpy as np
 
     from autolearn.counterfactual import check_candles, check_recorded, choose_threshold
+    from autolearn.counterfactual.candle_checks import trading_time
     from autolearn.counterfactual.entry import CF_IMPROVES, admitted
     from autolearn.counterfactual.mismatch import CF_UNVERIFIED
     from autolearn.counterfactual.outcomes import signal_outcomes
@@ -237,10 +239,12 @@ def _stale_signals(
     if not signals:
         return []
     newest = max(s.at for s in signals)
-    age = data.until - newest
+    age = trading_time(newest, data.until)  # the weekend's silence is not staleness
     if age <= config.stale_after:
         return []
-    detail = f"newest signal {newest.isoformat()} is {age} old > {config.stale_after}"
+    detail = (
+        f"newest signal {newest.isoformat()} is {age} of trading time old > {config.stale_after}"
+    )
     return [(STALE_SIGNALS, detail)]
 
 
@@ -362,6 +366,7 @@ def _model_check(
     )
     detail = check.detail
     if shadow:
+        detail = detail.replace("taken signals", "signals", 1)
         detail = f"{detail} ({len(taken)} with their trade, {len(shadow)} shadow outcomes)"
     return {
         "ok": check.ok,
