@@ -20,6 +20,7 @@ from autolearn.errors import StateError
 
 __all__ = [
     "MAX_STATE_BYTES",
+    "append_all_or_none",
     "describe_special",
     "open_regular",
     "read_regular",
@@ -143,3 +144,18 @@ def refuse_linked_dirs(root: Path, path: Path) -> None:
                 "follows links inside its state directory (a link can redirect writes into the "
                 "checkout). Fix: replace it with a real directory"
             )
+
+
+def append_all_or_none(fd: int, size_before: int, data: bytes) -> None:
+    """Append every byte of ``data`` to ``fd`` (at ``size_before``) or none: a short write (a
+    full disk) is truncated away, so an append-only log never keeps a torn record."""
+    written = 0
+    try:
+        while written < len(data):
+            count = os.write(fd, data[written:])
+            if count <= 0:
+                raise OSError(28, "short write")
+            written += count
+    except OSError:
+        os.ftruncate(fd, size_before)
+        raise

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from autolearn.adapters.atomic import FILE_MODE, atomic_write_bytes, ensure_dir, fsync_dir
-from autolearn.adapters.files import open_regular
+from autolearn.adapters.files import append_all_or_none, open_regular
 from autolearn.adapters.history_segments import (
     MAX_HISTORY_BYTES,
     Scanned,
@@ -133,20 +133,6 @@ def _top_level(line: str) -> tuple[dict[str, Any], dict[str, str]]:
 def _canonical(value: Any) -> str:
     """``strict_json`` of a value read back from JSON (nothing to make safe: C speed)."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
-
-
-def _write_all(fd: int, size_before: int, data: bytes) -> None:
-    """Write every byte or none: a short write is undone so no torn record is left behind."""
-    written = 0
-    try:
-        while written < len(data):
-            count = os.write(fd, data[written:])
-            if count <= 0:
-                raise OSError(28, "short write")
-            written += count
-    except OSError:
-        os.ftruncate(fd, size_before)
-        raise
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -257,7 +243,7 @@ class HistoryFile:
                 prefix = b"\n"  # seal a torn last line so it stays a separate bad line
             offset = size + len(prefix)
             data, is_base = self._encode(fd, st.st_ino, size, normal, line, texts)
-            _write_all(fd, size, prefix + data + b"\n")
+            append_all_or_none(fd, size, prefix + data + b"\n")
             os.fsync(fd)
             self._remember(st.st_ino, offset, normal, data, is_base)
         except OSError as exc:

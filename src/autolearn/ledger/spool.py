@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from autolearn.adapters.atomic import FILE_MODE, ensure_dir
-from autolearn.adapters.files import open_regular
+from autolearn.adapters.files import append_all_or_none, open_regular
 from autolearn.adapters.gitguard import ensure_state_dir_ignored
 from autolearn.adapters.logs import get_logger
 from autolearn.core.model import EntrySignal, ShadowSignal, Trade
@@ -130,7 +130,7 @@ class Spool:
                     prefix = b"\n"  # seal a torn last line so it stays a separate bad line
             try:
                 os.lseek(fd, 0, os.SEEK_END)
-                _write_all(fd, size, prefix + line + b"\n")
+                append_all_or_none(fd, size, prefix + line + b"\n")
                 os.fsync(fd)
             except OSError as exc:
                 raise StateError(
@@ -187,7 +187,7 @@ class Spool:
         self._log.error("ledger_spool_rejected", path=str(self.rejected_path), error=why)
         fd = open_regular(self.rejected_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
         try:
-            _write_all(fd, os.fstat(fd).st_size, raw.rstrip(b"\n") + b"\n")
+            append_all_or_none(fd, os.fstat(fd).st_size, raw.rstrip(b"\n") + b"\n")
             os.fsync(fd)
         except OSError as exc:
             raise StateError(f"cannot write {self.rejected_path}: {exc.strerror}") from exc
@@ -207,20 +207,6 @@ class Spool:
             yield fd
         finally:
             os.close(fd)  # releases the lock
-
-
-def _write_all(fd: int, size_before: int, data: bytes) -> None:
-    """Write every byte or none: a short write is undone so no torn record is left behind."""
-    written = 0
-    try:
-        while written < len(data):
-            count = os.write(fd, data[written:])
-            if count <= 0:
-                raise OSError(28, "short write")
-            written += count
-    except OSError:
-        os.ftruncate(fd, size_before)
-        raise
 
 
 def _read_lines(fd: int, path: Path) -> tuple[list[bytes], bool]:
