@@ -49,12 +49,13 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from autolearn.adapters.history import RotationPolicy
 from autolearn.adapters.state import StateStore
 from autolearn.backtest._parsers import OANDA_GRANULARITY_S
 from autolearn.backtest.candles import Candles
@@ -88,6 +89,7 @@ __all__ = ["KNOWN_MECHANISMS", "ReplayConfig", "ReplayOutcome", "run_replay", "s
 KNOWN_MECHANISMS = ("policy", "tuner", "scalp_trainer")
 _US = 1_000_000
 _SIGNAL_BATCH = 5_000  # signals per upsert: few transactions, bounded memory
+_KEEP_ALL = timedelta(days=365_000)  # a replay's history never expires (_Replay.__init__)
 # bar length (s) -> OANDA's granularity name, under which the run's candles are stored
 _GRANULARITY = {seconds: name for name, seconds in OANDA_GRANULARITY_S.items()}
 
@@ -222,7 +224,11 @@ class _Replay:
             f"sqlite:///{work / 'ledger.db'}", clock=self._now_dt, ledger_id="replay"
         )
         self.ledger = CachedLedger(self.sql)
-        self.store = StateStore(work / "state", registry)
+        # A replay's history is its audit trail, read whole by its summary and report: rotated
+        # like a live one (bounded reads), but never expired by the live retention.
+        self.store = StateStore(
+            work / "state", registry, history_policy=RotationPolicy(retention=_KEEP_ALL)
+        )
         self.tuning = Tuning(work / "state", registry, refresh_s=0.5, clock=lambda: self.epoch)
         gates_cfg: GatesConfig = load_gates_config(config.gates_config)
         self.gates = Gates(
