@@ -98,6 +98,9 @@ def report(name: str, outcomes: list[CfOutcome], seconds: float) -> None:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=50)
+    parser.add_argument(
+        "--first-seed", type=int, default=0, help="seeds first..first+seeds-1 (extend a run)"
+    )
     parser.add_argument("--minutes", type=int, default=10, help="between tuner runs")
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--only", choices=sorted(SCENARIOS))
@@ -106,7 +109,8 @@ def main(argv: list[str]) -> int:
     print(f"counterfactual tuner known truth: {args.seeds} seeds, tuner every {args.minutes} min")
     for name in names:
         start = time.perf_counter()
-        jobs = [(name, seed, args.minutes) for seed in range(args.seeds)]
+        seeds = range(args.first_seed, args.first_seed + args.seeds)
+        jobs = [(name, seed, args.minutes) for seed in seeds]
         with ProcessPoolExecutor(max_workers=args.jobs) as pool:
             outcomes = list(pool.map(_one, jobs))
         report(name, outcomes, time.perf_counter() - start)

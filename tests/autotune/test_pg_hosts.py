@@ -201,13 +201,19 @@ def test_three_hosts_share_one_fresh_study_exactly_once(db_url: str, tmp_path: P
     seeds = [v["seed"] for k, v in study.user_attrs.items() if k.startswith("worker.")]
     assert sorted(seeds) == list(range(CONFIG.seed, CONFIG.seed + HOSTS + 1))  # one each
 
-    # the killed worker's trial: failed by the heartbeat, its parameters re-run to the end
+    # the killed worker's trial: failed by the heartbeat and re-queued once with its parameters.
+    # Optuna fails and re-queues in two steps, outside our lock: when a fresh trial on another
+    # host takes the freed slot in between, the retry is stopped as surplus (the total stays
+    # exact; README says so). Either way it is never lost silently nor run twice.
     dead = study.trials[hung]
     assert dead.state is TrialState.FAIL and dead.params
-    retries = [t for t in finished if t.system_attrs.get("failed_trial") == hung]
+    retries = [t for t in trials if t.system_attrs.get("failed_trial") == hung]
     assert len(retries) == 1, [(t.number, t.state.name, t.system_attrs) for t in trials]
     (retry,) = retries
-    assert retry.params == dead.params
+    if retry.state in (TrialState.COMPLETE, TrialState.PRUNED):
+        assert retry.params == dead.params
+    else:
+        assert retry.state is TrialState.FAIL and retry.user_attrs.get("surplus"), retry
     assert len({t.user_attrs["worker"] for t in finished}) == HOSTS  # every host worked
 
     # one decision on the study, taken by one host; the two others say who took it
