@@ -199,7 +199,10 @@ def test_three_hosts_share_one_fresh_study_exactly_once(db_url: str, tmp_path: P
     sets = Counter(tuple(sorted(t.params.items())) for t in finished)
     assert max(sets.values()) == 1, [s for s, n in sets.items() if n > 1]  # no duplicate
     seeds = [v["seed"] for k, v in study.user_attrs.items() if k.startswith("worker.")]
-    assert sorted(seeds) == list(range(CONFIG.seed, CONFIG.seed + HOSTS + 1))  # one each
+    # one seed per worker that ran a trial, never shared (a worker that finds every slot taken
+    # before it has a trial claims none: seen once in CI)
+    assert len(seeds) == len(set(seeds)) >= HOSTS
+    assert set(seeds) <= set(range(CONFIG.seed, CONFIG.seed + HOSTS + 1))
 
     # the killed worker's trial: failed by the heartbeat and re-queued once with its parameters.
     # Optuna fails and re-queues in two steps, outside our lock: when a fresh trial on another
