@@ -4,7 +4,8 @@
     ├── ConfigError                (exit 78)  fix the tracked config (registry, presets, flags)
     ├── StateError                 (exit 65)  state unreadable or unwritable; nothing changed
     │   ├── TrackedPathError       (exit 73)  refused to write a git-tracked path
-    │   └── LockBusy               (exit 0)   another run holds the lock; recorded as lock_busy
+    │   ├── LockBusy               (exit 0)   another run holds the lock; recorded as lock_busy
+    │   └── LockUnavailable        (exit 75)  the lock database is unreachable: nothing run, retry
     ├── LedgerError                (exit 65)  the trade ledger cannot be read or written
     │   └── LedgerUnavailable      (exit 75)  transient (unreachable, deadlock, locked): retry
     ├── InputError                 (exit 65)  an input file/row is malformed (file, row, column)
@@ -30,6 +31,7 @@ __all__ = [
     "LedgerError",
     "LedgerUnavailable",
     "LockBusy",
+    "LockUnavailable",
     "OwnershipError",
     "StateError",
     "TrackedPathError",
@@ -71,6 +73,16 @@ class LockBusy(StateError):
     """Another run holds the lock. Not a failure: the run records ``lock_busy`` and exits 0."""
 
     exit_code = 0
+
+
+class LockUnavailable(StateError):
+    """The database holding the run locks (``AUTOLEARN_LOCK_URL``) did not answer.
+
+    The run did not start: running without the lock is what it exists to prevent. Transient
+    (exit 75, as a ledger that is down): the next timer run tries again.
+    """
+
+    exit_code = 75  # EX_TEMPFAIL
 
 
 class LedgerError(AutolearnError):

@@ -16,7 +16,9 @@ so a command run by hand acts on the same state dir and ledger as the timers.
 The same rule, flag > environment > env file > default, gives the command options named by a
 variable (``OPTION_VARS``; ``Settings.option``): the configs (``AUTOLEARN_TUNER_CONFIG``,
 ``AUTOLEARN_SCALP_CONFIG``, ``AUTOLEARN_AUTOTUNE_CONFIG``), ``AUTOLEARN_AUTOTUNE_STORAGE``,
-``AUTOLEARN_CANDLES``, ``AUTOLEARN_METRICS_DIR`` and OANDA's ``OANDA_ACCOUNT_ID``,
+``AUTOLEARN_CANDLES``, ``AUTOLEARN_METRICS_DIR``, ``AUTOLEARN_ACCOUNT`` (the bot's key in a
+shared ledger), ``AUTOLEARN_LOCK_URL`` (the PostgreSQL that holds the run locks of several
+hosts) and OANDA's ``OANDA_ACCOUNT_ID``,
 ``OANDA_API_URL`` and ``OANDA_TOKEN`` (a secret: kept out of ``repr``). This module is their one
 reader: Typer options carry no ``envvar=`` (a second copy of the rule, blind to the env file).
 """
@@ -30,6 +32,7 @@ from importlib import resources
 from pathlib import Path
 
 from autolearn.adapters.yamlio import load_yaml, load_yaml_text
+from autolearn.core.accounts import account_problem
 from autolearn.core.registry import Registry, parse_registry
 from autolearn.errors import ConfigError
 
@@ -37,6 +40,7 @@ __all__ = [
     "DEFAULT_ENV_FILE",
     "OPTION_VARS",
     "Settings",
+    "check_account",
     "load_registry",
     "packaged_registry_text",
     "read_env_file",
@@ -55,11 +59,21 @@ OPTION_VARS = frozenset(
         "AUTOLEARN_METRICS_DIR",
         "AUTOLEARN_HISTORY_RETENTION",  # e.g. 90d: rotated history segments older are deleted
         "AUTOLEARN_HISTORY_ROTATE",  # e.g. 1d: the active history segment's span
+        "AUTOLEARN_ACCOUNT",  # the bot's key in a shared ledger (issue 19 item 2); '' = the one bot
+        "AUTOLEARN_LOCK_URL",  # postgresql://: one runner per (account, mechanism) across hosts
         "OANDA_ACCOUNT_ID",
         "OANDA_API_URL",
         "OANDA_TOKEN",
     }
 )
+
+
+def check_account(account: str, where: str) -> str:
+    """``account`` if it is a valid account key (``core.accounts``), else ``ConfigError``."""
+    problem = account_problem(account)
+    if problem is not None:
+        raise ConfigError(f"{where}={problem}")
+    return account
 
 
 def packaged_registry_text() -> str:
@@ -187,6 +201,18 @@ class Settings:
 
     def registry(self) -> Registry:
         return load_registry(self.registry_path)
+
+    @property
+    def account(self) -> str:
+        """The bot's account key in the ledger (``AUTOLEARN_ACCOUNT``; '' = the ledger's one bot).
+
+        Not defaulted to ``OANDA_ACCOUNT_ID``: a ledger migrated to v4 holds its rows under ''
+        and would look empty to a bot that suddenly filtered by its OANDA id.
+
+        Raises:
+            ConfigError: not 0-64 characters of letters, digits, ``.``, ``_`` or ``-``.
+        """
+        return check_account(self.option(None, "AUTOLEARN_ACCOUNT") or "", "AUTOLEARN_ACCOUNT")
 
     def option(self, flag: str | None, var: str) -> str | None:
         """A command option: ``flag`` if given, else ``var`` (environment, then env file), else

@@ -85,10 +85,16 @@ def connect(
         settings.ledger_url,
         limits=load_trade_limits(settings.bot_root),
         spool_dir=settings.state_dir / "spool",
+        account=settings.account,
     )
     try:
         gates = Gates.open(
-            settings.ledger_url, settings.state_dir, registry, gates_config, tuning=tuning
+            settings.ledger_url,
+            settings.state_dir,
+            registry,
+            gates_config,
+            tuning=tuning,
+            account=settings.account,
         )
     except BaseException:
         ledger.close()

@@ -118,7 +118,7 @@ def test_a_corrected_last_close_falls_back_to_the_newest_other() -> None:
     )
     agg = Aggregates(GatesConfig())
     agg.ingest_committed(_committed([a, b]))
-    base = (a.strategy.split("-")[0], a.side)
+    base = (a.strategy.split("-")[0], a.side, a.instrument)
     assert agg.last_close[base].close_at == b.close_at
     earlier = replace(b, close_at=T0, entry_at=T0 - timedelta(minutes=5))
     agg.ingest_committed([CommittedTrade(3, earlier)])

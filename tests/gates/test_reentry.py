@@ -191,7 +191,7 @@ def _entries_over_trend(overrides: dict[str, Any] | None = None) -> dict[Side, l
                 agg.ingest([trade])
                 del open_at[side]
         for side in Side:
-            last_close = agg.last_close.get(("Probe", side))
+            last_close = agg.latest_close("Probe", side)
             verdict = evaluate_reentry(
                 cfg=cfg.reentry,
                 rule=rule,

@@ -85,8 +85,8 @@ def _write_v1(url: str) -> None:
 
 
 def _v1_columns(table: str) -> list[sa.Column[Any]]:
-    """The columns ``table`` had in v1 (v3 added ``trades.seq``)."""
-    return [c for c in metadata.tables[table].columns if c.name != "seq"]
+    """The columns ``table`` had in v1 (v3 added ``trades.seq``, v4 ``account``)."""
+    return [c for c in metadata.tables[table].columns if c.name not in ("seq", "account")]
 
 
 def _read_all(url: str) -> dict[str, list[tuple[Any, ...]]]:
@@ -122,7 +122,7 @@ def _shape(url: str) -> dict[str, Any]:
 
 class TestUpgradeFromV1:
     def test_v1_ledger_with_real_rows_is_upgraded_with_nothing_lost(self, ledger_url: str) -> None:
-        """A v1 ledger from before alembic opens at schema 3, stamped at the head, every v1 row
+        """A v1 ledger from before alembic opens at schema 4, stamped at the head, every v1 row
         intact and the v2 tables present."""
         _write_v1(ledger_url)
         before = _read_all(ledger_url)
@@ -131,10 +131,10 @@ class TestUpgradeFromV1:
         with SqlLedger.open(ledger_url) as ledger:
             assert ledger.count_trades() == 315
         after = _read_all(ledger_url)
-        assert after["alembic_version"] == [(head_revision(),)] == [("v3",)]
-        assert [k for k in after["meta"] if k[0] != "ledger_id"] == [("schema_version", "3")]
+        assert after["alembic_version"] == [(head_revision(),)] == [("v4",)]
+        assert [k for k in after["meta"] if k[0] != "ledger_id"] == [("schema_version", "4")]
         assert [len(v) for k, v in after["meta"] if k == "ledger_id"] == [32]  # v3: its identity
-        assert SCHEMA_VERSION == 3
+        assert SCHEMA_VERSION == 4
         assert {t: after[t] for t in V1_TABLES if t != "meta"} == {
             t: v for t, v in before.items() if t != "meta"
         }
@@ -218,21 +218,21 @@ class TestUpgradeFromV1:
     def test_next_migration_runs_on_open(
         self, ledger_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """Adding ``versions/v4_*.py`` and raising SCHEMA_VERSION migrates a v1 ledger on open
-        through v2, v3 and v4 in one go, keeping every v1 row."""
+        """Adding ``versions/v5_*.py`` and raising SCHEMA_VERSION migrates a v1 ledger on open
+        through v2, v3, v4 and v5 in one go, keeping every v1 row."""
         scripts = tmp_path / "migrations"
         shutil.copytree(_migrate.MIGRATIONS_DIR, scripts, ignore=shutil.ignore_patterns("__py*"))
-        (scripts / "versions" / "v4_example.py").write_text(_V4_EXAMPLE, encoding="utf-8")
+        (scripts / "versions" / "v5_example.py").write_text(_V5_EXAMPLE, encoding="utf-8")
         _write_v1(ledger_url)
         before = _read_all(ledger_url)
-        monkeypatch.setattr(_schema, "SCHEMA_VERSION", 4)
-        monkeypatch.setattr(_migrate, "SCHEMA_VERSION", 4)
+        monkeypatch.setattr(_schema, "SCHEMA_VERSION", 5)
+        monkeypatch.setattr(_migrate, "SCHEMA_VERSION", 5)
         monkeypatch.setattr(_migrate, "MIGRATIONS_DIR", scripts)
         with SqlLedger.open(ledger_url) as ledger:
             assert ledger.count_trades() == 315
         after = _read_all(ledger_url)
-        assert after["alembic_version"] == [("v4",)]
-        assert [k for k in after["meta"] if k[0] != "ledger_id"] == [("schema_version", "4")]
+        assert after["alembic_version"] == [("v5",)]
+        assert [k for k in after["meta"] if k[0] != "ledger_id"] == [("schema_version", "5")]
         assert {t: after[t] for t in V1_TABLES if t != "meta"} == {
             t: v for t, v in before.items() if t != "meta"
         }
@@ -240,16 +240,17 @@ class TestUpgradeFromV1:
         with engine.connect() as conn:
             assert sa.inspect(conn).has_table("example_signals")
             assert sa.inspect(conn).has_table("signals")  # v2 ran on the way
-            assert "seq" in {c["name"] for c in sa.inspect(conn).get_columns("trades")}  # v3
+            columns = {c["name"] for c in sa.inspect(conn).get_columns("trades")}
+            assert {"seq", "account"} <= columns  # v3 and v4 ran on the way
         engine.dispose()
 
 
-_V4_EXAMPLE = """
+_V5_EXAMPLE = """
 import sqlalchemy as sa
 from alembic import op
 
-revision = "v4"
-down_revision = "v3"
+revision = "v5"
+down_revision = "v4"
 branch_labels = None
 depends_on = None
 
@@ -294,8 +295,8 @@ class TestUpgradeToV3:
             assert [c.trade for c in committed] == ledger.trades()
         after = _read_all(ledger_url)
         assert before["alembic_version"] == [("v2",)]
-        assert after["alembic_version"] == [("v3",)]
-        assert [k for k in after["meta"] if k[0] != "ledger_id"] == [("schema_version", "3")]
+        assert after["alembic_version"] == [("v4",)]
+        assert [k for k in after["meta"] if k[0] != "ledger_id"] == [("schema_version", "4")]
         assert {t: after[t] for t in V1_TABLES} == {
             t: before[t] for t in V1_TABLES if t != "meta"
         } | {"meta": after["meta"]}

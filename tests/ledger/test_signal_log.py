@@ -20,6 +20,7 @@ from autolearn.core.model import EntrySignal, ShadowSignal, Side
 from autolearn.core.plausibility import TradeLimits
 from autolearn.errors import InputError, LedgerError
 from autolearn.ledger import Ledger, SqlLedger, TradeWriter, UpsertCounts
+from autolearn.ledger._schema import metadata
 from autolearn.replay import CachedLedger
 
 T0 = datetime(2025, 10, 22, 8, 0, tzinfo=UTC)
@@ -157,7 +158,8 @@ def _clear(ledger_url: str) -> None:
 
 
 def _content(ledger_url: str) -> list[tuple[Any, ...]]:
-    return [row[:-1] for row in stored_rows(ledger_url)]  # ingested_at_us is the last column
+    ingested = list(metadata.tables["signals"].columns.keys()).index("ingested_at_us")
+    return [row[:ingested] + row[ingested + 1 :] for row in stored_rows(ledger_url)]
 
 
 @_PROPERTY

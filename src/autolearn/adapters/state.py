@@ -21,12 +21,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from autolearn.adapters.atomic import atomic_write_bytes, ensure_dir, remove_stale_temp_files
 from autolearn.adapters.files import read_regular, refuse_linked_dirs
@@ -39,6 +40,9 @@ from autolearn.core.knobs import KnobSpec, KnobType, KnobValue, Owner
 from autolearn.core.registry import Registry
 from autolearn.core.timestamps import TimestampError, format_utc, parse_utc
 from autolearn.errors import StateError
+
+if TYPE_CHECKING:  # the SQL of the run locks loads only when AUTOLEARN_LOCK_URL is set
+    from autolearn.adapters.pg_lock import RunLocks
 
 __all__ = [
     "STATE_SCHEMA_VERSION",
@@ -58,6 +62,8 @@ _MECHANISM_NAME = frozenset(o.value for o in Owner) | {
     "follow",  # watermarks of followed trades.db files (autolearn.importers.follow)
 }
 _KEEP_CHANGES = timedelta(days=2)
+# locks of this host's files, never taken across hosts (the rest are mechanisms' run locks)
+_LOCAL_LOCKS = frozenset({"effective", "control"})
 
 
 def presets_digest(registry: Registry) -> str:
@@ -132,9 +138,16 @@ class StateStore:
     """Runtime state under ``state_dir`` for the knobs of ``registry``."""
 
     def __init__(
-        self, state_dir: Path, registry: Registry, history_policy: RotationPolicy | None = None
+        self,
+        state_dir: Path,
+        registry: Registry,
+        history_policy: RotationPolicy | None = None,
+        *,
+        run_locks: RunLocks | None = None,
     ) -> None:
         self.root = Path(state_dir)
+        # the mechanisms' locks across hosts (None: this host's flocks only)
+        self.run_locks = run_locks
         self.registry = registry
         self.effective_path = self.root / "effective.json"
         self.snapshots_dir = self.root / "snapshots"
@@ -156,14 +169,26 @@ class StateStore:
     # -- locks -------------------------------------------------------------------------------
     @contextmanager
     def lock(self, name: str, *, timeout_s: float = 0.0) -> Iterator[None]:
-        """Exclusive lock ``name`` (a mechanism, ``effective`` or ``control``)."""
+        """Exclusive lock ``name`` (a mechanism, ``effective`` or ``control``).
+
+        With ``run_locks``, a mechanism's lock is also taken on PostgreSQL, after the flock (a
+        second run on this host finds it busy without the network). ``effective`` and
+        ``control`` guard this host's files and stay flocks. ``LockBusy`` when held;
+        ``LockUnavailable`` when the lock database does not answer (nothing runs).
+        """
         if not name.replace("_", "").isalnum():
             raise StateError(f"invalid lock name {name!r}")
         self._check_root()
         path = self.locks_dir / f"{name}.lock"
         refuse_linked_dirs(self.root, path)
+        deadline = time.monotonic() + timeout_s
         with file_lock(path, timeout_s=timeout_s):
-            yield
+            if self.run_locks is None or name in _LOCAL_LOCKS:
+                yield
+                return
+            left = max(0.0, deadline - time.monotonic())  # one wait for both locks
+            with self.run_locks.hold(name, timeout_s=left):
+                yield
 
     # -- reading -----------------------------------------------------------------------------
     def version_of(self, values: Mapping[str, KnobValue]) -> str:

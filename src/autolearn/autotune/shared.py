@@ -26,7 +26,6 @@ values, or any table but through Optuna's API (the lock is the only SQL of our o
 
 from __future__ import annotations
 
-import hashlib
 import os
 import socket
 import time
@@ -36,14 +35,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import optuna
-import sqlalchemy
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
-from sqlalchemy.pool import NullPool
 
 from autolearn.adapters.locks import file_lock
 from autolearn.adapters.logs import redact
+from autolearn.adapters.pg_lock import advisory_lock
 from autolearn.errors import ConfigError, LockBusy, StateError
 
 __all__ = [
@@ -76,30 +74,22 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _key(name: str) -> int:
-    """A stable signed 64-bit advisory-lock key for ``name`` (one per study, one for schema)."""
-    digest = hashlib.sha256(f"autolearn.autotune:{name}".encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
+def _lock_name(name: str) -> str:
+    """What the advisory lock ``name`` (one per study, one for schema) is keyed on."""
+    return f"autolearn.autotune:{name}"
 
 
 @contextmanager
-def _pg_lock(engine: Engine, key: int, what: str, timeout_s: float) -> Iterator[None]:
+def _pg_lock(engine: Engine | str, name: str, timeout_s: float) -> Iterator[None]:
     # session-level, on a connection of its own: the Optuna calls made while it is held run
     # on the storage's other connections, and a killed process's lock dies with its session
-    with engine.connect() as conn:
-        deadline = time.monotonic() + timeout_s
-        query = sqlalchemy.text("SELECT pg_try_advisory_lock(:k)")
-        while not conn.execute(query, {"k": key}).scalar():
-            conn.rollback()  # do not sit in an open transaction while waiting
-            if time.monotonic() >= deadline:
-                raise StateError(f"autotune {what}: lock not acquired within {timeout_s:g} s")
-            time.sleep(_POLL_S)
-        conn.rollback()
-        try:
+    try:
+        with advisory_lock(
+            engine, _lock_name(name), timeout_s=timeout_s, poll_s=_POLL_S, what=f"autotune {name}"
+        ):
             yield
-        finally:
-            conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-            conn.rollback()
+    except LockBusy as exc:  # waited for a claim held for milliseconds: a stuck peer, an error
+        raise StateError(f"autotune {name}: lock not acquired within {timeout_s:g} s") from exc
 
 
 @contextmanager
@@ -137,14 +127,8 @@ def storage_lock(
             f"autotune storage {redact(url)}: only sqlite:/// and postgresql:// are supported "
             "(several hosts need PostgreSQL's advisory locks)"
         )
-    own = engine is None
-    eng = sqlalchemy.create_engine(url, poolclass=NullPool) if engine is None else engine
-    try:
-        with _pg_lock(eng, _key(name), name, timeout_s):
-            yield
-    finally:
-        if own:
-            eng.dispose()
+    with _pg_lock(url if engine is None else engine, name, timeout_s):
+        yield
 
 
 def _is_ddl_race(exc: BaseException) -> bool:

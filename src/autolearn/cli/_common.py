@@ -8,7 +8,7 @@ import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import typer.main
@@ -19,6 +19,9 @@ from autolearn.adapters.state import StateStore
 from autolearn.core.registry import parse_duration
 from autolearn.errors import ConfigError
 from autolearn.settings import Settings
+
+if TYPE_CHECKING:
+    from autolearn.adapters.pg_lock import RunLocks
 
 __all__ = [
     "JsonOpt",
@@ -34,6 +37,7 @@ __all__ = [
     "intend_exit",
     "operator_store",
     "plain_placeholders",
+    "run_locks",
     "settings",
     "store",
     "utcnow",
@@ -158,7 +162,22 @@ def settings() -> Settings:
 
 def store() -> StateStore:
     current = settings()
-    return StateStore(current.state_dir, current.registry(), history_policy(current))
+    return StateStore(
+        current.state_dir,
+        current.registry(),
+        history_policy(current),
+        run_locks=run_locks(current),
+    )
+
+
+def run_locks(current: Settings) -> RunLocks | None:
+    """The mechanisms' run locks across hosts (``AUTOLEARN_LOCK_URL``; None: flocks only)."""
+    url = current.option(None, "AUTOLEARN_LOCK_URL")
+    if url is None:
+        return None
+    from autolearn.adapters.pg_lock import RunLocks  # SQLAlchemy only when the locks need it
+
+    return RunLocks(url, current.account)
 
 
 def history_policy(current: Settings) -> RotationPolicy:
@@ -197,7 +216,12 @@ def operator_store() -> StateStore:
             "/etc/autolearn.env (or AUTOLEARN_ENV_FILE), or start a new state with "
             "`autolearn init`"
         )
-    return StateStore(current.state_dir, current.registry(), history_policy(current))
+    return StateStore(
+        current.state_dir,
+        current.registry(),
+        history_policy(current),
+        run_locks=run_locks(current),
+    )
 
 
 def utcnow() -> datetime:

@@ -21,7 +21,7 @@ def ingest_follow(path: Path, current: Settings) -> dict[str, int]:
 
     limits = load_trade_limits(current.bot_root)
     store = StateStore(current.state_dir, current.registry())
-    ledger = SqlLedger.open(current.ledger_url, limits=limits)
+    ledger = SqlLedger.open(current.ledger_url, limits=limits, account=current.account)
     try:
         result, counts = run_follow(path, store, ledger, now=datetime.now(UTC), limits=limits)
     finally:

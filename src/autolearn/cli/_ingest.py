@@ -31,7 +31,7 @@ def ingest_files(paths: list[Path], ledger_url: str, *, show_rejected: int = 20)
     for path in paths:  # before the ledger is opened: a typo must not create one
         if not path.exists():
             raise InputError(f"{path}: no such file")
-    ledger = SqlLedger.open(ledger_url, limits=limits)
+    ledger = SqlLedger.open(ledger_url, limits=limits, account=settings().account)
     try:
         for path in paths:
             counts = UpsertCounts()

@@ -36,7 +36,7 @@ def scalp_train(
 
     at = run_time(now, shadow)
     cfg = load_scalp_config(settings().option_path(config, "AUTOLEARN_SCALP_CONFIG"))
-    with SqlLedger.open(settings().ledger_url) as ledger:
+    with SqlLedger.open(settings().ledger_url, account=settings().account) as ledger:
         record = run_cycle(store(), ledger, cfg, at, shadow=shadow)
     emit_run(record, as_json)
 

@@ -19,7 +19,7 @@ def ingest_oanda(
     from autolearn.oanda.transactions import ingest_transactions
 
     limits = load_trade_limits(settings().bot_root)
-    ledger = SqlLedger.open(ledger_url, limits=limits)
+    ledger = SqlLedger.open(ledger_url, limits=limits, account=settings().account)
     try:
         with V20Client(token=token, base_url=base_url) as client:
             report = ingest_transactions(

@@ -31,6 +31,7 @@ from autolearn.cli._common import (
     console,
     intend_exit,
     operator_store,
+    run_locks,
     settings,
     store,
     utcnow,
@@ -404,7 +405,7 @@ def _gather_status(
         effective_error=effective_error,
         presets=presets,
         owners=owners,
-        ledger=probes.probe_ledger(current.ledger_url),
+        ledger=probes.probe_ledger(current.ledger_url, current.account),
         ledger_stale_after=stale_after,
         reconcile_clean_within=reconcile_within,
     )
@@ -490,6 +491,8 @@ def _print_status(report: StatusReport) -> None:
     for line in report.switches:  # FROZEN / DISABLED / BLOCKED: the headline, not a table row
         console.print(f"[bold yellow]{escape(line)}[/bold yellow]")
     console.print(f"[dim]state dir {settings().state_dir}[/dim]")
+    if (locks := run_locks(settings())) is not None:  # one runner per mechanism across hosts
+        console.print(f"[dim]run locks on PostgreSQL {escape(locks.describe())}[/dim]")
     for m in report.mechanisms:
         if m.health is Health.DISABLED and m.last_run is None:
             console.print(f"[dim]{m.mechanism}: disabled, never run ({m.enabled_source})[/dim]")
@@ -586,11 +589,11 @@ def doctor(
     state = store()
     timers, why = probes.probe_timers({m: _is_enabled(state, m) for m in SCHEDULES}, user_mode=user)
     findings += check_timers(timers, why)
-    probe = probes.probe_ledger(current.ledger_url)
+    probe = probes.probe_ledger(current.ledger_url, current.account)
     findings.append(check_ledger(probe, at, _duration("--ledger-stale-after", ledger_stale_after)))
     if probe.error is None:
         window = _duration("--signals-window", signals_window)
-        trades = probes.recent_trades(current.ledger_url, at - window)
+        trades = probes.recent_trades(current.ledger_url, at - window, current.account)
         findings += check_signals(trades, min_share=min_signal_share, window=signals_window)
     findings.append(check_registry(ownership_problems(state.registry), state.registry.source))
     findings.append(check_configs(gather_config_facts()))

@@ -66,7 +66,7 @@ def policy(
 
     at = run_time(now, shadow)
     cfg = _config(config)
-    with SqlLedger.open(settings().ledger_url) as ledger:
+    with SqlLedger.open(settings().ledger_url, account=settings().account) as ledger:
         record = run_policy(ledger=ledger, store=store(), config=cfg, now=at, shadow=shadow)
     emit_run(record, as_json)
 

@@ -91,7 +91,7 @@ def reconcile(
         instruments=frozenset(instrument) if instrument else None,
     )
     with (
-        SqlLedger.open(current.ledger_url) as ledger,
+        SqlLedger.open(current.ledger_url, account=current.account) as ledger,
         V20Client(token=token, base_url=oanda_url) as client,
     ):
         record = run_reconcile(

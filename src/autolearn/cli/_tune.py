@@ -35,6 +35,8 @@ def tune(
 
     at = run_time(now, shadow)
     cfg = load_tuner_config(settings().option_path(config, "AUTOLEARN_TUNER_CONFIG"))
-    with open_reader(settings().ledger_url) as ledger:  # sqlite3 on a ready SQLite file
+    with open_reader(
+        settings().ledger_url, account=settings().account
+    ) as ledger:  # sqlite3 on a ready SQLite file
         record = run_cycle(store(), ledger, cfg, at, shadow=shadow)
     emit_run(record, as_json)

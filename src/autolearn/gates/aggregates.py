@@ -80,7 +80,10 @@ class Aggregates:
         self.future_skipped = 0  # rows offered from after ``not_after`` (see ``ingest``)
         self.series: dict[tuple[str, str], _Series] = {}
         self.stage = StageBook(config.stage, config.units)
-        self.last_close: dict[tuple[str, Side], LastClose] = {}
+        # (base strategy, side, instrument) -> its newest close: a re-entry's price distance
+        # compares prices of one instrument only (issue 19 item 2: a USD_JPY entry was held
+        # against a EUR_USD close)
+        self.last_close: dict[tuple[str, Side, str], LastClose] = {}
         self._window_cache: dict[
             tuple[str, str, int | None], tuple[int, int, int, WindowStats]
         ] = {}
@@ -89,7 +92,19 @@ class Aggregates:
         self._held: dict[_Id, CommittedTrade] = {}  # future-dated rows, taken when due
         self._counted: dict[_Id, CommittedTrade] = {}  # the kept version of each kept trade
         self._folded: dict[str, _Order] = {}  # per pocket: the newest trade the stage folded
-        self._last_key: dict[tuple[str, Side], _Order] = {}
+        self._last_key: dict[tuple[str, Side, str], _Order] = {}
+
+    def latest_close(
+        self, base: str, side: Side, instrument: str | None = None
+    ) -> LastClose | None:
+        """The newest close of ``base`` on ``side`` in ``instrument``; without an instrument
+        (a bot that does not say), the newest in any instrument, as before v4."""
+        if instrument is not None:
+            return self.last_close.get((base, side, instrument))
+        found = [k for k in self._last_key if k[0] == base and k[1] is side]
+        if not found:
+            return None
+        return self.last_close.get(max(found, key=self._last_key.__getitem__))
 
     def ingest(self, trades: Iterable[Trade], *, not_after: datetime | None = None) -> int:
         """Advance over ``trades`` (ledger order); returns how many were new.
@@ -195,7 +210,7 @@ class Aggregates:
         else:
             self.stage.advance(t)
             self._folded[t.pocket] = order
-        last = (base_strategy(t.strategy), t.side)
+        last = (base_strategy(t.strategy), t.side, t.instrument)
         known = self._last_key.get(last)
         if known is None or order >= known:
             self._last_key[last] = order
@@ -215,7 +230,7 @@ class Aggregates:
                 refold.add(t.pocket)
                 break
             at += 1
-        last = (base_strategy(t.strategy), t.side)
+        last = (base_strategy(t.strategy), t.side, t.instrument)
         if self._last_key.get(last) == _order(t, close_us):
             self._last_key.pop(last)
             self.last_close.pop(last, None)
@@ -225,7 +240,7 @@ class Aggregates:
                     for (_, strategy), kept in self.series.items()
                     if base_strategy(strategy) == last[0]
                     for us, x in zip(kept.times, kept.trades, strict=True)
-                    if x.side is t.side
+                    if x.side is t.side and x.instrument == t.instrument
                 ),
                 default=None,
                 key=lambda pair: pair[0],

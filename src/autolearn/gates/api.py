@@ -112,12 +112,14 @@ class Gates:
         clock: Callable[[], float] = time.monotonic,
         refresh_s: float | None = None,
         tuning: Tuning | None = None,
+        account: str = "",
     ) -> Gates:
         """The bot's constructor. A bad config raises ``ConfigError`` (at start-up, loudly);
         an unreachable ledger does not: entries then follow ``on_ledger_error``.
 
         ``tuning``: the worker's own reader of ``effective.json`` (``autolearn.connect`` passes
         it), so the gates and the bot see one version; without it the gates open their own.
+        ``account``: the bot's key in a shared ledger: the gates count its trades only.
         """
         from autolearn.ledger.sql import SqlLedger  # local: the pure gates need no SQL
 
@@ -130,7 +132,7 @@ class Gates:
             tuning = Tuning(state_dir, registry)
 
         def opener() -> Ledger:
-            return SqlLedger.open(ledger_url)
+            return SqlLedger.open(ledger_url, account=account)
 
         gates = cls(
             ledger=None,
@@ -159,8 +161,15 @@ class Gates:
         price: float,
         now: datetime,
         open_positions: Sequence[OpenPosition] = (),
+        *,
+        instrument: str | None = None,
     ) -> Verdict:
-        """May the bot open this entry now, and at what size? Never raises."""
+        """May the bot open this entry now, and at what size? Never raises.
+
+        ``instrument``: the entry's market. Given, the re-entry gate measures the price
+        distance from the last close in that instrument only; omitted, from the strategy's
+        last close in any instrument (right only for a bot trading one instrument).
+        """
         try:
             side = Side(side)
             _check_inputs(strategy, pocket, price, now, open_positions)
@@ -168,7 +177,7 @@ class Gates:
                 return _unknown_pocket(pocket, self.pockets)
             with self._lock:
                 self._maybe_refresh(now)
-                return self._decide(strategy, pocket, side, price, now, open_positions)
+                return self._decide(strategy, pocket, side, price, now, open_positions, instrument)
         except ValueError as exc:
             return self._failed("invalid_input", exc)
         except Exception as exc:  # the bot must never see an exception from here
@@ -294,6 +303,7 @@ class Gates:
         price: float,
         now: datetime,
         open_positions: Sequence[OpenPosition],
+        instrument: str | None = None,
     ) -> Verdict:
         results: list[GateResult] = []
         if self.ledger_error is not None:
@@ -345,7 +355,7 @@ class Gates:
                     side=side,
                     price=price,
                     now=now,
-                    last=self.aggregates.last_close.get((base, side)),
+                    last=self.aggregates.latest_close(base, side, instrument),
                     stack=stack,
                 )
             )

@@ -5,7 +5,10 @@ Storage decisions (original-system.md 2.1, 3.6): times are BigInteger epoch micr
 local row id; text key columns use the byte ("C") collation on PostgreSQL so both backends and
 Python sort identically; the ``meta`` table holds ``schema_version`` and a different one is
 refused before anything is touched. v3: ``trades.seq`` is the commit order readers resume from
-(never a key: a restore or a re-delivery may renumber it, the key stays).
+(never a key: a restore or a re-delivery may renumber it, the key stays). v4: ``account``, the
+bot's key, leads the identity of every bot-written table (trades, shadow signals, the signal
+log, cursors): OANDA ids are per account, so two bots on one ledger used to overwrite each
+other's trades. Candles are the market's, the same for every bot: they have no account.
 
 Deployed ledgers exist: this module must not change a table, column or index without raising
 ``SCHEMA_VERSION`` and shipping a migration (``ledger/migrations/``, alembic; README "Ledger
@@ -94,16 +97,19 @@ trades_table = sa.Table(
     # under the table's write lock (see ``SqlLedger._upsert_chunk``), so a reader resuming after
     # the highest ``seq`` it saw misses nothing, whatever the close times (issue 19 item 1).
     sa.Column("seq", sa.BigInteger, nullable=False, server_default=sa.text("0")),
-    sa.PrimaryKeyConstraint("broker_trade_id", "close_tx_id", name="pk_trades"),
-    sa.Index("ix_trades_order", "close_at_us", "broker_trade_id", "close_tx_id"),
-    sa.Index("ix_trades_pocket_strategy", "pocket", "strategy", "close_at_us"),
+    # v4: the bot's key (``SqlLedger.open(account=...)``); '' is a ledger's one bot. Last, as
+    # the migration adds it; first in the key and the indexes, as every read filters on it.
+    sa.Column("account", _Key, nullable=False, server_default=""),
+    sa.PrimaryKeyConstraint("account", "broker_trade_id", "close_tx_id", name="pk_trades"),
+    sa.Index("ix_trades_order", "account", "close_at_us", "broker_trade_id", "close_tx_id"),
+    sa.Index("ix_trades_pocket_strategy", "account", "pocket", "strategy", "close_at_us"),
     sa.Index("ix_trades_seq", "seq", unique=True),
 )
 
 shadow_table = sa.Table(
     "shadow_signals",
     metadata,
-    sa.Column("signal_id", _Key, primary_key=True),
+    sa.Column("signal_id", _Key, nullable=False),
     sa.Column("at_us", sa.BigInteger, nullable=False),
     sa.Column("instrument", _Key, nullable=False),
     sa.Column("pocket", _Key, nullable=False),
@@ -118,7 +124,9 @@ shadow_table = sa.Table(
     sa.Column("outcome_at_us", sa.BigInteger, nullable=True),
     sa.Column("extra", sa.Text, nullable=False),  # canonical JSON (sorted keys)
     sa.Column("ingested_at_us", sa.BigInteger, nullable=False),
-    sa.Index("ix_shadow_signals_at", "at_us", "signal_id"),
+    sa.Column("account", _Key, nullable=False, server_default=""),  # v4
+    sa.PrimaryKeyConstraint("account", "signal_id"),
+    sa.Index("ix_shadow_signals_at", "account", "at_us", "signal_id"),
 )
 
 # v2: every candidate entry a strategy evaluated, taken or not (issue 12's signal log). A shadow
@@ -128,7 +136,7 @@ shadow_table = sa.Table(
 signals_table = sa.Table(
     "signals",
     metadata,
-    sa.Column("signal_id", _Key, primary_key=True),
+    sa.Column("signal_id", _Key, nullable=False),
     sa.Column("at_us", sa.BigInteger, nullable=False),
     sa.Column("instrument", _Key, nullable=False),
     sa.Column("pocket", _Key, nullable=False),
@@ -146,8 +154,10 @@ signals_table = sa.Table(
     sa.Column("config_version", sa.Text, nullable=False),
     sa.Column("extra", sa.Text, nullable=False),  # canonical JSON (sorted keys)
     sa.Column("ingested_at_us", sa.BigInteger, nullable=False),
-    sa.Index("ix_signals_instrument_at", "instrument", "at_us", "signal_id"),
-    sa.Index("ix_signals_strategy_at", "strategy", "at_us"),
+    sa.Column("account", _Key, nullable=False, server_default=""),  # v4
+    sa.PrimaryKeyConstraint("account", "signal_id"),
+    sa.Index("ix_signals_instrument_at", "account", "instrument", "at_us", "signal_id"),
+    sa.Index("ix_signals_strategy_at", "account", "strategy", "at_us"),
 )
 
 # v2: complete bars only, mid OHLC with the spread beside it; ``time_us`` is the bar's open (UTC).
@@ -171,9 +181,11 @@ candles_table = sa.Table(
 cursors_table = sa.Table(
     "cursors",
     metadata,
-    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
     sa.Column("value", sa.Text, nullable=False),
     sa.Column("updated_at_us", sa.BigInteger, nullable=False),
+    sa.Column("account", _Key, nullable=False, server_default=""),  # v4: a reconciler's cursor
+    sa.PrimaryKeyConstraint("account", "name"),
 )
 
 # Alembic's own version table (its default name and shape), declared here so a bare worker
@@ -185,9 +197,11 @@ alembic_version_table = sa.Table(
     sa.PrimaryKeyConstraint("version_num", name="alembic_version_pkc"),
 )
 
-TRADE_KEY = ("broker_trade_id", "close_tx_id")
-SHADOW_KEY = ("signal_id",)
-SIGNAL_KEY = ("signal_id",)
+# The upsert keys. The account comes last here (not in the primary keys): the stored-row lookup
+# filters on the first column with IN and fixes the one account of a batch with ``=``.
+TRADE_KEY = ("broker_trade_id", "close_tx_id", "account")
+SHADOW_KEY = ("signal_id", "account")
+SIGNAL_KEY = ("signal_id", "account")
 CANDLE_KEY = ("instrument", "granularity", "time_us")
 # Bookkeeping columns: not part of a row's content when deciding "unchanged".
 NOT_CONTENT = frozenset({"ingested_at_us", "seq"})

@@ -65,10 +65,12 @@ _DECODE: dict[str, Callable[[Any], Value]] = {
 }
 
 
-def spool_path(directory: Path, ledger_url: str) -> Path:
-    """The spool of ``ledger_url`` (password redacted) in ``directory``: one file per ledger,
-    so a bot pointed at another ledger never flushes the first one's trades into it."""
-    digest = hashlib.sha256(ledger_url.encode()).hexdigest()[:12]
+def spool_path(directory: Path, ledger_url: str, account: str = "") -> Path:
+    """The spool of ``ledger_url`` (password redacted) in ``directory``: one file per ledger
+    and account, so a bot pointed at another ledger (or another bot sharing the directory)
+    never flushes the first one's trades into it. The one bot's ('') name is as before v4."""
+    named = ledger_url if not account else f"{ledger_url}#account={account}"
+    digest = hashlib.sha256(named.encode()).hexdigest()[:12]
     return directory / f"ledger-{digest}.jsonl"
 
 
@@ -89,11 +91,11 @@ class Spool:
         self._log = get_logger("autolearn.ledger.spool")
 
     @classmethod
-    def in_state_dir(cls, directory: Path, ledger_url: str) -> Spool:
-        """The spool of ``ledger_url`` under ``directory``, refused inside a git checkout
-        unless git ignores it (``TrackedPathError``)."""
+    def in_state_dir(cls, directory: Path, ledger_url: str, account: str = "") -> Spool:
+        """The spool of ``ledger_url`` (and ``account``) under ``directory``, refused inside a
+        git checkout unless git ignores it (``TrackedPathError``)."""
         ensure_state_dir_ignored(directory)
-        return cls(spool_path(directory, ledger_url))
+        return cls(spool_path(directory, ledger_url, account))
 
     def __repr__(self) -> str:
         return f"Spool({str(self.path)!r})"

@@ -33,6 +33,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from autolearn.core.accounts import account_problem
 from autolearn.core.model import EntrySignal, ShadowSignal, Trade
 from autolearn.core.plausibility import (
     TradeLimits,
@@ -113,8 +114,15 @@ class SqlLedger:
         secret: str | None = None,
         limits: TradeLimits | None = None,
         wall_clock: Callable[[], datetime] | None = None,
+        account: str = "",
     ) -> None:
+        problem = account_problem(account)
+        if problem is not None:
+            raise LedgerError(f"ledger {url_for_errors}: account {problem}")
         self._engine = engine
+        # v4: the bot this handle reads and writes for; every row it writes carries it and
+        # every read filters on it, so two bots on one ledger never see each other's rows
+        self.account = account
         self._url = url_for_errors
         self._clock = clock
         self._secret = secret
@@ -137,6 +145,7 @@ class SqlLedger:
         limits: TradeLimits | None = None,
         wall_clock: Callable[[], datetime] | None = None,
         ledger_id: str | None = None,
+        account: str = "",
     ) -> SqlLedger:
         """Open (creating if needed) the ledger at ``url``.
 
@@ -152,10 +161,15 @@ class SqlLedger:
             wall_clock: the real UTC time that "in the future" is judged against.
             ledger_id: pin the ledger's identity (``meta.ledger_id``, random by default) to
                 this value: a replay's ledger must be byte-identical from run to run.
+            account: the bot's key (``AUTOLEARN_ACCOUNT``; '' = the ledger's one bot): rows
+                written carry it, reads see only its rows, cursors are its own.
 
         Raises:
             LedgerError: bad URL, unreachable database, or a schema newer than this code.
         """
+        problem = account_problem(account)
+        if problem is not None:  # before an engine exists: nothing to dispose
+            raise LedgerError(f"ledger: account {problem}")
         engine, shown = make_engine(url, sqlite_busy_timeout_ms)
         secret = engine.url.password
         ledger = cls(
@@ -165,6 +179,7 @@ class SqlLedger:
             secret=secret,
             limits=limits,
             wall_clock=wall_clock,
+            account=account,
         )
         try:
             ledger._prepare_schema()
@@ -194,7 +209,8 @@ class SqlLedger:
         self.close()
 
     def __repr__(self) -> str:
-        return f"SqlLedger({self._url!r})"
+        scope = f", account={self.account!r}" if self.account else ""
+        return f"SqlLedger({self._url!r}{scope})"
 
     @property
     def url(self) -> str:
@@ -256,7 +272,7 @@ class SqlLedger:
         written. Importers reject such rows themselves, so this is the last line of defence.
         """
         now = self._wall_clock()
-        rows = (trade_row(self._plausible_trade(t, now)) for t in trades)
+        rows = (self._own(trade_row(self._plausible_trade(t, now))) for t in trades)
         return self._upsert(trades_table, TRADE_KEY, rows, "upsert_trades")
 
     def upsert_shadow_signals(self, signals: Iterable[ShadowSignal]) -> UpsertCounts:
@@ -269,7 +285,7 @@ class SqlLedger:
         poorer shadow copy, whichever of the two arrives first.
         """
         now = self._wall_clock()
-        rows = (shadow_row(self._plausible_signal(s, now)) for s in signals)
+        rows = (self._own(shadow_row(self._plausible_signal(s, now))) for s in signals)
         return self._upsert(
             shadow_table, SHADOW_KEY, rows, "upsert_shadow_signals", also=_log_shadows
         )
@@ -282,8 +298,12 @@ class SqlLedger:
         price, SL/TP, timeout or score): an implausible one raises ``InputError`` naming it.
         """
         now = self._wall_clock()
-        rows = (signal_row(self._plausible_entry_signal(s, now)) for s in signals)
+        rows = (self._own(signal_row(self._plausible_entry_signal(s, now))) for s in signals)
         return self._upsert(signals_table, SIGNAL_KEY, rows, "upsert_signals")
+
+    def _own(self, row: dict[str, Any]) -> dict[str, Any]:
+        row["account"] = self.account
+        return row
 
     def _plausible_trade(self, trade: Trade, now: datetime) -> Trade:
         found = implausible_trade(trade, now, self.limits)
@@ -318,11 +338,11 @@ class SqlLedger:
         now_us = to_epoch_us(self._clock())
         with self._translate("set_cursor"), self._write() as conn:
             stmt = dialect_insert(conn, cursors_table).values(
-                name=name, value=value, updated_at_us=now_us
+                account=self.account, name=name, value=value, updated_at_us=now_us
             )
             conn.execute(
                 stmt.on_conflict_do_update(
-                    index_elements=["name"],
+                    index_elements=["account", "name"],
                     set_={"value": stmt.excluded.value, "updated_at_us": now_us},
                 )
             )
@@ -421,7 +441,7 @@ class SqlLedger:
     ) -> list[Trade]:
         """Trades with ``closed_since <= close_at < closed_until`` matching every given filter."""
         c = trades_table.c
-        query = _trade_select()
+        query = self._trade_select()
         if closed_since is not None:
             query = query.where(c.close_at_us >= to_epoch_us(closed_since))
         if closed_until is not None:
@@ -452,19 +472,22 @@ class SqlLedger:
             return []
         c = trades_table.c
         pocket = sa.literal_column("+trades.pocket") if self._is_sqlite() else c.pocket
-        query = _trade_select().where(pocket.in_(sorted(pockets)))
+        query = self._trade_select().where(pocket.in_(sorted(pockets)))
         if closed_since is not None:
             query = query.where(c.close_at_us >= to_epoch_us(closed_since))
         if closed_until is not None:
             query = query.where(c.close_at_us < to_epoch_us(closed_until))
         return self._read("trades", query, trade_from_row)
 
+    def _trade_select(self) -> sa.Select[Any]:
+        return _trade_select(self.account)
+
     def _is_sqlite(self) -> bool:
         return bool(self._engine.dialect.name == "sqlite")
 
     def trades_after(self, watermark: Watermark | None, limit: int | None = None) -> list[Trade]:
         """Trades strictly after ``watermark`` in the ledger order (incremental readers)."""
-        query = _trade_select()
+        query = self._trade_select()
         if watermark is not None:
             at, trade_id, tx_id = watermark
             at_us = to_epoch_us(at)
@@ -522,7 +545,11 @@ class SqlLedger:
             sa.func.coalesce(sa.func.max(c.seq), 0).label("head"),
             ident.scalar_subquery().label("ledger_id"),
         ).subquery()
-        match = c.seq > after
+        # ``+account`` on SQLite: with a plain ``account = ?`` its planner walks the account's
+        # whole ledger order index instead of seeking ``ix_trades_seq`` past ``after`` (a
+        # refresh with nothing new cost 1.6 ms at 10k trades, 36 ms at 100k; 0.01 ms so)
+        account = sa.literal_column("+trades.account") if self._is_sqlite() else c.account
+        match = sa.and_(c.seq > after, account == self.account)
         if closed_since is not None:
             match = sa.and_(match, c.close_at_us >= to_epoch_us(closed_since))
         # LEFT JOIN from the one-row head: the head comes back even when no trade matches.
@@ -554,7 +581,9 @@ class SqlLedger:
     ) -> list[ShadowSignal]:
         """Shadow signals with ``at >= since`` matching the filters, ordered by (at, signal_id)."""
         c = shadow_table.c
-        query = sa.select(shadow_table).order_by(c.at_us, c.signal_id)
+        query = (
+            sa.select(shadow_table).where(c.account == self.account).order_by(c.at_us, c.signal_id)
+        )
         if since is not None:
             query = query.where(c.at_us >= to_epoch_us(since))
         if pocket is not None:
@@ -575,7 +604,9 @@ class SqlLedger:
         """Signal-log rows with ``since <= at < until`` matching every given filter, ordered by
         ``(at, signal_id)`` (code point order of the id, as on both backends)."""
         c = signals_table.c
-        query = sa.select(signals_table).order_by(c.at_us, c.signal_id)
+        query = (
+            sa.select(signals_table).where(c.account == self.account).order_by(c.at_us, c.signal_id)
+        )
         if since is not None:
             query = query.where(c.at_us >= to_epoch_us(since))
         if until is not None:
@@ -592,16 +623,26 @@ class SqlLedger:
     def count_trades(self) -> int:
         with self._translate("count_trades"), self._engine.connect() as conn:
             return int(
-                conn.execute(sa.select(sa.func.count()).select_from(trades_table)).scalar_one()
+                conn.execute(
+                    sa.select(sa.func.count())
+                    .select_from(trades_table)
+                    .where(trades_table.c.account == self.account)
+                ).scalar_one()
             )
 
     def last_close_at(self) -> datetime | None:
         with self._translate("last_close_at"), self._engine.connect() as conn:
-            value = conn.execute(sa.select(sa.func.max(trades_table.c.close_at_us))).scalar_one()
+            value = conn.execute(
+                sa.select(sa.func.max(trades_table.c.close_at_us)).where(
+                    trades_table.c.account == self.account
+                )
+            ).scalar_one()
         return None if value is None else from_epoch_us(int(value))
 
     def get_cursor(self, name: str) -> str | None:
-        query = sa.select(cursors_table.c.value).where(cursors_table.c.name == name)
+        query = sa.select(cursors_table.c.value).where(
+            cursors_table.c.account == self.account, cursors_table.c.name == name
+        )
         with self._translate("get_cursor"), self._engine.connect() as conn:
             value = conn.execute(query).scalar_one_or_none()
         return None if value is None else str(value)
@@ -617,15 +658,18 @@ class SqlLedger:
                     sa.func.max(c.close_at_us),
                     sa.func.coalesce(sa.func.sum(c.pl_pips), 0.0),
                     sa.func.coalesce(sa.func.sum(c.pl_account), 0.0),
-                )
+                ).where(c.account == self.account)
             ).one()
             signals = conn.execute(
-                sa.select(sa.func.count()).select_from(shadow_table)
+                sa.select(sa.func.count())
+                .select_from(shadow_table)
+                .where(shadow_table.c.account == self.account)
             ).scalar_one()
 
             def counts(column: sa.Column[Any]) -> dict[str, int]:
                 query = (
                     sa.select(column, sa.func.count().label("n"))
+                    .where(c.account == self.account)
                     .group_by(column)
                     .order_by(sa.desc("n"), column)
                 )
@@ -899,16 +943,23 @@ def _utc_now() -> datetime:
 def _log_shadows(conn: Connection, chunk: list[dict[str, Any]], now_us: int) -> None:
     """Put each shadow row of ``chunk`` into the signal log unless it already has that id."""
     latest = {row["signal_id"]: row for row in chunk}  # a repeated id: its last version
-    rows = [{**shadow_signal_row(r), "ingested_at_us": now_us} for r in latest.values()]
+    rows = [
+        {**shadow_signal_row(r), "account": r["account"], "ingested_at_us": now_us}
+        for r in latest.values()
+    ]
     stmt = _UPSERTS.get((conn.dialect.name, signals_table, ()))  # () : "insert if new"
     if stmt is None:
         stmt = dialect_insert(conn, signals_table).on_conflict_do_nothing(
-            index_elements=["signal_id"]
+            index_elements=["account", "signal_id"]
         )
         _UPSERTS[(conn.dialect.name, signals_table, ())] = stmt
     conn.execute(stmt, rows)
 
 
-def _trade_select() -> sa.Select[Any]:
+def _trade_select(account: str) -> sa.Select[Any]:
     c = trades_table.c
-    return sa.select(trades_table).order_by(c.close_at_us, c.broker_trade_id, c.close_tx_id)
+    return (
+        sa.select(trades_table)
+        .where(c.account == account)
+        .order_by(c.close_at_us, c.broker_trade_id, c.close_tx_id)
+    )

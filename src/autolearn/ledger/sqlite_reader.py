@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
+from autolearn.core.accounts import account_problem
 from autolearn.core.model import EntrySignal, ShadowSignal, Trade
 from autolearn.core.timestamps import from_epoch_us, to_epoch_us
 from autolearn.errors import LedgerError, LedgerUnavailable
@@ -56,32 +57,42 @@ _ORDER = " ORDER BY close_at_us, broker_trade_id, close_tx_id"
 
 
 def open_reader(
-    url: str, *, sqlite_busy_timeout_ms: int = BUSY_TIMEOUT_MS
+    url: str, *, sqlite_busy_timeout_ms: int = BUSY_TIMEOUT_MS, account: str = ""
 ) -> SqliteReader | SqlLedger:
-    """A ``SqliteReader`` on a ready SQLite ledger at ``url``, else ``SqlLedger.open(url)``.
+    """A ``SqliteReader`` on a ready SQLite ledger at ``url``, else ``SqlLedger.open(url)``;
+    either reads ``account``'s rows only (``SqlLedger.open``'s ``account``).
 
     Raises:
-        LedgerError: as ``SqlLedger.open`` (bad URL, unreachable database, newer schema).
+        LedgerError: as ``SqlLedger.open`` (bad URL, unreachable database, newer schema, a
+            malformed account key).
     """
-    reader = SqliteReader.try_open(url, busy_timeout_ms=sqlite_busy_timeout_ms)
+    problem = account_problem(account)
+    if problem is not None:
+        raise LedgerError(f"ledger: account {problem}")
+    reader = SqliteReader.try_open(url, busy_timeout_ms=sqlite_busy_timeout_ms, account=account)
     if reader is not None:
         return reader
     from autolearn.ledger.sql import SqlLedger
 
-    return SqlLedger.open(url, sqlite_busy_timeout_ms=sqlite_busy_timeout_ms)
+    return SqlLedger.open(url, sqlite_busy_timeout_ms=sqlite_busy_timeout_ms, account=account)
 
 
 class SqliteReader:
     """``Ledger`` whose hot reads use ``sqlite3``; construct with :meth:`try_open`."""
 
-    def __init__(self, conn: sqlite3.Connection, url: str, *, busy_timeout_ms: int) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, url: str, *, busy_timeout_ms: int, account: str = ""
+    ) -> None:
         self._conn = conn
         self._url = url
+        self.account = account  # as SqlLedger's: every read filters on it
         self._busy_timeout_ms = busy_timeout_ms
         self._full: SqlLedger | None = None
 
     @classmethod
-    def try_open(cls, url: str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> SqliteReader | None:
+    def try_open(
+        cls, url: str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS, account: str = ""
+    ) -> SqliteReader | None:
         """The reader of ``url``, or None when ``url`` is not a ready SQLite ledger file."""
         path = _sqlite_file(url)
         if path is None:
@@ -97,7 +108,7 @@ class SqliteReader:
         if not ready:
             conn.close()
             return None
-        return cls(conn, f"sqlite:///{path}", busy_timeout_ms=busy_timeout_ms)
+        return cls(conn, f"sqlite:///{path}", busy_timeout_ms=busy_timeout_ms, account=account)
 
     def close(self) -> None:
         self._conn.close()
@@ -111,7 +122,8 @@ class SqliteReader:
         self.close()
 
     def __repr__(self) -> str:
-        return f"SqliteReader({self._url!r})"
+        scope = f", account={self.account!r}" if self.account else ""
+        return f"SqliteReader({self._url!r}{scope})"
 
     @property
     def url(self) -> str:
@@ -129,7 +141,7 @@ class SqliteReader:
         instrument: str | None = None,
     ) -> list[Trade]:
         """Trades with ``closed_since <= close_at < closed_until`` matching every given filter."""
-        where, args = _window(closed_since, closed_until)
+        where, args = self._window(closed_since, closed_until)
         for column, value in (
             ("pocket", pocket),
             ("strategy", strategy),
@@ -151,20 +163,30 @@ class SqliteReader:
         ``SqlLedger.trades_in_pockets`` for the ``+pocket``)."""
         if not pockets:
             return []
-        where, args = _window(closed_since, closed_until)
+        where, args = self._window(closed_since, closed_until)
         names = sorted(pockets)
         where.append(f"+pocket IN ({', '.join('?' * len(names))})")
         return self._trades("trades", where, [*args, *names])
 
     def last_close_at(self) -> datetime | None:
         with self._translate("last_close_at"):
-            (value,) = self._conn.execute("SELECT max(close_at_us) FROM trades").fetchone()
+            (value,) = self._conn.execute(
+                "SELECT max(close_at_us) FROM trades WHERE account = ?", (self.account,)
+            ).fetchone()
         return None if value is None else from_epoch_us(int(value))
 
     def count_trades(self) -> int:
         with self._translate("count_trades"):
-            (value,) = self._conn.execute("SELECT count(*) FROM trades").fetchone()
+            (value,) = self._conn.execute(
+                "SELECT count(*) FROM trades WHERE account = ?", (self.account,)
+            ).fetchone()
         return int(value)
+
+    def _window(
+        self, since: datetime | None, until: datetime | None
+    ) -> tuple[list[str], list[Any]]:
+        where, args = _window(since, until)
+        return ["account = ?", *where], [self.account, *args]
 
     def _trades(self, operation: str, where: list[str], args: list[Any]) -> list[Trade]:
         sql = _SELECT + (f" WHERE {' AND '.join(where)}" if where else "") + _ORDER
@@ -193,7 +215,9 @@ class SqliteReader:
         if self._full is None:
             from autolearn.ledger.sql import SqlLedger
 
-            self._full = SqlLedger.open(self._url, sqlite_busy_timeout_ms=self._busy_timeout_ms)
+            self._full = SqlLedger.open(
+                self._url, sqlite_busy_timeout_ms=self._busy_timeout_ms, account=self.account
+            )
         return self._full
 
     def upsert_trades(self, trades: Iterable[Trade]) -> UpsertCounts:
@@ -216,7 +240,12 @@ class SqliteReader:
         strategy: str | None = None,
     ) -> list[ShadowSignal]:
         """Shadow signals with ``at >= since`` matching the filters, ordered by (at, signal_id)."""
-        where, args = _filters(("at_us >=", since), ("pocket =", pocket), ("strategy =", strategy))
+        where, args = _filters(
+            ("account =", self.account),
+            ("at_us >=", since),
+            ("pocket =", pocket),
+            ("strategy =", strategy),
+        )
         sql = f"SELECT * FROM shadow_signals{where} ORDER BY at_us, signal_id"  # noqa: S608
         return self._rows("shadow_signals", sql, args, shadow_from_row)
 
@@ -231,6 +260,7 @@ class SqliteReader:
     ) -> list[EntrySignal]:
         """Signal-log rows with ``since <= at < until`` matching every filter, by (at, id)."""
         where, args = _filters(
+            ("account =", self.account),
             ("at_us >=", since),
             ("at_us <", until),
             ("instrument =", instrument),

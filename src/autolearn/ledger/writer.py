@@ -88,6 +88,7 @@ class TradeWriter:
         *,
         limits: TradeLimits | None = None,
         spool_dir: Path | None = None,
+        account: str = "",
         **kwargs: Any,
     ) -> TradeWriter:
         """Open the ledger at ``url`` (see :meth:`SqlLedger.open`) and wrap it.
@@ -98,13 +99,18 @@ class TradeWriter:
         ``spool_dir``: keep writes through a database outage in a spool there (one file per
         ledger; a directory inside a git checkout must be ignored by git); values a previous
         process spooled are written back at the first ``record_*`` or ``flush``.
+        ``account``: the bot's key in a shared ledger (``SqlLedger.open``); its spool is its own.
         """
         # Local: sql.py re-exports TradeWriter, so a module-level import would be circular.
         from autolearn.ledger.sql import SqlLedger
 
-        ledger = SqlLedger.open(url, limits=limits)
+        ledger = SqlLedger.open(url, limits=limits, account=account)
         try:
-            spool = Spool.in_state_dir(spool_dir, ledger.url) if spool_dir is not None else None
+            spool = (
+                Spool.in_state_dir(spool_dir, ledger.url, account=account)
+                if spool_dir is not None
+                else None
+            )
         except BaseException:
             ledger.close()
             raise

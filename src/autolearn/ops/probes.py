@@ -178,7 +178,7 @@ def probe_config(name: str, source: str, load: Callable[[], object]) -> ConfigFa
     return ConfigFacts(name=name, source=source)
 
 
-def probe_ledger(url: str) -> LedgerProbe:
+def probe_ledger(url: str, account: str = "") -> LedgerProbe:
     """Last close and trade count; an unreadable ledger is a fact (``error``), not a crash."""
     from autolearn.ledger.sql import SqlLedger  # local: SQLAlchemy is slow to import
 
@@ -187,7 +187,7 @@ def probe_ledger(url: str) -> LedgerProbe:
     if path is not None and not path.exists():
         return LedgerProbe(source=source, error=f"{path} does not exist")
     try:
-        ledger = SqlLedger.open(url)
+        ledger = SqlLedger.open(url, account=account)
         try:
             return LedgerProbe(
                 source=source, last_close_at=ledger.last_close_at(), trades=ledger.count_trades()
@@ -198,10 +198,10 @@ def probe_ledger(url: str) -> LedgerProbe:
         return LedgerProbe(source=source, error=redact(str(exc)))
 
 
-def recent_trades(url: str, since: datetime) -> list[Trade]:
+def recent_trades(url: str, since: datetime, account: str = "") -> list[Trade]:
     from autolearn.ledger.sql import SqlLedger
 
-    ledger = SqlLedger.open(url)
+    ledger = SqlLedger.open(url, account=account)
     try:
         return ledger.trades(closed_since=since)
     finally:

@@ -86,7 +86,12 @@ def backend() -> Backend:
             if config is None and (current.bot_root / "config" / "gates.yaml").exists():
                 config = current.bot_root / "config" / "gates.yaml"
             gates = Gates.open(
-                current.ledger_url, current.state_dir, registry, config, tuning=tuning
+                current.ledger_url,
+                current.state_dir,
+                registry,
+                config,
+                tuning=tuning,
+                account=current.account,
             )
             _BACKEND = Backend(gates=gates, knobs=tuning.get)
         return _BACKEND

@@ -90,7 +90,7 @@ def allow_entry(
         side=side,
         price=float(price),
         now=at,
-        last=b.gates.aggregates.last_close.get((base, side)),
+        last=b.gates.aggregates.latest_close(base, side),
         stack=_stack(open_positions, base, side),
     )
     if not result.reasons:
