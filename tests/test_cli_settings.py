@@ -4,7 +4,6 @@ the env file (``AUTOLEARN_ENV_FILE``), and its flag overrides both."""
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,8 +14,9 @@ import pytest
 import autolearn.autotune
 import autolearn.backtest
 from autolearn.cli import main
-from autolearn.settings import OPTION_VARS, Settings, packaged_registry_text
+from autolearn.settings import Settings
 from autolearn.testing.oanda_v20 import FakeV20Server, v20_candle
+from tests.gitbot import make_git_bot
 
 TOKEN = "tok-7e2b91c40d5a4f83-SECRET-0b6d"
 ACCOUNT = "001-009-0000000-002"
@@ -26,19 +26,7 @@ BAD_YAML = "min_trades: '7'\n"  # every learner config refuses it, naming the fi
 @pytest.fixture(name="bot")
 def fixture_bot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A bot checkout in git (registry tracked, logs/ ignored); no setting in the process env."""
-    bot = tmp_path / "bot"
-    (bot / "config").mkdir(parents=True)
-    (bot / "config" / "knobs.yaml").write_text(packaged_registry_text())
-    (bot / ".gitignore").write_text("logs/\n")
-    for args in (
-        ["init", "-q"],
-        ["add", "."],
-        ["-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init"],
-    ):
-        subprocess.run(["git", "-C", str(bot), *args], check=True)
-    for name in {*OPTION_VARS, "AUTOLEARN_STATE_DIR", "AUTOLEARN_REGISTRY", "AUTOLEARN_LEDGER_URL"}:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AUTOLEARN_BOT_ROOT", str(bot))
+    bot = make_git_bot(tmp_path, monkeypatch)
     return bot
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -31,7 +30,8 @@ from autolearn.ledger import SqlLedger, TradeWriter
 from autolearn.ledger import _schema as schema
 from autolearn.ledger.spool import spool_path
 from autolearn.ledger.sqlite_reader import SqliteReader, open_reader
-from autolearn.settings import OPTION_VARS, Settings, packaged_registry_text
+from autolearn.settings import Settings
+from tests.gitbot import make_git_bot
 from tests.ledger.test_migrations import _alembic_to, _write_v2
 
 T0 = datetime(2025, 10, 20, 0, 0, tzinfo=UTC)
@@ -475,19 +475,7 @@ class TestAccountKeys:
 @pytest.fixture(name="bot")
 def fixture_bot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A bot checkout in git (registry tracked, logs/ ignored); no setting in the process env."""
-    bot = tmp_path / "bot"
-    (bot / "config").mkdir(parents=True)
-    (bot / "config" / "knobs.yaml").write_text(packaged_registry_text())
-    (bot / ".gitignore").write_text("logs/\n")
-    for args in (
-        ["init", "-q"],
-        ["add", "."],
-        ["-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init"],
-    ):
-        subprocess.run(["git", "-C", str(bot), *args], check=True)
-    for name in {*OPTION_VARS, "AUTOLEARN_STATE_DIR", "AUTOLEARN_REGISTRY", "AUTOLEARN_LEDGER_URL"}:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AUTOLEARN_BOT_ROOT", str(bot))
+    bot = make_git_bot(tmp_path, monkeypatch)
     monkeypatch.setenv("AUTOLEARN_ENV_FILE", str(tmp_path / "autolearn.env"))
     (tmp_path / "autolearn.env").write_text("")
     return bot
