@@ -70,6 +70,18 @@ from autolearn.ledger.sql import SqlLedger
 from autolearn.settings import load_registry
 if sys.argv[3] == "hang":
     study.evaluate = lambda *a, **k: time.sleep(600)
+else:  # evaluate only once the victim holds its trial: else, on a loaded machine, the others
+    # could take every slot before it claims one (seen in CI) and nothing would be killed
+    real_evaluate = study.evaluate
+    released = Path(args["go"]).with_name("victim_hung")
+
+    def evaluate(*a, **k):
+        deadline = time.monotonic() + 120
+        while not released.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return real_evaluate(*a, **k)
+
+    study.evaluate = evaluate
 store = StateStore(root / "state", load_registry(None))
 ledger = SqlLedger.open(f"sqlite:///{root / 'ledger.db'}")
 bars = load_candles(args["candles"])
@@ -181,6 +193,7 @@ def test_three_hosts_share_one_fresh_study_exactly_once(db_url: str, tmp_path: P
         assert victim.poll() is None, victim.communicate()
         assert time.monotonic() < deadline
         time.sleep(0.1)
+    (tmp_path / "victim_hung").write_text("")  # the other hosts may evaluate now
     victim.send_signal(signal.SIGKILL)
     victim.communicate(timeout=10)
 
