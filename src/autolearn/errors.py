@@ -34,6 +34,7 @@ __all__ = [
     "LockUnavailable",
     "OwnershipError",
     "StateError",
+    "StateUnavailable",
     "TrackedPathError",
     "UsageError",
 ]
@@ -80,6 +81,16 @@ class LockUnavailable(StateError):
 
     The run did not start: running without the lock is what it exists to prevent. Transient
     (exit 75, as a ledger that is down): the next timer run tries again.
+    """
+
+    exit_code = 75  # EX_TEMPFAIL
+
+
+class StateUnavailable(StateError):
+    """The shared state's database (``AUTOLEARN_STATE_URL``) did not answer or failed.
+
+    Nothing was changed (a version switch and its record are one transaction). Transient
+    (exit 75): the next run tries again; workers keep serving the version they hold.
     """
 
     exit_code = 75  # EX_TEMPFAIL

@@ -20,6 +20,15 @@ A tuned ``0`` or ``false`` is a value (the original's ``x or default`` idiom tur
 re-parsed only when its mtime/size changes. A torn or corrupt runtime file never falls through to
 stale legacy values: the loader keeps the last good version in memory, logs an error, and reports
 itself ``degraded``; at a cold start it recovers the version named by the last history record.
+
+With shared state (``shared``: ``AUTOLEARN_STATE_URL``) the layer is read from PostgreSQL, where
+every host's workers read it: a background thread checks its write number every ``refresh_s``
+and reloads it when it changed, so a ``get`` never waits on the network (only the very first,
+at start-up, reads it in the caller's thread: up to the connect timeout if the server is down).
+Each new layer is copied into the host's ``effective.json``. It also records what
+this process serves (``state_hosts``, on every change and every minute) for ``status`` to
+compare hosts. A server that does not answer leaves the last good version served, ``degraded``;
+a cold start without it serves the host's replica (``effective.json``), degraded too.
 """
 
 from __future__ import annotations
@@ -31,15 +40,18 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from autolearn.adapters.history import HistoryFile
 from autolearn.adapters.logs import get_logger
-from autolearn.adapters.state import StateStore
+from autolearn.adapters.state import Effective, StateStore
 from autolearn.core.arms import CANDIDATE, LKG, ArmSplit, arm_key
 from autolearn.core.knobs import KnobValue, problems_with_value
 from autolearn.core.registry import Registry
 from autolearn.errors import AutolearnError, StateError
+
+if TYPE_CHECKING:
+    from autolearn.adapters.shared_state import SharedState
 
 __all__ = ["LEGACY_FILES", "Arm", "Explanation", "Tuning", "flatten"]
 
@@ -50,6 +62,7 @@ LEGACY_FILES = (
 )
 _MISSING: Any = object()
 _RETRY_DEGRADED_S = 30.0  # a degraded loader retries an unchanged file this often
+_HEARTBEAT_S = 60.0  # a shared-state worker says which version it serves at least this often
 
 
 def flatten(doc: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -121,8 +134,14 @@ class Tuning:
         bot_root: Path | None = None,
         refresh_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        shared: SharedState | None = None,
     ) -> None:
-        self._store = StateStore(state_dir, registry)
+        self._store = StateStore(state_dir, registry, shared=shared)
+        self._shared = shared
+        self._local = StateStore(state_dir, registry) if shared is not None else self._store
+        self._refreshing = False
+        self._beat_at = float("-inf")
+        self._beat_version = ""
         self._registry = registry
         self._presets = registry.defaults()
         self._legacy = self._load_legacy(bot_root) if bot_root else []
@@ -224,6 +243,14 @@ class Tuning:
         with self._lock:
             if self._view is not None and now - self._checked_at < self._refresh_s:
                 return self._view
+            if self._shared is not None and self._view is not None:
+                if not self._refreshing:  # the network is the thread's, never the caller's
+                    self._refreshing = True
+                    try:
+                        threading.Thread(target=self._refresh_shared, daemon=True).start()
+                    except RuntimeError:  # no thread to be had now: the next call tries again
+                        self._refreshing = False
+                return self._view
             self._checked_at = now
             try:
                 stamp = self._stat()
@@ -238,7 +265,94 @@ class Tuning:
                 self._view = _View(self._store.base_version(), {}, {})
             return self._view
 
+    def _refresh_shared(self) -> None:
+        """The refresh of a shared-state reader (one at a time; ``_refreshing`` is set).
+
+        The network reads happen outside ``_lock``: a ``get`` meanwhile serves the view it
+        holds, however slow the server. Only installing the new view takes the lock.
+        """
+        try:
+            now = self._clock()
+            stamp = self._stat()
+            with self._lock:
+                retry = self.degraded is not None and now - self._loaded_at >= _RETRY_DEGRADED_S
+                changed = stamp != self._stamp or retry
+            if changed:
+                try:
+                    effective = self._store.read_effective()
+                except AutolearnError as exc:
+                    with self._lock:
+                        self._stamp, self._loaded_at = stamp, now
+                        self._degrade(f"shared state unreadable: {exc}")
+                    return
+                with self._lock:
+                    self._loaded_at = now
+                    installed = self._install(stamp, effective)
+                if installed:
+                    self._keep_replica(effective)
+            view = self._view
+            if view is not None:
+                self._heartbeat(view.version)
+        except Exception as exc:  # a thread's error must reach the log, never the bot
+            with self._lock:
+                self._degrade(f"shared state unreadable: {type(exc).__name__}: {exc}")
+        finally:
+            with self._lock:
+                self._checked_at = self._clock()  # the next check: refresh_s after this one
+                self._refreshing = False
+
+    def _keep_replica(self, effective: Effective) -> None:
+        """Copy a newly served shared layer into this host's ``effective.json`` (a cold start
+        while the server is down serves it); a dir the bot cannot write is logged, not raised."""
+        try:
+            current = self._local.read_effective(allow_lost=True)
+        except AutolearnError:
+            current = None
+        if current is not None and current.version == effective.version:
+            return
+        try:
+            self._local.write_replica_effective(effective)
+        except Exception as exc:  # the copy is a convenience: serving goes on without it
+            with contextlib.suppress(Exception):
+                self._log.warning("state_replica_not_written", error=str(exc))
+
+    def _heartbeat(self, version: str) -> None:
+        """Tell ``status`` which version this process serves (on change, and every minute)."""
+        now = self._clock()
+        if self._shared is None or (
+            version == self._beat_version and now - self._beat_at < _HEARTBEAT_S
+        ):
+            return
+        try:
+            self._shared.heartbeat("worker", version)
+        except AutolearnError as exc:  # status then misses this process: logged, not degraded
+            with contextlib.suppress(Exception):
+                self._log.warning("state_heartbeat_failed", error=str(exc))
+            return
+        self._beat_at, self._beat_version = now, version
+
+    def refresh(self) -> None:
+        """Check the runtime state now (shared state: in this thread), whatever ``refresh_s``."""
+        if self._shared is not None and self._view is not None:
+            deadline = time.monotonic() + 60.0
+            while True:  # after the background refresh in flight, if any
+                with self._lock:
+                    if not self._refreshing:
+                        self._refreshing = True
+                        break
+                if time.monotonic() > deadline:
+                    return
+                time.sleep(0.005)
+            self._refresh_shared()
+            return
+        with self._lock:
+            self._checked_at = float("-inf")
+        self._current()
+
     def _stat(self) -> tuple[int, int] | None:
+        if self._shared is not None:  # raises when unreachable: the caller degrades
+            seq = self._shared.stamp("effective.json")
+            return None if seq is None else (seq, 0)
         try:
             st = self._store.effective_path.lstat()  # a link is a change too (and refused)
         except OSError:
@@ -254,13 +368,19 @@ class Tuning:
         except AutolearnError as exc:
             self._degrade(f"runtime state unreadable: {exc}")
             return
+        if self._install(stamp, effective) and self._shared is not None:
+            self._keep_replica(effective)  # the cold start's read: this host's copy follows
+
+    def _install(self, stamp: tuple[int, int] | None, effective: Effective) -> bool:
+        """Serve ``effective`` unless the registry refuses a value (the caller holds _lock)."""
+        self._stamp = stamp
         problems = self._served_problems(effective.values, effective.arms)
         if problems:
             self._degrade(
                 f"runtime state {self._store.effective_path} serves values the registry "
                 f"refuses ({'; '.join(problems[:5])}); not served"
             )
-            return
+            return False
         self._view = _View(
             effective.version,
             effective.values,
@@ -269,6 +389,7 @@ class Tuning:
             effective.arm_versions,
         )
         self.degraded = None
+        return True
 
     def _served_problems(
         self, values: Mapping[str, Any], arms: tuple[ArmSplit, ...] = ()
@@ -288,6 +409,17 @@ class Tuning:
             with contextlib.suppress(Exception):  # logging must not break the promise
                 self._log.error("runtime_state_unreadable", reason=reason, kept=self._kept())
         self.degraded = reason
+        if self._view is None and self._shared is not None:
+            with contextlib.suppress(AutolearnError):  # this host's replica of the shared layer
+                replica = self._local.read_effective()
+                if not self._served_problems(replica.values, replica.arms):
+                    self._view = _View(
+                        replica.version,
+                        replica.values,
+                        replica.sources,
+                        replica.arms,
+                        replica.arm_versions,
+                    )
         if self._view is None:
             self._view = self._recover_from_history()
 
@@ -300,7 +432,7 @@ class Tuning:
         A recovered value the registry refuses is dropped (its preset is served instead).
         """
         try:
-            records = HistoryFile(self._store.history.path).read().records
+            records = HistoryFile(self._local.history.path).read().records
         except StateError as exc:
             self.degraded = f"{self.degraded}; history unreadable too: {exc}"
             records = []
@@ -308,7 +440,7 @@ class Tuning:
             version = record.get("version_after")
             if isinstance(version, str) and record.get("applied") is True:
                 try:
-                    snapshot = self._store.read_snapshot(version)
+                    snapshot = self._local.read_snapshot(version)
                     raw = snapshot.get("values", {})
                     values = dict(raw) if isinstance(raw, Mapping) else {}
                 except (StateError, TypeError, ValueError):

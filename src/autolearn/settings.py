@@ -18,7 +18,8 @@ variable (``OPTION_VARS``; ``Settings.option``): the configs (``AUTOLEARN_TUNER_
 ``AUTOLEARN_SCALP_CONFIG``, ``AUTOLEARN_AUTOTUNE_CONFIG``), ``AUTOLEARN_AUTOTUNE_STORAGE``,
 ``AUTOLEARN_CANDLES``, ``AUTOLEARN_METRICS_DIR``, ``AUTOLEARN_ACCOUNT`` (the bot's key in a
 shared ledger), ``AUTOLEARN_LOCK_URL`` (the PostgreSQL that holds the run locks of several
-hosts) and OANDA's ``OANDA_ACCOUNT_ID``,
+hosts), ``AUTOLEARN_STATE_URL`` and ``AUTOLEARN_HOST`` (the state every host shares, and this
+host's name in it) and OANDA's ``OANDA_ACCOUNT_ID``,
 ``OANDA_API_URL`` and ``OANDA_TOKEN`` (a secret: kept out of ``repr``). This module is their one
 reader: Typer options carry no ``envvar=`` (a second copy of the rule, blind to the env file).
 """
@@ -30,11 +31,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from autolearn.adapters.yamlio import load_yaml, load_yaml_text
 from autolearn.core.accounts import account_problem
 from autolearn.core.registry import Registry, parse_registry
 from autolearn.errors import ConfigError
+
+if TYPE_CHECKING:
+    from autolearn.adapters.shared_state import SharedState
 
 __all__ = [
     "DEFAULT_ENV_FILE",
@@ -61,6 +66,8 @@ OPTION_VARS = frozenset(
         "AUTOLEARN_HISTORY_ROTATE",  # e.g. 1d: the active history segment's span
         "AUTOLEARN_ACCOUNT",  # the bot's key in a shared ledger (issue 19 item 2); '' = the one bot
         "AUTOLEARN_LOCK_URL",  # postgresql://: one runner per (account, mechanism) across hosts
+        "AUTOLEARN_STATE_URL",  # postgresql://: the state every host of the account shares
+        "AUTOLEARN_HOST",  # this host's name in the shared state (default: the hostname)
         "OANDA_ACCOUNT_ID",
         "OANDA_API_URL",
         "OANDA_TOKEN",
@@ -213,6 +220,20 @@ class Settings:
             ConfigError: not 0-64 characters of letters, digits, ``.``, ``_`` or ``-``.
         """
         return check_account(self.option(None, "AUTOLEARN_ACCOUNT") or "", "AUTOLEARN_ACCOUNT")
+
+    def shared_state(self) -> SharedState | None:
+        """The state every host of the account shares (``AUTOLEARN_STATE_URL``; None: this
+        host's state dir alone). Connects on first use, not here.
+
+        Raises:
+            ConfigError: the URL is not a PostgreSQL one.
+        """
+        url = self.option(None, "AUTOLEARN_STATE_URL")
+        if url is None:
+            return None
+        from autolearn.adapters.shared_state import SharedState  # SQL only when shared
+
+        return SharedState(url, self.account, host=self.option(None, "AUTOLEARN_HOST"))
 
     def option(self, flag: str | None, var: str) -> str | None:
         """A command option: ``flag`` if given, else ``var`` (environment, then env file), else

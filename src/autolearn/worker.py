@@ -76,7 +76,14 @@ def connect(
         else Settings.resolve(bot_root=Path(where) if where is not None else None)
     )
     registry = settings.registry()
-    tuning = Tuning(settings.state_dir, registry, bot_root=settings.bot_root, refresh_s=refresh_s)
+    shared = settings.shared_state()  # AUTOLEARN_STATE_URL: the knobs every host serves
+    tuning = Tuning(
+        settings.state_dir,
+        registry,
+        bot_root=settings.bot_root,
+        refresh_s=refresh_s,
+        shared=shared,
+    )
     if gates_config is None:
         tracked = settings.bot_root / "config" / "gates.yaml"
         gates_config = tracked if tracked.exists() else None
@@ -95,6 +102,7 @@ def connect(
             gates_config,
             tuning=tuning,
             account=settings.account,
+            shared=shared,
         )
     except BaseException:
         ledger.close()

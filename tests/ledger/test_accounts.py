@@ -406,7 +406,7 @@ class TestMigrationToV4:
         with SqlLedger.open(ledger_url) as default:
             assert default.count_trades() == 315
             assert default.commit_head() == 315
-        assert _raw(ledger_url, "SELECT version_num FROM alembic_version") == [("v4",)]
+        assert _raw(ledger_url, "SELECT version_num FROM alembic_version") == [("v5",)]
         after = _raw(
             ledger_url, "SELECT broker_trade_id, close_tx_id, seq FROM trades ORDER BY seq"
         )

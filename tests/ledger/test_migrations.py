@@ -131,10 +131,10 @@ class TestUpgradeFromV1:
         with SqlLedger.open(ledger_url) as ledger:
             assert ledger.count_trades() == 315
         after = _read_all(ledger_url)
-        assert after["alembic_version"] == [(head_revision(),)] == [("v4",)]
-        assert [k for k in after["meta"] if k[0] != "ledger_id"] == [("schema_version", "4")]
+        assert after["alembic_version"] == [(head_revision(),)] == [("v5",)]
+        assert [k for k in after["meta"] if k[0] != "ledger_id"] == [("schema_version", "5")]
         assert [len(v) for k, v in after["meta"] if k == "ledger_id"] == [32]  # v3: its identity
-        assert SCHEMA_VERSION == 4
+        assert SCHEMA_VERSION == 5
         assert {t: after[t] for t in V1_TABLES if t != "meta"} == {
             t: v for t, v in before.items() if t != "meta"
         }
@@ -218,21 +218,21 @@ class TestUpgradeFromV1:
     def test_next_migration_runs_on_open(
         self, ledger_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """Adding ``versions/v5_*.py`` and raising SCHEMA_VERSION migrates a v1 ledger on open
-        through v2, v3, v4 and v5 in one go, keeping every v1 row."""
+        """Adding ``versions/v6_*.py`` and raising SCHEMA_VERSION migrates a v1 ledger on open
+        through v2, v3, v4, v5 and v6 in one go, keeping every v1 row."""
         scripts = tmp_path / "migrations"
         shutil.copytree(_migrate.MIGRATIONS_DIR, scripts, ignore=shutil.ignore_patterns("__py*"))
-        (scripts / "versions" / "v5_example.py").write_text(_V5_EXAMPLE, encoding="utf-8")
+        (scripts / "versions" / "v6_example.py").write_text(_V6_EXAMPLE, encoding="utf-8")
         _write_v1(ledger_url)
         before = _read_all(ledger_url)
-        monkeypatch.setattr(_schema, "SCHEMA_VERSION", 5)
-        monkeypatch.setattr(_migrate, "SCHEMA_VERSION", 5)
+        monkeypatch.setattr(_schema, "SCHEMA_VERSION", 6)
+        monkeypatch.setattr(_migrate, "SCHEMA_VERSION", 6)
         monkeypatch.setattr(_migrate, "MIGRATIONS_DIR", scripts)
         with SqlLedger.open(ledger_url) as ledger:
             assert ledger.count_trades() == 315
         after = _read_all(ledger_url)
-        assert after["alembic_version"] == [("v5",)]
-        assert [k for k in after["meta"] if k[0] != "ledger_id"] == [("schema_version", "5")]
+        assert after["alembic_version"] == [("v6",)]
+        assert [k for k in after["meta"] if k[0] != "ledger_id"] == [("schema_version", "6")]
         assert {t: after[t] for t in V1_TABLES if t != "meta"} == {
             t: v for t, v in before.items() if t != "meta"
         }
@@ -242,15 +242,16 @@ class TestUpgradeFromV1:
             assert sa.inspect(conn).has_table("signals")  # v2 ran on the way
             columns = {c["name"] for c in sa.inspect(conn).get_columns("trades")}
             assert {"seq", "account"} <= columns  # v3 and v4 ran on the way
+            assert sa.inspect(conn).has_table("state_records")  # and v5
         engine.dispose()
 
 
-_V5_EXAMPLE = """
+_V6_EXAMPLE = """
 import sqlalchemy as sa
 from alembic import op
 
-revision = "v5"
-down_revision = "v4"
+revision = "v6"
+down_revision = "v5"
 branch_labels = None
 depends_on = None
 
@@ -295,8 +296,8 @@ class TestUpgradeToV3:
             assert [c.trade for c in committed] == ledger.trades()
         after = _read_all(ledger_url)
         assert before["alembic_version"] == [("v2",)]
-        assert after["alembic_version"] == [("v4",)]
-        assert [k for k in after["meta"] if k[0] != "ledger_id"] == [("schema_version", "4")]
+        assert after["alembic_version"] == [("v5",)]
+        assert [k for k in after["meta"] if k[0] != "ledger_id"] == [("schema_version", "5")]
         assert {t: after[t] for t in V1_TABLES} == {
             t: before[t] for t in V1_TABLES if t != "meta"
         } | {"meta": after["meta"]}

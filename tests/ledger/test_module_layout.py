@@ -37,7 +37,7 @@ def test_public_names_are_the_same_objects_everywhere() -> None:
     assert pkg.SqlLedger is sql.SqlLedger
     assert pkg.TradeWriter is sql.TradeWriter is autolearn.ledger.writer.TradeWriter
     assert pkg.LedgerSummary is sql.LedgerSummary is autolearn.ledger.summary.LedgerSummary
-    assert pkg.SCHEMA_VERSION == sql.SCHEMA_VERSION == 4  # v4: the account key
+    assert pkg.SCHEMA_VERSION == sql.SCHEMA_VERSION == 5  # v5: the shared state tables
 
 
 @pytest.mark.parametrize("name", _MODULES)

@@ -11,9 +11,15 @@ Layout of the state directory (untracked; default ``logs/tuning/`` under the bot
     locks/<name>.lock         flock files: one per mechanism, one for the merged view
 
 Every file carries ``schema_version``; a newer one is refused. Writes are atomic and refuse any
-path git tracks. ``apply()`` runs the pure apply guard under the merged-view lock, writes the new
-snapshot and ``effective.json``, then appends the run record; if a crash lands between the
-last two, the next ``apply()`` finds the unrecorded version and appends it (``recovered``).
+path git tracks. With ``shared`` (``AUTOLEARN_STATE_URL``, ``adapters/shared_state.py``) the same
+documents live on PostgreSQL under the same names, for every host of the account: reads go
+there, a version switch and its record are one transaction, every lock is taken across hosts,
+and the directory keeps a replica (``effective.json`` and ``history.jsonl``, see :meth:`sync`)
+for the local readers of the history and for a worker's cold start while the server is down.
+
+``apply()`` runs the pure apply guard under the merged-view lock, writes the new snapshot and
+``effective.json``, then appends the run record; if a crash lands between the last two, the next
+``apply()`` finds the unrecorded version and appends it (``recovered``).
 """
 
 from __future__ import annotations
@@ -39,10 +45,11 @@ from autolearn.core.arms import ArmSplit, arm_layers
 from autolearn.core.knobs import KnobSpec, KnobType, KnobValue, Owner
 from autolearn.core.registry import Registry
 from autolearn.core.timestamps import TimestampError, format_utc, parse_utc
-from autolearn.errors import StateError
+from autolearn.errors import StateError, StateUnavailable
 
 if TYPE_CHECKING:  # the SQL of the run locks loads only when AUTOLEARN_LOCK_URL is set
     from autolearn.adapters.pg_lock import RunLocks
+    from autolearn.adapters.shared_state import SharedState
 
 __all__ = [
     "STATE_SCHEMA_VERSION",
@@ -62,8 +69,15 @@ _MECHANISM_NAME = frozenset(o.value for o in Owner) | {
     "follow",  # watermarks of followed trades.db files (autolearn.importers.follow)
 }
 _KEEP_CHANGES = timedelta(days=2)
-# locks of this host's files, never taken across hosts (the rest are mechanisms' run locks)
+# locks of this host's files, taken across hosts only when the state is shared
 _LOCAL_LOCKS = frozenset({"effective", "control"})
+# locks of this host's replica of a shared state: never taken across hosts
+_HOST_LOCKS = frozenset({"replica"})
+_EFFECTIVE_DOC = "effective.json"
+# mechanisms whose state is the host's own, never shared: ``follow`` keeps watermarks of this
+# host's trades.db files (the same path on another host is another file)
+_HOST_MECHANISMS = frozenset({"follow"})
+_REPLICA_FILE = "replica.json"  # how far this dir's history replicates the shared records
 
 
 def presets_digest(registry: Registry) -> str:
@@ -144,8 +158,15 @@ class StateStore:
         history_policy: RotationPolicy | None = None,
         *,
         run_locks: RunLocks | None = None,
+        shared: SharedState | None = None,
     ) -> None:
         self.root = Path(state_dir)
+        # the state every host of the account shares (None: this directory's files)
+        self.shared = shared
+        if shared is not None and run_locks is None:  # shared state needs one runner anywhere
+            from autolearn.adapters.pg_lock import RunLocks
+
+            run_locks = RunLocks(shared.url, shared.scope, where="AUTOLEARN_STATE_URL")
         # the mechanisms' locks across hosts (None: this host's flocks only)
         self.run_locks = run_locks
         self.registry = registry
@@ -183,11 +204,14 @@ class StateStore:
         refuse_linked_dirs(self.root, path)
         deadline = time.monotonic() + timeout_s
         with file_lock(path, timeout_s=timeout_s):
-            if self.run_locks is None or name in _LOCAL_LOCKS:
+            local = name in _HOST_LOCKS or (name in _LOCAL_LOCKS and self.shared is None)
+            if self.run_locks is None or local:
                 yield
                 return
             left = max(0.0, deadline - time.monotonic())  # one wait for both locks
             with self.run_locks.hold(name, timeout_s=left):
+                if self.shared is not None and name not in _LOCAL_LOCKS:
+                    self.sync()  # a mechanism reads the history: every host's records first
                 yield
 
     # -- reading -----------------------------------------------------------------------------
@@ -207,7 +231,7 @@ class StateStore:
         After a deploy changed the presets, the stored layer is *rebased*: same overrides, new
         version id (its snapshot is synthesized on read and written by the next apply).
         """
-        raw = read_regular(self.effective_path)
+        raw = self._load(self.effective_path)
         if raw is None:
             if not allow_lost:
                 self._refuse_lost_effective()
@@ -225,9 +249,9 @@ class StateStore:
         values = effective.values
         if version_of(values, effective.presets) != effective.version:
             raise StateError(
-                f"{self.effective_path}: values do not match version {effective.version} "
-                "(edited by hand?); restore the last good version with `autolearn recover "
-                "--reason R` (or `recover --to VERSION`)"
+                f"{self._where(self.effective_path)}: values do not match version "
+                f"{effective.version} (edited by hand?); restore the last good version with "
+                "`autolearn recover --reason R` (or `recover --to VERSION`)"
             )
         if effective.presets != self.presets:  # presets changed by a deploy: rebase
             effective = replace(effective, version=self.version_of(values), presets=self.presets)
@@ -235,6 +259,8 @@ class StateStore:
 
     def last_recorded_version(self) -> str | None:
         """The ``version_after`` of the last applied run in the history (None: never applied)."""
+        if self.shared is not None:
+            return self.shared.last_applied_version()
         return self.history.last_applied_version()  # old segments answer from their summaries
 
     def _refuse_lost_effective(self) -> None:
@@ -275,8 +301,10 @@ class StateStore:
         if version == self.base_version():
             return {"version": version, "values": {}, "presets": self.presets, "created_at": None}
         path = self.snapshots_dir / f"{version}.json"
-        raw = read_regular(path)
         memo = self._snapshot_memo.get(version)
+        if memo is not None and self.shared is not None:
+            return _copied(memo[1])  # a shared snapshot is inserted once, never rewritten
+        raw = self._load(path)
         if raw is not None and memo is not None and memo[0] == raw:
             return _copied(memo[1])  # the same bytes: parsed and verified before
         if raw is None:
@@ -288,7 +316,7 @@ class StateStore:
                     "presets": self.presets,
                     "created_at": None,
                 }
-            raise StateError(f"no snapshot {version} in {self.snapshots_dir}")
+            raise StateError(f"no snapshot {version} in {self._where(self.snapshots_dir)}")
         doc = self._decode_json(path, raw)
         if version_of(doc.get("values", {}), str(doc.get("presets", ""))) != version:
             raise StateError(f"snapshot {version} is corrupt (content does not match its id)")
@@ -299,7 +327,10 @@ class StateStore:
 
     def list_snapshots(self) -> list[dict[str, Any]]:
         out = []
-        if self.snapshots_dir.exists():
+        if self.shared is not None:
+            for name, raw in self.shared.listing("snapshots/"):
+                out.append(self._decode_json(self.root / name, raw))
+        elif self.snapshots_dir.exists():
             for path in sorted(self.snapshots_dir.glob("v*.json")):
                 doc = self._read_json(path)
                 if doc is not None:
@@ -308,11 +339,12 @@ class StateStore:
 
     def read_mechanism(self, name: str) -> dict[str, Any]:
         """Per-mechanism state (empty dict before the first run)."""
-        doc = self._read_json(self._mechanism_path(name))
+        path = self._mechanism_path(name)
+        doc = self._read_local_json(path) if name in _HOST_MECHANISMS else self._read_json(path)
         return {} if doc is None else {k: v for k, v in doc.items() if k != "schema_version"}
 
     def write_mechanism(self, name: str, state: Mapping[str, Any]) -> None:
-        self._write_json(self._mechanism_path(name), dict(state))
+        self._write_json(self._mechanism_path(name), dict(state), local=name in _HOST_MECHANISMS)
 
     def read_control(self) -> dict[str, Any]:
         """The operator switches; a wrong-typed entry is a StateError naming it (never a crash)."""
@@ -350,7 +382,183 @@ class StateStore:
     def record(self, record: Mapping[str, Any]) -> None:
         """Append one run record to the history (a decision that applied nothing)."""
         self._refuse_tracked([self.history.path])
+        if self.shared is not None:
+            self.shared.append(self._stamped(record))
+            self._replicate_after_write()
+            return
         self.history.append(dict(record))
+
+    # -- the shared state ---------------------------------------------------------------------
+    def sync(self) -> int:
+        """Bring this dir's replica up to the shared state; the number of records copied.
+
+        Copies every shared document written since the last sync over its local file
+        (``effective.json``, snapshots, mechanisms, ``control.json``: the dir stays a complete
+        state dir) and appends the shared records this dir's ``history.jsonl`` does not hold
+        yet, in commit order. A no-op
+        without shared state. Refuses (``StateError``, nothing changed) a dir whose own history
+        never came from the shared state: that is an unshared host's state, to upload with
+        ``autolearn share`` or to move aside, never to mix with the shared one.
+        """
+        if self.shared is None:
+            return 0
+        self._refuse_tracked([self.history.path, self.effective_path, self._replica_path])
+        with self.lock("replica", timeout_s=30):
+            copied = self._pull_records()
+            self._mirror_documents()
+        return copied
+
+    def share(self, now: datetime) -> int:
+        """Upload this dir's state into an empty shared state (a host moving to shared state).
+
+        Every snapshot, mechanism state, the operator switches, ``effective.json`` and every
+        history record, in order; the dir then replicates the shared state. Refuses when the
+        shared state already holds anything (two hosts' states are never merged). Returns the
+        number of records uploaded.
+        """
+        if self.shared is None:
+            raise StateError("no shared state configured (set AUTOLEARN_STATE_URL)")
+        with self.lock("effective", timeout_s=30), self.lock("replica", timeout_s=30):
+            documents: dict[str, bytes] = {}
+            for directory in (self.snapshots_dir, self.mechanisms_dir):
+                if directory.is_dir():
+                    for path in sorted(directory.glob("*.json")):
+                        raw = read_regular(path)
+                        if raw is not None and self._replica_file(path.name, directory) is not None:
+                            self._decode_json(path, raw, local=True)  # a corrupt one is not
+                            documents[path.relative_to(self.root).as_posix()] = raw
+            for path in (self.control_path, self.effective_path):
+                raw = read_regular(path)
+                if raw is not None:
+                    self._decode_json(path, raw, local=True)
+                    documents[path.relative_to(self.root).as_posix()] = raw
+            if self.effective_path.exists():
+                _parse_effective(
+                    self._decode_json(self.effective_path, documents[_EFFECTIVE_DOC], local=True),
+                    self.effective_path,
+                )
+            once = frozenset(n for n in documents if n.startswith("snapshots/"))
+            records = [{**r, "shared_from": self.shared.host} for r in self.history.read().records]
+            # one transaction: a crash uploads all or nothing, and no other host's record lands
+            # between this host's (the emptiness check is in it too)
+            seq = self.shared.upload(documents, records, once=once)
+            self._write_replica(seq, self.history.position(), self._replica_docs_seq())
+            return len(records)
+
+    def write_replica_effective(self, effective: Effective) -> None:
+        """Write ``effective`` as this dir's ``effective.json`` (a shared-state worker keeps its
+        host's replica current: a cold start while the server is down serves it)."""
+        self._write_json(self.effective_path, effective.to_json(), raw=True, local=True)
+
+    def _stamped(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        """A record to share: which host wrote it."""
+        assert self.shared is not None
+        return {**dict(record), "host": self.shared.host}
+
+    @property
+    def _replica_path(self) -> Path:
+        return self.root / _REPLICA_FILE
+
+    def _replicate_after_write(self) -> None:
+        """After a shared write: copy it into the replica. The write is done (committed): a
+        replica that cannot follow now catches up on the next sync, so this never raises."""
+        try:
+            self.sync()
+        except StateError as exc:
+            from autolearn.adapters.logs import get_logger
+
+            get_logger(__name__).warning("state_replica_behind", error=str(exc))
+
+    def _replica_docs_seq(self) -> int:
+        """The write number of the last shared document copied into this dir (0: none)."""
+        doc = self._read_local_json(self._replica_path) or {}
+        seq = doc.get("docs_seq", 0)
+        return seq if isinstance(seq, int) and not isinstance(seq, bool) else 0
+
+    def _replica_seq(self) -> int:
+        """The highest shared record ``seq`` this dir's history holds."""
+        doc = self._read_local_json(self._replica_path)
+        if doc is None:
+            if self.history.position() > 0 and self.history.read().records:
+                raise StateError(
+                    f"{self.history.path} holds this host's own history, not a replica of the "
+                    f"shared state {self.shared.describe() if self.shared else ''}; nothing "
+                    "changed. Upload it with `autolearn share` (if the shared state is empty), "
+                    "or move the state dir aside to serve the shared state"
+                )
+            return 0
+        seq, position = doc.get("seq", 0), doc.get("position", 0)
+        if not isinstance(seq, int) or not isinstance(position, int):
+            raise StateError(f"{self._replica_path}: malformed (seq and position are integers)")
+        # a crash between appending records and writing this file: the records say how far
+        for record in self.history.read_from(position):
+            found = record.get("shared_seq")
+            if isinstance(found, int) and found > seq:
+                seq = found
+        return seq
+
+    def _pull_records(self) -> int:
+        assert self.shared is not None
+        seq = self._replica_seq()
+        if not self._replica_path.exists():  # before the first append: a crash after it must
+            self._write_replica(0, self.history.position(), 0)  # find a replica, not "own" history
+        copied = 0
+        while records := self.shared.records_after(seq):
+            for record in records:
+                self.history.append(record)
+                seq = int(record["shared_seq"])
+                copied += 1
+            self._write_replica(seq, self.history.position(), self._replica_docs_seq())
+        return copied
+
+    def _write_replica(self, seq: int, position: int, docs_seq: int) -> None:
+        doc = {"seq": seq, "position": position, "docs_seq": docs_seq}
+        self._write_json(self._replica_path, doc, local=True)
+
+    def _mirror_documents(self) -> None:
+        """Copy the shared documents written since the last sync into their files (a crash
+        before the watermark is written copies them again: each copy is a whole file)."""
+        assert self.shared is not None
+        docs_seq = self._replica_docs_seq()
+        changed = self.shared.changed_after(docs_seq)
+        for seq, name, raw in changed:
+            docs_seq = max(docs_seq, seq)
+            path = self._replica_file(name)
+            if path is None or raw == read_regular(path):
+                continue
+            try:
+                self._decode_json(path, raw)
+            except StateError as exc:  # never copied over a good file; its readers say so
+                from autolearn.adapters.logs import get_logger
+
+                get_logger(__name__).error("shared_document_unreadable", name=name, error=str(exc))
+                continue
+            else:
+                ensure_dir(path.parent)
+                refuse_linked_dirs(self.root, path)
+                self._refuse_tracked([path])
+                atomic_write_bytes(path, raw)
+        if changed:
+            doc = self._read_local_json(self._replica_path) or {}
+            seq, position = doc.get("seq", 0), doc.get("position", 0)
+            self._write_replica(int(seq), int(position), docs_seq)
+
+    def _replica_file(self, name: str, directory: Path | None = None) -> Path | None:
+        """Where shared document ``name`` (or file ``name`` of ``directory``) lives in this dir;
+        None: not shared (a host's own file, a kept corrupt copy, a name this version does not
+        know: left where it is)."""
+        if directory is not None:
+            name = f"{directory.relative_to(self.root).as_posix()}/{name}"
+        parts = name.split("/")
+        if len(parts) == 1 and name in (_EFFECTIVE_DOC, self.control_path.name):
+            return self.root / name
+        if len(parts) == 2 and parts[0] in ("snapshots", "mechanisms"):
+            stem = parts[1].removesuffix(".json")
+            if parts[0] == "mechanisms" and stem in _HOST_MECHANISMS:
+                return None
+            if parts[1].endswith(".json") and stem.replace("_", "").isalnum():
+                return self.root / parts[0] / parts[1]
+        return None
 
     def apply(
         self,
@@ -492,20 +700,28 @@ class StateStore:
         with self.lock("effective", timeout_s=30):
             try:
                 self.read_effective()  # strict: a lost one (deleted after applies) is recovered too
+            except StateUnavailable:
+                raise  # a server that does not answer is not a corrupt state
             except StateError as exc:
                 problem = str(exc)
             else:
                 raise StateError(
-                    f"{self.effective_path} reads fine: nothing to recover (to go back to a "
-                    "version use `autolearn rollback --to VERSION`)"
+                    f"{self._where(self.effective_path)} reads fine: nothing to recover (to go "
+                    "back to a version use `autolearn rollback --to VERSION`)"
                 )
             target = version or self.last_recorded_version() or self.base_version()
             values = dict(self.read_snapshot_file(target).get("values", {}))
             kept = self.root / f"effective.json.corrupt-{now.strftime('%Y%m%dT%H%M%SZ')}"
             self._refuse_tracked([kept, self.effective_path, self.history.path])
-            moved = os.path.lexists(self.effective_path)
-            if moved:
-                os.replace(self.effective_path, kept)
+            if self.shared is not None:  # the unreadable document is kept beside it, shared too
+                corrupt = self.shared.get(_EFFECTIVE_DOC)
+                moved = corrupt is not None
+                if corrupt is not None:
+                    self.shared.put(kept.name, corrupt, once=True)
+            else:
+                moved = os.path.lexists(self.effective_path)
+                if moved:
+                    os.replace(self.effective_path, kept)
             base = Effective(version=self.base_version(), values={}, presets=self.presets)
             current = self.registry.defaults()
             refused = [
@@ -516,14 +732,17 @@ class StateStore:
                 if not d.adopted and d.code.value != "no_change"
             ]
             if refused:
-                if moved:
+                if moved and self.shared is None:
                     os.replace(kept, self.effective_path)
                 details = "; ".join(f"{d.knob}: {d.code.value} ({d.detail})" for d in refused)
                 raise StateError(f"cannot restore {target} exactly, nothing changed: {details}")
             full = {
                 **dict(record or {}),
                 "target_version": target,
-                "recovered_from": {"problem": problem, "kept_as": str(kept) if moved else None},
+                "recovered_from": {
+                    "problem": problem,
+                    "kept_as": self._where(kept) if moved else None,
+                },
             }
             result = self._apply_locked(base, writer, values, now, ApplyKind.OPERATOR, full, False)
             if not result.applied:  # the target is the presets: an empty layer, written
@@ -541,7 +760,7 @@ class StateStore:
             return {"version": version, "values": {}, "presets": self.presets}
         doc = self._read_json(self.snapshots_dir / f"{version}.json")
         if doc is None:
-            raise StateError(f"no snapshot {version} in {self.snapshots_dir}")
+            raise StateError(f"no snapshot {version} in {self._where(self.snapshots_dir)}")
         if version_of(doc.get("values", {}), str(doc.get("presets", ""))) != version:
             raise StateError(f"snapshot {version} is corrupt (content does not match its id)")
         return doc
@@ -595,7 +814,8 @@ class StateStore:
             changes=new_effective.changes,
             updated_at=now,
             last_record=full_record,
-            last_record_offset=self.history.position(),  # survives a rotation (see read_from)
+            # survives a rotation (see read_from); shared: the record is in the switch's transaction
+            last_record_offset=0 if self.shared is not None else self.history.position(),
             presets=self.presets,
             arms=new_effective.arms,
             arm_versions=new_effective.arm_versions,
@@ -605,6 +825,13 @@ class StateStore:
         for key, layer in self._arm_layers(new_effective).items():
             arm = Effective(new_effective.arm_versions[key], layer, presets=self.presets)
             self._write_snapshot(arm, new_effective.version, writer, ApplyKind.ARM, now)
+        if self.shared is not None:  # the switch and its record: one transaction
+            self.shared.publish(
+                {_EFFECTIVE_DOC: _encoded(new_effective.to_json())}, self._stamped(full_record)
+            )
+            self._replicate_after_write()
+            self._export_compat(new_effective, now)
+            return result
         previous = self._read_bytes(self.effective_path)
         self._write_json(self.effective_path, new_effective.to_json(), raw=True)
         try:
@@ -681,7 +908,9 @@ class StateStore:
         now: datetime,
     ) -> None:
         path = self.snapshots_dir / f"{effective.version}.json"
-        if path.exists() or effective.version == self.base_version():
+        if effective.version == self.base_version():
+            return
+        if self.shared is None and path.exists():
             return  # content-addressed and immutable: the same values are already stored
         self._write_json(
             path,
@@ -704,8 +933,8 @@ class StateStore:
         would re-append a record that scrolled out of it).
         """
         last = effective.last_record
-        if not last or "run_id" not in last:
-            return
+        if not last or "run_id" not in last or self.shared is not None:
+            return  # shared: the record was in the switch's own transaction
         for record in self.history.read_from(effective.last_record_offset):
             if record.get("run_id") == last["run_id"]:
                 return
@@ -734,39 +963,71 @@ class StateStore:
             self._root_checked = True
 
     def _read_json(self, path: Path) -> dict[str, Any] | None:
-        raw = read_regular(path)
+        raw = self._load(path)
         if raw is None:
             return None
         return self._decode_json(path, raw)
 
-    def _decode_json(self, path: Path, raw: bytes) -> dict[str, Any]:
+    def _read_local_json(self, path: Path) -> dict[str, Any] | None:
+        raw = read_regular(path)
+        return None if raw is None else self._decode_json(path, raw, local=True)
+
+    def _load(self, path: Path) -> bytes | None:
+        """The bytes of state file ``path``: the shared document of that name, else the file."""
+        if self.shared is not None:
+            return self.shared.get(path.relative_to(self.root).as_posix())
+        return read_regular(path)
+
+    def _where(self, path: Path) -> str:
+        """``path`` as messages name it (the shared state's name for it when shared)."""
+        if self.shared is None:
+            return str(path)
+        return (
+            f"{path.relative_to(self.root).as_posix()} of the shared state {self.shared.describe()}"
+        )
+
+    def _decode_json(self, path: Path, raw: bytes, *, local: bool = False) -> dict[str, Any]:
+        """``raw`` of state file ``path`` as a JSON object (``local``: this dir's file, even
+        when shared), checked for ``schema_version``; every problem is a ``StateError``."""
+        shown = str(path) if local else self._where(path)
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise StateError(f"{path}: not UTF-8 text ({exc.reason}); the file is corrupt") from exc
+            raise StateError(
+                f"{shown}: not UTF-8 text ({exc.reason}); the file is corrupt"
+            ) from exc
         try:
             doc = json.loads(text)
         except (ValueError, RecursionError) as exc:
             why = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
-            raise StateError(f"{path}: not valid JSON ({why}); the file is corrupt") from exc
+            raise StateError(f"{shown}: not valid JSON ({why}); the file is corrupt") from exc
         if not isinstance(doc, dict):
-            raise StateError(f"{path}: expected a JSON object")
+            raise StateError(f"{shown}: expected a JSON object")
         version = doc.get("schema_version")
         if not isinstance(version, int):
-            raise StateError(f"{path}: no schema_version (not an autolearn state file?)")
+            raise StateError(f"{shown}: no schema_version (not an autolearn state file?)")
         if version > STATE_SCHEMA_VERSION:
             raise StateError(
-                f"{path}: schema_version {version!r} is newer than this autolearn "
+                f"{shown}: schema_version {version!r} is newer than this autolearn "
                 f"understands ({STATE_SCHEMA_VERSION}); upgrade autolearn"
             )
         return doc
 
-    def _write_json(self, path: Path, doc: dict[str, Any], *, raw: bool = False) -> None:
+    def _write_json(
+        self, path: Path, doc: dict[str, Any], *, raw: bool = False, local: bool = False
+    ) -> None:
+        """Write state file ``path`` (shared: its document; ``local``: this dir's file anyway)."""
+        body = doc if raw else {"schema_version": STATE_SCHEMA_VERSION, **doc}
+        data = _encoded(body)
+        if self.shared is not None and not local:
+            name = path.relative_to(self.root).as_posix()
+            self.shared.put(name, data, once=name.startswith("snapshots/"))
+            if path == self.effective_path:
+                self._replicate_after_write()
+            return
         ensure_dir(self.root)
         refuse_linked_dirs(self.root, path)
         self._refuse_tracked([path])
-        body = doc if raw else {"schema_version": STATE_SCHEMA_VERSION, **doc}
-        data = json.dumps(body, sort_keys=True, indent=1, default=str).encode() + b"\n"
         atomic_write_bytes(path, data)
 
 
@@ -774,6 +1035,11 @@ _SCALARS = (bool, int, float, str)
 
 
 _SNAPSHOT_MEMO = 4096
+
+
+def _encoded(doc: Mapping[str, Any]) -> bytes:
+    """A state document's bytes (sorted keys, one key per line: diffable, stable)."""
+    return json.dumps(doc, sort_keys=True, indent=1, default=str).encode() + b"\n"
 
 
 def _copied(doc: Mapping[str, Any]) -> dict[str, Any]:

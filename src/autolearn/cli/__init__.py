@@ -65,6 +65,7 @@ _COMMAND_MODULE = {
     "snapshots": "_state",
     "freeze": "_state",
     "unfreeze": "_state",
+    "share": "_state",
     "tune": "_tune",
 }
 # The global options (``_common._global``) that take a value: what may stand before the command.

@@ -160,24 +160,39 @@ def settings() -> Settings:
     return _SETTINGS.get("current") or Settings.resolve()
 
 
-def store() -> StateStore:
+def store(*, sync: bool = True) -> StateStore:
+    """The state the command acts on (``sync``: its replica of shared state brought up first)."""
     current = settings()
-    return StateStore(
+    state = StateStore(
         current.state_dir,
         current.registry(),
         history_policy(current),
         run_locks=run_locks(current),
+        shared=current.shared_state(),
     )
+    return _synced(state) if sync else state
+
+
+def _synced(state: StateStore) -> StateStore:
+    """``state`` with its replica of the shared state brought up to date (a command reads the
+    local history: every host's records must be in it)."""
+    state.sync()
+    return state
 
 
 def run_locks(current: Settings) -> RunLocks | None:
-    """The mechanisms' run locks across hosts (``AUTOLEARN_LOCK_URL``; None: flocks only)."""
-    url = current.option(None, "AUTOLEARN_LOCK_URL")
+    """The mechanisms' run locks across hosts (``AUTOLEARN_LOCK_URL``, else the shared state's
+    database when ``AUTOLEARN_STATE_URL`` is set; None: flocks only)."""
+    where = "AUTOLEARN_LOCK_URL"
+    url = current.option(None, where)
+    if url is None:
+        where = "AUTOLEARN_STATE_URL"
+        url = current.option(None, where)
     if url is None:
         return None
     from autolearn.adapters.pg_lock import RunLocks  # SQLAlchemy only when the locks need it
 
-    return RunLocks(url, current.account)
+    return RunLocks(url, current.account, where=where)
 
 
 def history_policy(current: Settings) -> RotationPolicy:
@@ -216,11 +231,14 @@ def operator_store() -> StateStore:
             "/etc/autolearn.env (or AUTOLEARN_ENV_FILE), or start a new state with "
             "`autolearn init`"
         )
-    return StateStore(
-        current.state_dir,
-        current.registry(),
-        history_policy(current),
-        run_locks=run_locks(current),
+    return _synced(
+        StateStore(
+            current.state_dir,
+            current.registry(),
+            history_policy(current),
+            run_locks=run_locks(current),
+            shared=current.shared_state(),
+        )
     )
 
 

@@ -29,6 +29,7 @@ from autolearn.cli._common import (
     actor,
     app,
     console,
+    history_policy,
     intend_exit,
     operator_store,
     run_locks,
@@ -41,7 +42,7 @@ from autolearn.core.ownership_doc import ownership_problems
 from autolearn.core.registry import parse_duration
 from autolearn.core.run_record import RunRecord
 from autolearn.core.timestamps import TimestampError, format_utc, parse_utc
-from autolearn.errors import InputError, StateError, UsageError
+from autolearn.errors import InputError, StateError, StateUnavailable, UsageError
 from autolearn.ops import install as installer
 from autolearn.ops import probes
 from autolearn.ops.deploy import evaluate_deploy
@@ -71,6 +72,7 @@ from autolearn.ops.status import (
 )
 from autolearn.ops.systemd import UnitOptions, render_units, systemd_span
 from autolearn.ops.wrap import wrap_segments
+from autolearn.settings import Settings
 
 __all__: list[str] = []
 
@@ -357,6 +359,19 @@ def systemd_disable(
 
 
 # -- status -------------------------------------------------------------------------------------
+def _status_store(current: Settings) -> tuple[StateStore, str | None]:
+    """The state ``status`` reads: the shared state, synced; when its server does not answer,
+    this host's replica (a state dir like any other) and why, for the report to say so."""
+    state = store(sync=False)
+    if state.shared is None:
+        return state, None
+    try:
+        state.sync()
+        return state, None
+    except StateUnavailable as exc:
+        return StateStore(current.state_dir, state.registry, history_policy(current)), str(exc)
+
+
 def _gather_status(
     now: datetime,
     stale_after: timedelta,
@@ -367,7 +382,7 @@ def _gather_status(
     """``whole_history``: every record (metrics count them all); else the window and the
     landmarks only, which give the same report without opening old history segments."""
     current = settings()
-    state = store()
+    state, shared_error = _status_store(current)
     if whole_history:
         read, total = state.history.read_runs(), None
     else:
@@ -377,11 +392,19 @@ def _gather_status(
     version: str | None = None
     values: dict[str, Any] = {}
     sources: dict[str, Any] = {}
+    updated_at = None
     try:
         effective = state.read_effective()
         version, values, sources = effective.version, effective.values, effective.sources
+        updated_at = effective.updated_at
     except StateError as exc:
         effective_error = str(exc)
+    served = []
+    if state.shared is not None:
+        try:
+            served = state.shared.hosts()
+        except StateUnavailable as exc:
+            shared_error = str(exc)
     presets, owners = {}, {}
     for knob in values:
         spec = state.registry.find(knob)
@@ -408,6 +431,10 @@ def _gather_status(
         ledger=probes.probe_ledger(current.ledger_url, current.account),
         ledger_stale_after=stale_after,
         reconcile_clean_within=reconcile_within,
+        shared_source=shared.describe() if (shared := current.shared_state()) else None,
+        shared_error=shared_error,
+        served=served,
+        effective_updated_at=updated_at,
     )
     return build_status(inputs, now), read.runs
 
@@ -482,6 +509,21 @@ def _mechanism_table(m: MechanismStatus, now: datetime) -> Table:
     return table
 
 
+def _print_shared(report: StatusReport) -> None:
+    """The shared state's place and what each host's workers serve (nothing when unshared)."""
+    if report.shared_source is None:
+        return
+    console.print(f"shared state on PostgreSQL {escape(report.shared_source)}")
+    for h in report.hosts:
+        served = ", ".join(h.versions) or "nothing live"
+        line = (
+            f"  host {h.host}: {served} ({h.live} live, last seen {format_utc(h.last_seen)[:19]})"
+        )
+        console.print(f"[bold red]{escape(line)}[/bold red]" if h.problem else escape(line))
+    if not report.hosts:
+        console.print("  [dim]no worker has reported yet[/dim]")
+
+
 def _print_status(report: StatusReport) -> None:
     style = {0: "green", 1: "yellow", 2: "bold red"}[report.exit_code]
     console.print(
@@ -493,6 +535,7 @@ def _print_status(report: StatusReport) -> None:
     console.print(f"[dim]state dir {settings().state_dir}[/dim]")
     if (locks := run_locks(settings())) is not None:  # one runner per mechanism across hosts
         console.print(f"[dim]run locks on PostgreSQL {escape(locks.describe())}[/dim]")
+    _print_shared(report)
     for m in report.mechanisms:
         if m.health is Health.DISABLED and m.last_run is None:
             console.print(f"[dim]{m.mechanism}: disabled, never run ({m.enabled_source})[/dim]")

@@ -19,6 +19,7 @@ from autolearn.cli._common import (
     actor,
     app,
     console,
+    history_policy,
     operator_store,
     settings,
     store,
@@ -129,7 +130,12 @@ def _check_compat_paths(registry: Registry) -> None:
 def explain(key: Annotated[str, typer.Argument(help="Dotted knob name")]) -> None:
     """Say which layer a value comes from, at which version, written when and by whom."""
     current = settings()
-    tuning = Tuning(current.state_dir, current.registry(), bot_root=current.bot_root)
+    tuning = Tuning(
+        current.state_dir,
+        current.registry(),
+        bot_root=current.bot_root,
+        shared=current.shared_state(),
+    )
     info = tuning.explain(key)
     typer.echo(
         json.dumps(
@@ -485,3 +491,25 @@ def _run_id(now: Any) -> str:
     import os
 
     return f"{format_utc(now)}-{os.getpid()}"
+
+
+@app.command()
+def share() -> None:
+    """Upload this host's state dir into the empty shared state (``AUTOLEARN_STATE_URL``).
+
+    The move from one control host to shared state: run once, on the host whose state the
+    account keeps; every host then serves it. Refused when the shared state holds anything.
+    """
+    current = settings()
+    shared = current.shared_state()
+    if shared is None:
+        raise ConfigError(
+            "share: AUTOLEARN_STATE_URL is not set (the PostgreSQL every host reaches)"
+        )
+    state = StateStore(
+        current.state_dir, current.registry(), history_policy(current), shared=shared
+    )
+    uploaded = state.share(utcnow())
+    version = state.read_effective().version
+    acted_on(state.root)
+    emit_json({"shared": shared.describe(), "records": uploaded, "version": version})

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from autolearn.adapters.logs import get_logger
 from autolearn.adapters.state import StateStore
@@ -36,7 +36,7 @@ from autolearn.core.knob_names import strategy_knob_prefix
 from autolearn.core.model import Side
 from autolearn.core.plausibility import TradeLimits
 from autolearn.core.registry import Registry
-from autolearn.errors import AutolearnError, LedgerError
+from autolearn.errors import AutolearnError, LedgerError, StateUnavailable
 from autolearn.gates.aggregates import Aggregates
 from autolearn.gates.config import (
     GatesConfig,
@@ -51,6 +51,9 @@ from autolearn.gates.reentry import base_strategy, evaluate_reentry
 from autolearn.gates.stage import evaluate_stage
 from autolearn.ledger._base import CommitOrdered, Ledger
 from autolearn.runtime import Tuning
+
+if TYPE_CHECKING:
+    from autolearn.adapters.shared_state import SharedState
 
 __all__ = ["COMMIT_OVERLAP_MAX", "COMMIT_SWEEP_S", "Gates", "KnobReader"]
 
@@ -113,6 +116,7 @@ class Gates:
         refresh_s: float | None = None,
         tuning: Tuning | None = None,
         account: str = "",
+        shared: SharedState | None = None,
     ) -> Gates:
         """The bot's constructor. A bad config raises ``ConfigError`` (at start-up, loudly);
         an unreachable ledger does not: entries then follow ``on_ledger_error``.
@@ -120,16 +124,23 @@ class Gates:
         ``tuning``: the worker's own reader of ``effective.json`` (``autolearn.connect`` passes
         it), so the gates and the bot see one version; without it the gates open their own.
         ``account``: the bot's key in a shared ledger: the gates count its trades only.
+        ``shared``: the state every host shares (``AUTOLEARN_STATE_URL``): the operator's gate
+        overrides, and the knobs of a ``Tuning`` opened here, come from there.
         """
         from autolearn.ledger.sql import SqlLedger  # local: the pure gates need no SQL
 
-        store = StateStore(state_dir, registry)
-        overrides = store.read_mechanism("gates").get("overrides") or None
+        store = StateStore(state_dir, registry, shared=shared)
+        try:
+            overrides = store.read_mechanism("gates").get("overrides") or None
+        except StateUnavailable as exc:  # the server is down at start-up: the host's replica
+            get_logger("autolearn.gates").error("gates_overrides_from_replica", error=str(exc))
+            local = StateStore(state_dir, registry)
+            overrides = local.read_mechanism("gates").get("overrides") or None
         config = load_gates_config(config_path, overrides)
         if refresh_s is not None:
             config = _with_refresh(config, refresh_s)
         if tuning is None:
-            tuning = Tuning(state_dir, registry)
+            tuning = Tuning(state_dir, registry, shared=shared)
 
         def opener() -> Ledger:
             return SqlLedger.open(ledger_url, account=account)

@@ -9,6 +9,8 @@ refused before anything is touched. v3: ``trades.seq`` is the commit order reade
 bot's key, leads the identity of every bot-written table (trades, shadow signals, the signal
 log, cursors): OANDA ids are per account, so two bots on one ledger used to overwrite each
 other's trades. Candles are the market's, the same for every bot: they have no account.
+v5: the shared state of several hosts (``state_docs``, ``state_records``, ``state_hosts``; see
+``adapters/shared_state.py``), in the ledger's database so one migration chain covers both.
 
 Deployed ledgers exist: this module must not change a table, column or index without raising
 ``SCHEMA_VERSION`` and shipping a migration (``ledger/migrations/``, alembic; README "Ledger
@@ -49,6 +51,9 @@ __all__ = [
     "shadow_table",
     "signals_table",
     "stamp_revision",
+    "state_docs_table",
+    "state_hosts_table",
+    "state_records_table",
     "stored_revision",
     "stored_version",
     "trades_table",
@@ -186,6 +191,48 @@ cursors_table = sa.Table(
     sa.Column("updated_at_us", sa.BigInteger, nullable=False),
     sa.Column("account", _Key, nullable=False, server_default=""),  # v4: a reconciler's cursor
     sa.PrimaryKeyConstraint("account", "name"),
+)
+
+# v5: the shared state store (``adapters/shared_state.py``, issue 19 item 3). ``scope`` is the
+# account key. A document is one state file's bytes under its path in the state dir
+# (``effective.json``, ``snapshots/<version>.json``, ...); ``seq`` is the scope's write order.
+state_docs_table = sa.Table(
+    "state_docs",
+    metadata,
+    sa.Column("scope", _Key, nullable=False),
+    sa.Column("name", _Key, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("updated_at_us", sa.BigInteger, nullable=False),
+    sa.PrimaryKeyConstraint("scope", "name"),
+    sa.Index("ix_state_docs_seq", "scope", "seq"),
+)
+# The append-only run history of a scope, in commit order (``seq``: assigned under the scope's
+# write lock, so a host replicating "after the highest seq it holds" misses none).
+state_records_table = sa.Table(
+    "state_records",
+    metadata,
+    sa.Column("scope", _Key, nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("run_id", sa.Text, nullable=False),
+    sa.Column("applied_version", sa.Text, nullable=False),  # version_after if applied, else ''
+    sa.Column("host", sa.Text, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("at_us", sa.BigInteger, nullable=False),
+    sa.PrimaryKeyConstraint("scope", "seq"),
+    sa.Index("ix_state_records_run", "scope", "run_id"),
+)
+# What each process of each host serves (heartbeats of ``Tuning``): ``status`` compares them.
+state_hosts_table = sa.Table(
+    "state_hosts",
+    metadata,
+    sa.Column("scope", _Key, nullable=False),
+    sa.Column("host", _Key, nullable=False),
+    sa.Column("process", _Key, nullable=False),
+    sa.Column("role", sa.Text, nullable=False),
+    sa.Column("version", sa.Text, nullable=False),
+    sa.Column("seen_at_us", sa.BigInteger, nullable=False),
+    sa.PrimaryKeyConstraint("scope", "host", "process"),
 )
 
 # Alembic's own version table (its default name and shape), declared here so a bare worker

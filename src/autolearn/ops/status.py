@@ -31,6 +31,7 @@ from autolearn.core.history_landmarks import is_run
 from autolearn.core.knob_names import strategy_from_key
 from autolearn.core.run_record import RunRecord, VerdictRecord, parse_runs
 from autolearn.core.timestamps import TimestampError, format_utc, parse_utc
+from autolearn.ops.hosts import HostStatus, ServedVersion, compare_hosts
 from autolearn.ops.schedules import SCHEDULES, Schedule
 
 __all__ = [
@@ -121,6 +122,12 @@ class StatusInputs:
     ledger_stale_after: timedelta = timedelta(hours=6)
     reconcile_clean_within: timedelta = timedelta(days=7)
     schedules: Mapping[str, Schedule] = field(default_factory=lambda: SCHEDULES)
+    # the shared state (AUTOLEARN_STATE_URL): where it is, what each host's workers serve, and
+    # when the current version became current; None: this host's state dir alone
+    shared_source: str | None = None
+    shared_error: str | None = None  # the shared state's server did not answer: the replica's
+    served: Sequence[ServedVersion] = ()
+    effective_updated_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -319,6 +326,8 @@ class StatusReport:
     problems: tuple[str, ...]
     exit_code: int
     reconcile: ReconcileStatus | None = None
+    shared_source: str | None = None
+    hosts: tuple[HostStatus, ...] = ()
 
     @property
     def overall(self) -> str:
@@ -364,6 +373,11 @@ class StatusReport:
             "effective": {"version": self.effective_version, "source": self.effective_source},
             "history": {"source": self.history_source, "records": self.history_records},
             "reconcile": self.reconcile.to_json() if self.reconcile else None,
+            "shared_state": (
+                {"source": self.shared_source, "hosts": [h.to_json() for h in self.hosts]}
+                if self.shared_source is not None
+                else None
+            ),
         }
 
 
@@ -813,6 +827,17 @@ def build_status(inputs: StatusInputs, now: datetime) -> StatusReport:
     problems += compat_problems(
         inputs.mechanism_states.get("compat", {}) or {}, inputs.effective_version
     )
+    hosts: tuple[HostStatus, ...] = ()
+    if inputs.shared_error is not None:
+        problems.append(
+            f"shared state unreachable ({inputs.shared_error}); this report is this host's "
+            "replica, and workers serve their last good version"
+        )
+    elif inputs.shared_source is not None:
+        hosts = compare_hosts(
+            inputs.served, inputs.effective_version, inputs.effective_updated_at, now
+        )
+        problems += [h.problem for h in hosts if h.problem]
     operator_rollbacks = tuple(
         _ref(r, at)
         for at, r in _timed(records)
@@ -832,4 +857,6 @@ def build_status(inputs: StatusInputs, now: datetime) -> StatusReport:
         problems=tuple(problems),
         exit_code=2 if stopped else (1 if problems else 0),
         reconcile=reconcile,
+        shared_source=inputs.shared_source,
+        hosts=hosts,
     )

@@ -80,7 +80,8 @@ def backend() -> Backend:
 
             current = Settings.resolve()
             registry = current.registry()
-            tuning = Tuning(current.state_dir, registry, bot_root=current.bot_root)
+            shared = current.shared_state()  # AUTOLEARN_STATE_URL: the hosts' one state
+            tuning = Tuning(current.state_dir, registry, bot_root=current.bot_root, shared=shared)
             named = os.environ.get("AUTOLEARN_GATES_CONFIG")
             config = Path(named) if named else None
             if config is None and (current.bot_root / "config" / "gates.yaml").exists():
@@ -92,6 +93,7 @@ def backend() -> Backend:
                 config,
                 tuning=tuning,
                 account=current.account,
+                shared=shared,
             )
             _BACKEND = Backend(gates=gates, knobs=tuning.get)
         return _BACKEND
