@@ -41,11 +41,12 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from multiprocessing.synchronize import Event
 from pathlib import Path
+
+from _machine import cpu_model, pg_database
 
 from autolearn.core.model import Side, Trade
 from autolearn.gates import Gates
@@ -296,46 +297,6 @@ def run(
         )
         out[name] = summarise(pooled[name], paced, loaded)
     return out
-
-
-@contextmanager
-def pg_database(server_url: str) -> Iterator[str | None]:
-    """A fresh database ``autolearn_bench_<pid>`` on the server, dropped after; None if down."""
-    import sqlalchemy as sa
-
-    server = sa.make_url(server_url)
-    name = f"autolearn_bench_{os.getpid()}"
-    admin = sa.create_engine(
-        server, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5}
-    )
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    except sa.exc.OperationalError as exc:
-        first = str(exc).strip().splitlines()[0]
-        print(f"PostgreSQL: skipped, {server.render_as_string()} unreachable ({first})")
-        admin.dispose()
-        yield None
-        return
-    print(f"PostgreSQL: created database {name} on {server.render_as_string()} (dropped after)")
-    try:
-        yield server.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
-        print(f"PostgreSQL: dropped database {name}")
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def table(lite: dict[str, float], pg: dict[str, float] | None) -> None:

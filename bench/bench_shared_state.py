@@ -36,10 +36,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+from _machine import cpu_model, pg_database
 
 from autolearn.adapters.shared_state import SharedState
 from autolearn.adapters.state import StateStore
@@ -51,46 +52,6 @@ from autolearn.settings import load_registry
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 VERSIONS = 20
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-@contextmanager
-def pg_database(server_url: str) -> Iterator[str | None]:
-    """A fresh database ``autolearn_bench_state_<pid>``, dropped after; None if unreachable."""
-    import sqlalchemy as sa
-
-    server = sa.make_url(server_url)
-    name = f"autolearn_bench_state_{os.getpid()}"
-    admin = sa.create_engine(
-        server, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5}
-    )
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    except sa.exc.OperationalError as exc:
-        first = str(exc).strip().splitlines()[0]
-        print(f"PostgreSQL: skipped, {server.render_as_string()} unreachable ({first})")
-        admin.dispose()
-        yield None
-        return
-    print(f"PostgreSQL: created database {name} on {server.render_as_string()} (dropped after)")
-    try:
-        yield server.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
-        print(f"PostgreSQL: dropped database {name}")
 
 
 def tuned_knobs(registry: Registry) -> list[str]:
@@ -243,7 +204,7 @@ def main() -> int:
     print(f"state: {len(knobs)} tuned knobs, {VERSIONS} versions applied before the timing")
     with (
         tempfile.TemporaryDirectory(prefix="autolearn_bench_") as tmp,
-        pg_database(args.pg_url) as pg_url,
+        pg_database(args.pg_url, "autolearn_bench_state") as pg_url,
     ):
         files = measure("files", Path(tmp) / "files", None, registry, knobs, args)
         shared = (

@@ -112,9 +112,6 @@ class SharedState:
             ).scalar_one_or_none()
         return None if seq is None else int(seq)
 
-    def exists(self, name: str) -> bool:
-        return self.stamp(name) is not None
-
     def listing(self, prefix: str) -> list[tuple[str, bytes]]:
         """Every document whose name starts with ``prefix``, by name."""
         docs = _tables().docs
