@@ -36,6 +36,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from _machine import installed_env
+
 from autolearn.adapters.history import HistoryFile, RotationPolicy, strict_json
 from autolearn.core.timestamps import format_utc, parse_utc
 
@@ -94,7 +96,11 @@ def build(n: int, shapes: list[dict[str, Any]], now: datetime) -> Path:
 def cpu_of(args: list[str], env: dict[str, str] | None = None) -> float:
     """Whole-process CPU seconds (user + system) of one run, its output discarded."""
     proc = subprocess.Popen(
-        args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd="/tmp"
+        args,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=installed_env(env),
+        cwd="/tmp",
     )
     _, _, usage = os.wait4(proc.pid, 0)
     return usage.ru_utime + usage.ru_stime

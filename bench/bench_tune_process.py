@@ -40,6 +40,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _machine import installed_env
 from bench_tune import CACHE, START, build_ledger
 
 from autolearn.adapters.state import StateStore
@@ -73,7 +74,7 @@ def _child_cpu(code: str, env: dict[str, str] | None = None) -> tuple[float, flo
     """CPU seconds (user + sys) and peak RSS (MB) of one ``python -c code``, and its stdout."""
     argv = [sys.executable, "-c", _FOOTER + code]
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(argv, stdout=out, stderr=err, env=env)
+        proc = subprocess.Popen(argv, stdout=out, stderr=err, env=installed_env(env))
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
         err.seek(0)
@@ -182,7 +183,7 @@ def bench_size(n: int, runs: int, registry: Any, env_file: Path) -> dict[str, An
     assert last is not None
     now_us = int(last.timestamp() * 1e6) + 1
 
-    state_root = Path(tempfile.mkdtemp(prefix="bench_tune_state_"))
+    state_root = Path(tempfile.mkdtemp(prefix="bench_tune_state_"))  # removed after the heavy check
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("AUTOLEARN_")},
         "AUTOLEARN_LEDGER_URL": url,
@@ -196,7 +197,6 @@ def bench_size(n: int, runs: int, registry: Any, env_file: Path) -> dict[str, An
 
     _child_cpu(_TUNE, env | {"AUTOLEARN_STATE_DIR": str(state_root / "warm")})
     tune_s, tune_mb = _median_cpu(runs, tune_once)
-    shutil.rmtree(state_root, ignore_errors=True)
     pass_s, pass_mb = _median_cpu(runs, lambda: _child_cpu("pass"))
     print(f"python -c pass: {pass_s * 1000:.0f} ms CPU, peak {pass_mb:.1f} MB")
     query = _window_query(url, now_us, config)
@@ -207,8 +207,17 @@ def bench_size(n: int, runs: int, registry: Any, env_file: Path) -> dict[str, An
         "import autolearn.tuner, autolearn.ledger.sqlite_reader\n"
     )
     imports_s, _ = _median_cpu(runs, lambda: _child_cpu(imports))
+    # what the t/Beta quantiles cost before core/distributions.py: scipy.special's import
     scipy_s, _ = _median_cpu(runs, lambda: _child_cpu("import scipy.special"))
+    heavy_file = state_root / "heavy.txt"
+    _child_cpu(
+        f"import atexit, sys\natexit.register(lambda: open({str(heavy_file)!r}, 'w').write("
+        f"' '.join(m for m in {_HEAVY!r} if m in sys.modules)))\n" + _TUNE,
+        env | {"AUTOLEARN_STATE_DIR": str(state_root / "heavy")},
+    )
+    heavy = heavy_file.read_text().strip()
 
+    shutil.rmtree(state_root, ignore_errors=True)
     fast_ms, fast_record = _in_process_cycle(url, n, runs, registry, open_reader)
     sql_ms, sql_record = _in_process_cycle(url, n, runs, registry, SqlLedger.open)
     old_ms, old_record = _in_process_cycle(url, n, runs, registry, _Previous)
@@ -224,8 +233,9 @@ def bench_size(n: int, runs: int, registry: Any, env_file: Path) -> dict[str, An
     )
     print(
         f"  where it goes: interpreter {pass_s * 1000:.0f} ms, tune-path imports "
-        f"{(imports_s - pass_s) * 1000:.0f} ms, scipy.special {(scipy_s - pass_s) * 1000:.0f} ms, "
-        f"cycle ~{fast_ms:.0f} ms"
+        f"{(imports_s - pass_s) * 1000:.0f} ms, cycle ~{fast_ms:.0f} ms; heavy modules loaded: "
+        f"{heavy or '-'} (no scipy: the quantiles are core/distributions.py; importing "
+        f"scipy.special for them cost {(scipy_s - pass_s) * 1000:.0f} ms)"
     )
     print(
         f"tune cycle in-process: {fast_ms:.1f} ms CPU via open_reader (sqlite3), {sql_ms:.1f} ms "
@@ -234,8 +244,9 @@ def bench_size(n: int, runs: int, registry: Any, env_file: Path) -> dict[str, An
         f"{fast_record.get('decision')!r}; the three records identical: {same}"
     )
     why_tune = (
-        f"scipy.special's import ({(scipy_s - pass_s) * 1000:.0f} ms) and the cycle "
-        f"({fast_ms:.0f} ms for {rows:,} trades) dominate"
+        f"the tune-path imports ({(imports_s - pass_s) * 1000:.0f} ms: typer, SQLAlchemy-free "
+        f"state and history, pydantic config) and the cycle ({fast_ms:.0f} ms for {rows:,} "
+        "trades)"
     )
     goal_ms = GOAL_TUNE_S * 1000
     print(f"  goal tune <= {goal_ms:.0f} ms: {_verdict(tune_s * 1000, goal_ms, 'ms', why_tune)}")

@@ -58,7 +58,6 @@ from autolearn.ops.doctor import (
     check_timers,
 )
 from autolearn.ops.findings import Finding, Severity, exit_code
-from autolearn.ops.prometheus import render_metrics
 from autolearn.ops.schedules import SCHEDULES, unit_base
 from autolearn.ops.status import (
     STATUS_WINDOW,
@@ -714,6 +713,8 @@ def metrics(
     ledger_stale_after: _StaleOpt = "6h",
 ) -> None:
     """Write autolearn.prom (Prometheus text format) atomically into the textfile directory."""
+    from autolearn.ops.prometheus import render_metrics  # local: only this command needs it
+
     textfile = settings().option_path(textfile, "AUTOLEARN_METRICS_DIR")
     if textfile is None:
         raise UsageError("metrics needs --textfile DIR or AUTOLEARN_METRICS_DIR")

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
 
+from autolearn.core.distributions import beta_ppf, t_ppf
 from autolearn.core.model import Trade
 
 __all__ = [
@@ -172,21 +173,16 @@ def interval_of(s: Stats, confidence: float = 0.9) -> tuple[float, float]:
 
 
 # The mechanisms ask for the same few quantiles every cycle (one per sample size): a replayed
-# month made ~50,000 such calls. Memoized, the values are the very floats scipy returns.
+# month made ~50,000 such calls. Pure Python (core/distributions.py): importing scipy for them
+# cost more than the tune cycle itself.
 @lru_cache(maxsize=8192)
 def _t_quantile(p: float, df: int) -> float:
-    # scipy.special, lazily: scipy.stats costs ~0.7 s CPU to import, special ~0.3 s, and
-    # t.ppf is exactly special.stdtrit (tests/core/test_quantiles.py holds it to equality)
-    from scipy.special import stdtrit
-
-    return float(stdtrit(df, p))
+    return t_ppf(p, df)
 
 
 @lru_cache(maxsize=8192)
 def _beta_quantile(p: float, a: float, b: float) -> float:
-    from scipy.special import betaincinv  # lazy: see _t_quantile (beta.ppf's equal)
-
-    return float(betaincinv(a, b, p))
+    return beta_ppf(p, a, b)
 
 
 def win_rate_interval(

@@ -7,7 +7,7 @@ pair candidate and current on the same signals/trades and confirm on held-out da
 ``candle_checks`` that the candles can be trusted at all. Reason codes are stable strings the
 tuner turns into family freezes.
 
-Pure: numpy, numba and scipy; no I/O, no clock.
+Pure: numpy and numba; no I/O, no clock.
 """
 
 from __future__ import annotations

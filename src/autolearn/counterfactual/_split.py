@@ -15,7 +15,7 @@ curse); an interval computed on the same days would cover zero far less often th
 The confirmation half played no part in the choice, so its interval keeps its nominal coverage:
 under no true difference the chooser moves with probability about ``(1 - confidence) / 2``.
 
-Pure: numpy and scipy (through ``core.metrics``), no I/O, no clock.
+Pure: numpy and ``core.metrics``; no I/O, no clock.
 """
 
 from __future__ import annotations

@@ -179,15 +179,19 @@ def probe_config(name: str, source: str, load: Callable[[], object]) -> ConfigFa
 
 
 def probe_ledger(url: str, account: str = "") -> LedgerProbe:
-    """Last close and trade count; an unreadable ledger is a fact (``error``), not a crash."""
-    from autolearn.ledger.sql import SqlLedger  # local: SQLAlchemy is slow to import
+    """Last close and trade count; an unreadable ledger is a fact (``error``), not a crash.
+
+    Through ``open_reader``: on a ready SQLite ledger both are plain ``sqlite3`` reads, and
+    ``status`` does not pay SQLAlchemy's ~0.13 s import (issue 16).
+    """
+    from autolearn.ledger.sqlite_reader import open_reader
 
     source = redact(url)
     path = sqlite_path(url)
     if path is not None and not path.exists():
         return LedgerProbe(source=source, error=f"{path} does not exist")
     try:
-        ledger = SqlLedger.open(url, account=account)
+        ledger = open_reader(url, account=account)
         try:
             return LedgerProbe(
                 source=source, last_close_at=ledger.last_close_at(), trades=ledger.count_trades()
@@ -199,9 +203,9 @@ def probe_ledger(url: str, account: str = "") -> LedgerProbe:
 
 
 def recent_trades(url: str, since: datetime, account: str = "") -> list[Trade]:
-    from autolearn.ledger.sql import SqlLedger
+    from autolearn.ledger.sqlite_reader import open_reader
 
-    ledger = SqlLedger.open(url, account=account)
+    ledger = open_reader(url, account=account)
     try:
         return ledger.trades(closed_since=since)
     finally:

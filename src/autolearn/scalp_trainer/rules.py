@@ -25,8 +25,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as _stats
 
+from autolearn.core.distributions import binom_ppf
 from autolearn.core.knobs import KnobValue
 from autolearn.core.metrics import expectancy_interval, win_rate_interval
 from autolearn.core.model import Trade, pip_size
@@ -115,8 +115,8 @@ def quantile_interval(values: Sequence[float], q: float, confidence: float) -> I
         return _NONE
     xs = np.sort(np.asarray(values, dtype=np.float64))
     tail = (1 - confidence) / 2
-    lo_rank = int(_stats.binom.ppf(tail, n, q))  # rank r means "the r-th smallest", 1-based
-    hi_rank = int(_stats.binom.ppf(1 - tail, n, q)) + 1
+    lo_rank = binom_ppf(tail, n, q)  # rank r means "the r-th smallest", 1-based
+    hi_rank = binom_ppf(1 - tail, n, q) + 1
     low = float(xs[max(lo_rank, 1) - 1])
     high = float(xs[min(hi_rank, n) - 1])
     return Interval(low=low, estimate=float(np.quantile(xs, q)), high=high, n=n)
