@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from autolearn.core.model import EntrySignal, ShadowSignal, Side, Trade, TradeState
@@ -362,3 +362,111 @@ def test_sql_ledger_filters_pockets_on_both_backends(
         expected = [t for t in window if t.pocket in pockets]
         assert ledger.trades_in_pockets(pockets, closed_since=since, closed_until=until) == expected
     assert isinstance(ledger, PocketFiltered)
+
+
+class TestCommitOrder:
+    """The gates' refresh (``read_committed``) on ``sqlite3`` is ``SqlLedger``'s, read for read.
+
+    Compared on the same file after every write of a random sequence of inserts, updates
+    (which move a row to a new ``seq``) and other accounts' rows, from every resume point; and
+    the ``PRAGMA data_version`` short cut never hides a commit.
+    """
+
+    def test_it_is_commit_ordered_for_the_gates(self, reader: SqliteReader) -> None:
+        from autolearn.ledger import CommitOrdered
+
+        assert isinstance(reader, CommitOrdered)
+
+    # make_trade is a pure factory (no state between examples); each example has its own file
+    @settings(
+        max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    )
+    @given(
+        ops=st.lists(
+            st.tuples(st.integers(0, 12), st.sampled_from(["", "other"]), st.floats(-5, 5)),
+            min_size=1,
+            max_size=25,
+        ),
+        since_minutes=st.one_of(st.none(), st.integers(0, 15)),
+    )
+    def test_same_batches_as_sql_ledger(
+        self,
+        tmp_path_factory: pytest.TempPathFactory,
+        make_trade: MakeTrade,
+        ops: list[tuple[int, str, float]],
+        since_minutes: int | None,
+    ) -> None:
+        url = f"sqlite:///{tmp_path_factory.mktemp('commit') / 'ledger.db'}"
+        writers = {a: SqlLedger.open(url, account=a) for a in ("", "other")}
+        sql = SqlLedger.open(url)
+        reader = SqliteReader.try_open(url)
+        assert reader is not None
+        since = None if since_minutes is None else T0 + timedelta(minutes=since_minutes)
+        try:
+            for trade_no, account, pips in ops:
+                trade = make_trade(
+                    broker_trade_id=str(trade_no),
+                    close_at=T0 + timedelta(minutes=trade_no),
+                    pl_pips=round(pips, 2),
+                )
+                writers[account].upsert_trades([trade])
+                head = sql.commit_head()
+                assert reader.commit_head() == head
+                for after in range(0, head + 2):
+                    expected = sql.read_committed(after=after, closed_since=since)
+                    assert reader.read_committed(after=after, closed_since=since) == expected
+                    assert reader.read_committed(after=after) == sql.read_committed(after=after)
+        finally:
+            reader.close()
+            sql.close()
+            for writer in writers.values():
+                writer.close()
+
+    def test_the_data_version_short_cut_never_hides_a_commit(
+        self, filled: SqlLedger, reader: SqliteReader, make_trade: MakeTrade
+    ) -> None:
+        first = reader.read_committed()
+        head = first.head
+        assert reader.read_committed(after=head).trades == []  # nothing new: no query needed
+        assert reader.read_committed(after=head - 3) == filled.read_committed(after=head - 3)
+        filled.upsert_trades([make_trade(broker_trade_id="new", close_at=T0 + timedelta(hours=2))])
+        batch = reader.read_committed(after=head)
+        assert [c.trade.broker_trade_id for c in batch.trades] == ["new"]
+        assert batch.head == head + 1 and batch.ledger == first.ledger != ""
+
+    def test_a_closed_reader_reads_the_file_now_at_its_path(
+        self, path: Path, reader: SqliteReader, make_trade: MakeTrade
+    ) -> None:
+        """As ``SqlLedger`` after ``close``: the gates close and reuse theirs when a ledger is
+        rebuilt, and must then see the new file (its other ledger id), not the old snapshot."""
+        before = reader.read_committed()
+        reader.close()
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        with SqlLedger.open(f"sqlite:///{path}") as rebuilt:
+            rebuilt.upsert_trades([make_trade(broker_trade_id="only")])
+        after = reader.read_committed()
+        assert [c.trade.broker_trade_id for c in after.trades] == ["only"]
+        assert after.ledger != before.ledger
+
+    def test_is_replaced_when_the_file_is(
+        self, path: Path, reader: SqliteReader, make_trade: MakeTrade
+    ) -> None:
+        assert not reader.is_replaced()
+        path.rename(path.with_suffix(".old"))
+        with SqlLedger.open(f"sqlite:///{path}") as rebuilt:  # a new inode: the old one is open
+            rebuilt.upsert_trades([make_trade(broker_trade_id="x")])
+        assert reader.is_replaced()
+
+    def test_a_gates_refresh_uses_sqlite3(self, filled: SqlLedger, path: Path) -> None:
+        """``Gates.open`` on a ready SQLite ledger reads through this reader (issue 16)."""
+        from autolearn.gates import Gates
+        from autolearn.settings import load_registry
+
+        gates = Gates.open(f"sqlite:///{path}", path.parent / "state", load_registry(None))
+        try:
+            assert isinstance(gates._ledger, SqliteReader)
+            assert gates.refresh(T0 + timedelta(hours=1)) == 60  # the history window, once
+            assert gates.refresh(T0 + timedelta(hours=1)) == 0
+        finally:
+            gates.close()

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from autolearn.adapters.logs import get_logger
 from autolearn.adapters.state import StateStore
@@ -89,6 +89,7 @@ class Gates:
         # normalised (a typo must not escape a block on the real pocket). None: not checked.
         self.pockets = frozenset(pockets) if pockets is not None else None
         self._ledger = ledger
+        self._commit_ordered: tuple[Ledger, bool] | None = None  # see _is_commit_ordered
         self._opener = ledger_opener
         self._knobs = knobs
         self._clock = clock
@@ -127,7 +128,9 @@ class Gates:
         ``shared``: the state every host shares (``AUTOLEARN_STATE_URL``): the operator's gate
         overrides, and the knobs of a ``Tuning`` opened here, come from there.
         """
-        from autolearn.ledger.sql import SqlLedger  # local: the pure gates need no SQL
+        # local: the pure gates need no SQL. On a ready SQLite ledger the reader is sqlite3's
+        # (a refresh reading a new trade: ~0.05 ms instead of SQLAlchemy's ~0.6 ms).
+        from autolearn.ledger.sqlite_reader import open_reader
 
         store = StateStore(state_dir, registry, shared=shared)
         try:
@@ -143,7 +146,7 @@ class Gates:
             tuning = Tuning(state_dir, registry, shared=shared)
 
         def opener() -> Ledger:
-            return SqlLedger.open(ledger_url, account=account)
+            return open_reader(ledger_url, account=account)
 
         gates = cls(
             ledger=None,
@@ -217,7 +220,7 @@ class Gates:
                 self._reopen_replaced()
             # A row dated beyond now (+ skew) never moves the watermark (issue 13).
             horizon = now + FUTURE_TOLERANCE
-            if isinstance(self._ledger, CommitOrdered):
+            if self._is_commit_ordered(self._ledger):
                 self._read_committed(self._ledger, now, horizon)
             else:
                 self._read_in_close_order(self._ledger, now, horizon)
@@ -233,6 +236,13 @@ class Gates:
             self.ledger_error = detail
             return
         self.ledger_error = None
+
+    def _is_commit_ordered(self, ledger: Ledger) -> TypeGuard[CommitOrdered]:
+        """``isinstance(ledger, CommitOrdered)``, once per ledger object: a runtime protocol
+        check walks the protocol's attributes (~11 us, a tenth of a fresh check_entry)."""
+        if self._commit_ordered is None or self._commit_ordered[0] is not ledger:
+            self._commit_ordered = (ledger, isinstance(ledger, CommitOrdered))
+        return self._commit_ordered[1]
 
     def _read_in_close_order(self, ledger: Ledger, now: datetime, horizon: datetime) -> None:
         """A ledger with one writer in close order (the replay's): resume by close time."""
