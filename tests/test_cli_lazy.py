@@ -180,3 +180,66 @@ def test_logging_configured_before_structlog_loads_still_applies() -> None:
     assert done.stdout == ""
     line = json.loads(done.stderr)
     assert line["event"] == "hello" and line["level"] == "warning" and line["token"] == "***"
+
+
+@pytest.mark.parametrize("value", ["24h", "", "  spaced  ", "ユーロ", "-1", "a" * 5000, "None"])
+def test_a_text_value_is_what_typers_coercion_makes_of_it(value: str) -> None:
+    """``_coercion`` answers a text option's text value itself (no pydantic import); for every
+    such option of every command, typer's own coercion returns the very same string."""
+    import typer.main
+    from typer._coercion import build_runtime_param
+
+    from autolearn.cli import _coercion
+
+    def walk(command: object) -> list[tuple[object, object]]:
+        found = [
+            (command, p)
+            for p in getattr(command, "params", [])
+            if getattr(getattr(p, "type_descriptor", None), "annotation", None) in _coercion._TEXT
+        ]
+        for sub in (getattr(command, "commands", None) or {}).values():
+            found += walk(sub)
+        return found
+
+    options = walk(typer.main.get_command(cli.app))
+    assert len(options) > 10  # the CLI's text options (--since, --reason, --to, ...)
+    for command, param in options:
+        ctx = command.context_class(command)  # type: ignore[attr-defined]
+        real = build_runtime_param(param.type_descriptor)  # type: ignore[attr-defined]
+        assert real._coerce_value(value, param=param, ctx=ctx) == value
+        assert (
+            _coercion._on_value()(
+                parameter_info=param.type_descriptor.parameter_info,  # type: ignore[attr-defined]
+                annotation=param.type_descriptor.annotation,  # type: ignore[attr-defined]
+                descriptor=param.type_descriptor,  # type: ignore[attr-defined]
+            )._coerce_value(value, param=param, ctx=ctx)
+            is value
+        )
+
+
+def test_history_with_a_since_value_imports_no_pydantic(tmp_path: Path) -> None:
+    """``history --since 24h`` (what an operator and a monitor run) loads no pydantic."""
+    code = (
+        "import json, sys\n"
+        "from autolearn.cli import main\n"
+        "code = main(['history', '--since', '24h', '--json'])\n"
+        "print(json.dumps({'code': code, 'pydantic': 'pydantic' in sys.modules}))\n"
+    )
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "AUTOLEARN_STATE_DIR": str(tmp_path / "state"),
+        "AUTOLEARN_ENV_FILE": str(tmp_path / "none.env"),
+    }
+    (tmp_path / "none.env").write_text("")
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary == {"code": 0, "pydantic": False}, done.stderr

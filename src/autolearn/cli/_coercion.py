@@ -20,6 +20,10 @@ from typing import Any
 
 __all__ = ["defer_coercion"]
 
+# A text option given a text value is returned as is by typer's adapter (lax ``str``), and
+# building that adapter imports pydantic (~45 ms of ``history --since 24h``): answered here.
+_TEXT: tuple[Any, ...] = (str, str | None)
+
 
 @cache
 def _on_value() -> Any:
@@ -37,6 +41,8 @@ def _on_value() -> Any:
         descriptor: Any
 
         def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
+            if isinstance(value, str) and self.descriptor.annotation in _TEXT:
+                return value  # str -> str: what typer's adapter returns, without pydantic
             real = build_runtime_param(self.descriptor)
             param._runtime_param = real  # the next value goes straight to typer's
             return real._coerce_value(value, param=param, ctx=ctx)
