@@ -23,6 +23,7 @@ _HEAVY = (
     "pydantic",
     "structlog",
     "rich.traceback",
+    "rich.console",
     "pygments",
     "typer._adapters",
     "autolearn.replay",

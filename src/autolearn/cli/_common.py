@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import typer.main
-from rich.console import Console
 
 from autolearn.adapters.history import RotationPolicy
 from autolearn.adapters.state import StateStore
@@ -21,6 +20,8 @@ from autolearn.errors import ConfigError
 from autolearn.settings import Settings
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from autolearn.adapters.pg_lock import RunLocks
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "intend_exit",
     "operator_store",
     "plain_placeholders",
+    "real_console",
     "run_locks",
     "settings",
     "store",
@@ -103,15 +105,36 @@ app = _App(
 )
 
 
-class _Console(Console):
-    """Rich's console, except that a broken pipe propagates: ``cli.main`` keeps the exit code
-    (rich's own handler exits 1, so `status | head` of a healthy status would fail)."""
-
-    def on_broken_pipe(self) -> None:
-        raise BrokenPipeError
+_CONSOLE: list[Console] = []
 
 
-console = _Console(highlight=False, soft_wrap=True)
+def real_console() -> Console:
+    """The one rich console of the CLI, made on first use (for APIs that want the object)."""
+    if not _CONSOLE:
+        from rich.console import Console
+
+        class _Console(Console):
+            """Rich's console, except that a broken pipe propagates: ``cli.main`` keeps the
+            exit code (rich's own handler exits 1, so `status | head` of a healthy status
+            would fail)."""
+
+            def on_broken_pipe(self) -> None:
+                raise BrokenPipeError
+
+        _CONSOLE.append(_Console(highlight=False, soft_wrap=True))
+    return _CONSOLE[0]
+
+
+class _LazyConsole:
+    """``console.print(...)`` and friends, without importing rich until something is printed
+    for people: ``tune --json`` under systemd prints one JSON line and never needs it (rich's
+    console is ~15 ms of a run's import, issue 16)."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(real_console(), name)
+
+
+console: Console = _LazyConsole()  # type: ignore[assignment]
 _SETTINGS: dict[str, Settings] = {}
 _ENV_FILE: dict[str, Path | None] = {}
 

@@ -15,7 +15,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from autolearn.cli._common import app, console, settings
+from autolearn.cli._common import app, console, real_console, settings
 from autolearn.errors import ConfigError, InputError
 
 __all__ = ["load_replay_candles", "parse_day", "run_and_show", "show_comparison"]
@@ -115,7 +115,7 @@ def run_and_show(
         MofNCompleteColumn(),
         TextColumn("bars"),
         TimeElapsedColumn(),
-        console=console,
+        console=real_console(),
         disable=quiet,
         transient=False,
     ) as bar:
