@@ -470,3 +470,63 @@ class TestCommitOrder:
             assert gates.refresh(T0 + timedelta(hours=1)) == 0
         finally:
             gates.close()
+
+
+def test_gates_on_the_reader_serve_every_thread(filled: SqlLedger, path: Path) -> None:
+    """A bot's threads share one ``Gates``: opened and refreshed in one thread, checked in
+    another, closed in a third; every read answers (``sqlite3`` objects are bound to their
+    thread unless told otherwise, and the gates would then deny every entry)."""
+    import threading
+
+    from autolearn.core.model import Side
+    from autolearn.gates import Gates
+    from autolearn.settings import load_registry
+
+    now = T0 + timedelta(hours=1)
+    gates = Gates.open(f"sqlite:///{path}", path.parent / "state", load_registry(None))
+    assert gates.refresh(now) == 60
+    outcome: list[object] = []
+
+    def other() -> None:
+        filled.upsert_trades([_late_trade()])
+        outcome.append(gates.refresh(now))
+        outcome.append(gates.check_entry("A", "micro", Side.LONG, 150.0, now).codes)
+        outcome.append(gates.ledger_error)
+
+    worker = threading.Thread(target=other)
+    worker.start()
+    worker.join()
+    assert outcome[0] == 1 and outcome[2] is None, outcome
+    assert "ledger_unreadable" not in outcome[1]  # type: ignore[operator]
+    failures: list[BaseException] = []
+
+    def close() -> None:
+        try:
+            gates.close()
+        except BaseException as exc:  # reported below, in this thread
+            failures.append(exc)
+
+    closer = threading.Thread(target=close)
+    closer.start()
+    closer.join()
+    assert failures == []
+
+
+def _late_trade() -> Trade:
+    from autolearn.core.model import Side as _Side
+
+    return Trade(
+        broker_trade_id="late",
+        close_tx_id="late",
+        instrument="USD_JPY",
+        pocket="micro",
+        strategy="A",
+        side=_Side.LONG,
+        units=1000,
+        entry_price=150.0,
+        close_price=150.1,
+        entry_at=T0 + timedelta(minutes=50),
+        close_at=T0 + timedelta(minutes=55),
+        pl_pips=10.0,
+        pl_account=10.0,
+    )

@@ -123,7 +123,7 @@ class SqliteReader:
         if path is None:
             return None
         try:
-            conn = sqlite3.connect(path, timeout=busy_timeout_ms / 1000, isolation_level=None)
+            conn = _connect(path, busy_timeout_ms)
         except sqlite3.Error:
             return None  # SqlLedger.open says why, in its words
         try:
@@ -234,9 +234,7 @@ class SqliteReader:
         file at its path now: the gates close and reuse theirs around a rebuilt ledger)."""
         if self._conn is None:
             path = self._url.removeprefix("sqlite:///")
-            self._conn = sqlite3.connect(
-                path, timeout=self._busy_timeout_ms / 1000, isolation_level=None
-            )
+            self._conn = _connect(path, self._busy_timeout_ms)
             self._file_id = _file_id(path)
             self._last_commit = None  # data_version is per connection
         return self._conn
@@ -432,6 +430,15 @@ def _sqlite_file(url: str) -> str | None:
     if not path or path == ":memory:" or any(ch in path for ch in "?%~"):
         return None
     return path if os.path.isfile(path) else None
+
+
+def _connect(path: str, busy_timeout_ms: int) -> sqlite3.Connection:
+    """Autocommit (each read its own snapshot) and usable from any thread: the gates are
+    shared by a bot's threads and open their ledger in whichever refreshes first; their lock
+    serialises the calls (``SqlLedger``'s pool allowed the same)."""
+    return sqlite3.connect(
+        path, timeout=busy_timeout_ms / 1000, isolation_level=None, check_same_thread=False
+    )
 
 
 def _file_id(path: str) -> tuple[int, int] | None:
