@@ -244,7 +244,7 @@ def bench_size(n: int, runs: int, registry: Any, env_file: Path) -> dict[str, An
         f"{fast_record.get('decision')!r}; the three records identical: {same}"
     )
     why_tune = (
-        f"the tune-path imports ({(imports_s - pass_s) * 1000:.0f} ms: typer and rich, PyYAML, "
+        f"the tune-path imports ({(imports_s - pass_s) * 1000:.0f} ms: typer, PyYAML, "
         f"~100 autolearn modules) and the cycle ({fast_ms:.0f} ms for {rows:,} trades)"
     )
     goal_ms = GOAL_TUNE_S * 1000
