@@ -472,7 +472,9 @@ class TestCommitOrder:
             gates.close()
 
 
-def test_gates_on_the_reader_serve_every_thread(filled: SqlLedger, path: Path) -> None:
+def test_gates_on_the_reader_serve_every_thread(
+    filled: SqlLedger, path: Path, make_trade: MakeTrade
+) -> None:
     """A bot's threads share one ``Gates``: opened and refreshed in one thread, checked in
     another, closed in a third; every read answers (``sqlite3`` objects are bound to their
     thread unless told otherwise, and the gates would then deny every entry)."""
@@ -488,7 +490,9 @@ def test_gates_on_the_reader_serve_every_thread(filled: SqlLedger, path: Path) -
     outcome: list[object] = []
 
     def other() -> None:
-        filled.upsert_trades([_late_trade()])
+        filled.upsert_trades(
+            [make_trade(broker_trade_id="late", close_at=T0 + timedelta(minutes=55))]
+        )
         outcome.append(gates.refresh(now))
         outcome.append(gates.check_entry("A", "micro", Side.LONG, 150.0, now).codes)
         outcome.append(gates.ledger_error)
@@ -510,23 +514,3 @@ def test_gates_on_the_reader_serve_every_thread(filled: SqlLedger, path: Path) -
     closer.start()
     closer.join()
     assert failures == []
-
-
-def _late_trade() -> Trade:
-    from autolearn.core.model import Side as _Side
-
-    return Trade(
-        broker_trade_id="late",
-        close_tx_id="late",
-        instrument="USD_JPY",
-        pocket="micro",
-        strategy="A",
-        side=_Side.LONG,
-        units=1000,
-        entry_price=150.0,
-        close_price=150.1,
-        entry_at=T0 + timedelta(minutes=50),
-        close_at=T0 + timedelta(minutes=55),
-        pl_pips=10.0,
-        pl_account=10.0,
-    )
