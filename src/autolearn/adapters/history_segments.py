@@ -320,14 +320,7 @@ def load_index(active: Path) -> SummaryIndex:
 
 def write_index(active: Path, segments: list[Segment], index: SummaryIndex) -> None:
     """Write the index of ``segments``' summaries (from ``index`` where it is still right)."""
-    docs: dict[str, Any] = {}
-    for segment in segments:
-        entry = index.get(segment.path.name)
-        try:  # an entry of the right size is carried over as it is (it is checked when read)
-            fits = isinstance(entry, dict) and entry.get("size") == os.stat(segment.path).st_size
-        except OSError:
-            fits = False
-        docs[segment.path.name] = entry if fits else load_summary(segment, index).to_json()
+    docs = {s.path.name: load_summary(s, index).to_json() for s in segments}
     body = json.dumps(
         {"schema_version": SUMMARY_SCHEMA, "segments": docs}, sort_keys=True, separators=(",", ":")
     )
