@@ -23,7 +23,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import autolearn.adapters.history as history_module
-import autolearn.adapters.history_segments as segments_module
 from autolearn.adapters.history import HistoryFile, RotationPolicy, strict_json
 from autolearn.core.timestamps import format_utc
 from autolearn.ops.schedules import SCHEDULES
@@ -165,15 +164,11 @@ def _kill_points() -> dict[str, Callable[[pytest.MonkeyPatch], None]]:
 
         mp.setattr(Path, "unlink", unlink)
 
-    def at_index(mp: pytest.MonkeyPatch) -> None:  # the last step: only a cache is left stale
-        mp.setattr(segments_module, "atomic_write_bytes", _raise)
-
     return {
         "before_summary": before_summary,
         "after_summary": after_summary,
         "after_rename": after_rename,
         "mid_retention": mid_retention,
-        "at_index": at_index,
     }
 
 
@@ -263,62 +258,6 @@ class TestSegments:
         assert [r.run_id for r in got] == [r.run_id for r in expected] and len(got) == 30
         assert len(opened) == 2 and "history.jsonl" in opened  # the active one and the last day
         assert list(history.since(cutoff)) == [r.to_json() for r in expected]
-
-    def _reads(self, history: HistoryFile) -> tuple[Any, ...]:
-        cutoff = T0 + timedelta(hours=24 * 5 - 30)
-        status = history.read_status(cutoff)
-        return (
-            [r.to_json() for r in history.read_runs_since(cutoff).runs],
-            [r.to_json() for r in status.read.runs],
-            status.total_runs,
-            status.read.segment_problems,
-            history.last_applied_version(),
-        )
-
-    def test_reads_answer_from_the_index_alone(
-        self, tmp: Path, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
-        """Rotation writes one index of the summaries; status, --since and the last applied
-        version then open no per-segment summary, and answer as without the index."""
-        policy = RotationPolicy(max_age=timedelta(days=1), retention=KEEP_ALL)
-        history = self._history(tmp, 24 * 5, policy)
-        index = tmp / "history.summaries.json"
-        assert set(json.loads(index.read_bytes())["segments"]) == {
-            p.name for p in tmp.glob("history-*.jsonl")
-        }
-        with monkeypatch.context() as mp:
-            mp.setattr(segments_module, "_stored_summary", _raise)  # a per-segment read fails
-            from_index = self._reads(history)
-        index.unlink()
-        assert self._reads(history) == from_index
-        assert from_index[0] and from_index[2] == 24 * 5
-
-    @pytest.mark.parametrize(
-        "spoil",
-        ["garbage", "wrong_schema", "wrong_sizes", "link_to_dev_zero", "directory", "missing"],
-    )
-    def test_a_stale_or_hostile_index_is_never_trusted(self, tmp: Path, spoil: str) -> None:
-        """Whatever is where the index lives, the reads are those of the summaries' files."""
-        policy = RotationPolicy(max_age=timedelta(days=1), retention=KEEP_ALL)
-        history = self._history(tmp, 24 * 5, policy)
-        index = tmp / "history.summaries.json"
-        truth = self._reads(history)
-        doc = json.loads(index.read_bytes())
-        index.unlink()
-        if spoil == "garbage":
-            index.write_bytes(b"\x00{not json")
-        elif spoil == "wrong_schema":
-            index.write_text(json.dumps({**doc, "schema_version": 99}))
-        elif spoil == "wrong_sizes":  # e.g. a segment rewritten since: every entry stale
-            for entry in doc["segments"].values():
-                entry["size"] += 1
-                entry["runs"] = 0
-            index.write_text(json.dumps(doc))
-        elif spoil == "link_to_dev_zero":
-            index.symlink_to("/dev/zero")
-        elif spoil == "directory":
-            index.mkdir()
-        assert self._reads(history) == truth
 
     def test_retention_deletes_only_what_it_says(self, tmp: Path) -> None:
         """Segments wholly older than the retention go; the rest, and the newest rotated, stay."""

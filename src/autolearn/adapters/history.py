@@ -45,17 +45,14 @@ from autolearn.adapters.history_segments import (
     Scanned,
     Segment,
     SegmentSummary,
-    SummaryIndex,
     applied_version,
     list_segments,
-    load_index,
     load_summary,
     read_line_at,
     read_segment,
     record_at,
     summarize,
     typed_runs,
-    write_index,
 )
 from autolearn.core.history_landmarks import newer_or_same
 from autolearn.core.record_delta import (
@@ -397,12 +394,8 @@ class HistoryFile:
         finally:
             os.close(locked)  # a writer waiting on the old file now finds it renamed
         latest = max((t for t in (newest, summary.max_at) if t is not None), default=None)
-        index = load_index(self.path)
         if latest is not None and target is not None:
-            self._apply_retention(segments, latest - self.policy.retention, index)
-        # Last, and only a cache: a crash before it leaves the newest segment unindexed, and
-        # readers then use its own summary file.
-        write_index(self.path, list_segments(self.path), index)
+            self._apply_retention(segments, latest - self.policy.retention)
         return self._open_locked()
 
     def _rotate_locked(self, summary: SegmentSummary, segments: list[Segment]) -> Segment:
@@ -418,10 +411,10 @@ class HistoryFile:
         self._bases_inode, self._bases, self._first_at = None, {}, None
         return target
 
-    def _apply_retention(self, older: list[Segment], cutoff: datetime, index: SummaryIndex) -> None:
+    def _apply_retention(self, older: list[Segment], cutoff: datetime) -> None:
         """Delete the rotated segments (before the one just rotated) wholly older than cutoff."""
         for segment in older:
-            summary = load_summary(segment, index)
+            summary = load_summary(segment)
             if summary.max_at is not None and summary.max_at < cutoff:
                 segment.path.unlink(missing_ok=True)
                 segment.summary_path.unlink(missing_ok=True)
@@ -474,10 +467,9 @@ class HistoryFile:
         def body() -> RunsRead:
             runs: list[RunRecord] = []
             problems: list[str] = []
-            index = load_index(self.path) if cutoff is not None else {}
             for segment in list_segments(self.path):
                 if cutoff is not None:
-                    summary = load_summary(segment, index)
+                    summary = load_summary(segment)
                     if summary.max_at is None or summary.max_at < cutoff:
                         continue
                 scanned = read_segment(segment.path)
@@ -503,11 +495,10 @@ class HistoryFile:
             runs: list[tuple[int, int, RunRecord]] = []  # (segment order, offset, run)
             best: dict[str, tuple[datetime, int, int]] = {}  # key -> at, segment order, offset
             segments = list_segments(self.path)
-            index = load_index(self.path)
             total = 0
             problems: list[str] = []
             for order, segment in enumerate(segments):
-                summary = load_summary(segment, index)
+                summary = load_summary(segment)
                 problems += _problem(segment, summary.corrupt_lines, summary.malformed)
                 total += summary.runs
                 if summary.max_at is not None and summary.max_at >= cutoff:
@@ -559,9 +550,8 @@ class HistoryFile:
                 version = applied_version(record)
                 if version is not None:
                     return version
-            index = load_index(self.path)
             for segment in reversed(list_segments(self.path)):
-                version = load_summary(segment, index).last_applied_version
+                version = load_summary(segment).last_applied_version
                 if version is not None:
                     return version
             return None

@@ -6,18 +6,13 @@ them; the date is the first record's, for people). Each rotated segment has a su
 ``history-YYYYMMDD-N.summary.json``, written before the rename and checked against the
 segment's size when read (a stale or missing one is recomputed, never trusted): its record
 count, time range, unreadable lines and landmarks (:mod:`autolearn.core.history_landmarks`),
-so `status` and ``--since`` need not open old segments. The rotation also writes every
-rotated segment's summary into one index, ``history.summaries.json``, so a read opens one file
-instead of one summary per segment (~90 us each: 0.18 s of `status` at 2,000 segments); an
-entry is trusted only when its size matches the segment's, like the per-segment file, and a
-missing, stale or unreadable index falls back to those files.
+so `status` and ``--since`` need not open old segments.
 
 A delta line (:mod:`autolearn.core.record_delta`) names its base by byte offset in its own
 segment, so every segment expands on its own. A delta whose base is missing or is not the run
 it names is reported as a corrupt line, never guessed.
 
-An adapter: reads files; writes only summaries and their index (atomically) when asked by the
-rotation.
+An adapter: reads files; writes only a summary (atomically) when asked by the rotation.
 """
 
 from __future__ import annotations
@@ -31,7 +26,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from autolearn.adapters.atomic import atomic_write_bytes
 from autolearn.adapters.files import open_regular, read_regular
 from autolearn.core.history_landmarks import landmark_keys, newer_or_same
 from autolearn.core.record_delta import FOLD_KEY, expand_delta, is_delta
@@ -45,10 +39,8 @@ __all__ = [
     "Scanned",
     "Segment",
     "SegmentSummary",
-    "SummaryIndex",
     "applied_version",
     "list_segments",
-    "load_index",
     "load_summary",
     "read_line_at",
     "read_segment",
@@ -56,7 +48,6 @@ __all__ = [
     "scan_bytes",
     "summarize",
     "typed_runs",
-    "write_index",
 ]
 
 # Years of ten-minute runs stay far below this; a larger file is not ours (or /dev/zero).
@@ -297,60 +288,16 @@ def read_segment(path: Path) -> Scanned:
     return scan_bytes(raw) if raw is not None else Scanned()
 
 
-# segment file name -> its summary's JSON, as the rotation last wrote them (a cache)
-SummaryIndex = dict[str, Any]
-
-
-def index_path(active: Path) -> Path:
-    return active.with_name(f"{active.stem}.summaries.json")
-
-
-def load_index(active: Path) -> SummaryIndex:
-    """The summaries' index beside ``active``; empty when absent, unreadable or not ours."""
-    try:
-        raw = read_regular(index_path(active), limit=MAX_HISTORY_BYTES)
-        doc = None if raw is None else json.loads(raw)
-    except (ValueError, StateError):
-        return {}
-    if not isinstance(doc, dict) or doc.get("schema_version") != SUMMARY_SCHEMA:
-        return {}
-    segments = doc.get("segments")
-    return segments if isinstance(segments, dict) else {}
-
-
-def write_index(active: Path, segments: list[Segment], index: SummaryIndex) -> None:
-    """Write the index of ``segments``' summaries (from ``index`` where it is still right)."""
-    docs = {s.path.name: load_summary(s, index).to_json() for s in segments}
-    body = json.dumps(
-        {"schema_version": SUMMARY_SCHEMA, "segments": docs}, sort_keys=True, separators=(",", ":")
-    )
-    atomic_write_bytes(index_path(active), body.encode() + b"\n")
-
-
-def load_summary(segment: Segment, index: SummaryIndex | None = None) -> SegmentSummary:
-    """The segment's summary: the indexed or stored one when it matches the segment's size,
-    else computed."""
+def load_summary(segment: Segment) -> SegmentSummary:
+    """The segment's summary: the stored one when it matches the segment's size, else computed."""
     try:
         size = os.stat(segment.path).st_size
     except OSError as exc:
         raise StateError(f"cannot stat {segment.path}: {exc.strerror}") from exc
-    indexed = _indexed_summary(segment, index)
-    if indexed is not None and indexed.size == size:
-        return indexed
-    stored = _stored_summary(segment)  # opened only when the index does not answer
+    stored = _stored_summary(segment)
     if stored is not None and stored.size == size:
         return stored
     return summarize(read_segment(segment.path))  # missing, damaged or stale: recomputed
-
-
-def _indexed_summary(segment: Segment, index: SummaryIndex | None) -> SegmentSummary | None:
-    entry = index.get(segment.path.name) if index else None
-    if not isinstance(entry, dict):
-        return None
-    try:
-        return SegmentSummary.from_json(entry)
-    except (ValueError, TypeError, KeyError, AttributeError, TimestampError):
-        return None
 
 
 def _stored_summary(segment: Segment) -> SegmentSummary | None:
