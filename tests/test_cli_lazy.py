@@ -113,22 +113,7 @@ def test_a_tune_run_imports_only_what_it_uses(tmp_path: Path) -> None:
         "commands = sorted(m for m in sys.modules if m.startswith('autolearn.cli._'))\n"
         "print(json.dumps({'code': code, 'heavy': heavy, 'commands': commands}))\n"
     )
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "HOME": str(tmp_path),
-        "AUTOLEARN_STATE_DIR": str(tmp_path / "state"),
-        "AUTOLEARN_LEDGER_URL": ledger_url,
-        "AUTOLEARN_ENV_FILE": str(tmp_path / "autolearn.env"),
-    }
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=tmp_path,
-        env=env,
-    )
-    assert done.returncode == 0, done.stderr
+    done = _run_as_systemd(tmp_path, code, AUTOLEARN_LEDGER_URL=ledger_url)
     record_line, summary_line = done.stdout.strip().splitlines()[-2:]
 
     summary = json.loads(summary_line)
@@ -207,7 +192,7 @@ def test_a_text_value_is_what_typers_coercion_makes_of_it(value: str) -> None:
     for command, param in options:
         ctx = command.context_class(command)  # type: ignore[attr-defined]
         real = build_runtime_param(param.type_descriptor)  # type: ignore[attr-defined]
-        assert real._coerce_value(value, param=param, ctx=ctx) == value
+        assert real._coerce_value(value, param=param, ctx=ctx) == value  # type: ignore[arg-type]
         assert (
             _coercion._on_value()(
                 parameter_info=param.type_descriptor.parameter_info,  # type: ignore[attr-defined]
@@ -226,13 +211,22 @@ def test_history_with_a_since_value_imports_no_pydantic(tmp_path: Path) -> None:
         "code = main(['history', '--since', '24h', '--json'])\n"
         "print(json.dumps({'code': code, 'pydantic': 'pydantic' in sys.modules}))\n"
     )
+    (tmp_path / "autolearn.env").write_text("")
+    done = _run_as_systemd(tmp_path, code)
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary == {"code": 0, "pydantic": False}, done.stderr
+
+
+def _run_as_systemd(tmp_path: Path, code: str, **settings: str) -> subprocess.CompletedProcess[str]:
+    """``code`` in a fresh interpreter with the settings in its environment, as systemd runs
+    a command (a bare PATH, the state dir and an env file under ``tmp_path``); must exit 0."""
     env = {
         "PATH": "/usr/bin:/bin",
         "HOME": str(tmp_path),
         "AUTOLEARN_STATE_DIR": str(tmp_path / "state"),
-        "AUTOLEARN_ENV_FILE": str(tmp_path / "none.env"),
+        "AUTOLEARN_ENV_FILE": str(tmp_path / "autolearn.env"),
+        **settings,
     }
-    (tmp_path / "none.env").write_text("")
     done = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,
@@ -242,5 +236,4 @@ def test_history_with_a_since_value_imports_no_pydantic(tmp_path: Path) -> None:
         env=env,
     )
     assert done.returncode == 0, done.stderr
-    summary = json.loads(done.stdout.strip().splitlines()[-1])
-    assert summary == {"code": 0, "pydantic": False}, done.stderr
+    return done

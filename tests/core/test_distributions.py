@@ -177,6 +177,11 @@ def test_intervals_do_not_import_scipy() -> None:
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('scipy', 'numpy'))\n"
         "assert not bad, bad\n"
     )
+    _runs_clean(code)
+
+
+def _runs_clean(code: str) -> None:
+    """``code`` passes in a fresh interpreter (what it imports is not this process's)."""
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
 
@@ -217,8 +222,7 @@ def test_the_scalp_trainers_quantile_interval_does_not_import_scipy() -> None:
         "quantile_interval([float(i) for i in range(50)], 0.85, 0.9)\n"
         "assert not [m for m in sys.modules if m.startswith(('scipy.stats', 'scipy.special'))]\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
-    assert done.returncode == 0, done.stderr
+    _runs_clean(code)
 
 
 @pytest.mark.parametrize("p", [0.5, 0.25, 0.75, 0.125])
