@@ -232,6 +232,46 @@ class TestCrashConsistency:
         assert [r["run_id"] for r in records] == ["lost", "next"]
         assert records[0]["recovered"] is True
 
+    def test_unrecorded_apply_is_recovered_by_a_run_that_applies_nothing(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The next run after a killed apply usually holds: its record recovers the apply
+        first, once (found by tests/reliability's kill campaign: a policy run killed between
+        effective.json and its record, then a hold, left the apply unrecorded)."""
+        store = StateStore(tmp_path / "state", REGISTRY)
+        store.apply(
+            Owner.TUNER,
+            {"exit.lowvol.upper_bound_max_sec": 3.7},
+            T0,
+            record={"run_id": "lost", "decision": "apply"},
+        )
+        store.history.path.write_text("")  # the crash: record never reached the history
+        later = StateStore(tmp_path / "state", REGISTRY)  # the next run, a new process
+        later.record({"run_id": "hold-1", "decision": "hold"})
+        later.record({"run_id": "hold-2", "decision": "hold"})
+        StateStore(tmp_path / "state", REGISTRY).record({"run_id": "hold-3", "decision": "hold"})
+        records = later.history.read().records
+        assert [r["run_id"] for r in records] == ["lost", "hold-1", "hold-2", "hold-3"]
+        assert records[0]["recovered"] is True
+
+    def test_a_recorded_apply_costs_a_record_no_lock(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The usual case (the apply's record is where it was due) takes no effective lock."""
+        store = StateStore(tmp_path / "state", REGISTRY)
+        store.record({"run_id": "before", "decision": "hold"})
+        store.apply(
+            Owner.TUNER, {"exit.lowvol.upper_bound_max_sec": 3.7}, T0, record={"run_id": "a"}
+        )
+        later = StateStore(tmp_path / "state", REGISTRY)
+
+        def no_lock(*_: object, **__: object) -> None:
+            raise AssertionError("the effective lock was taken")
+
+        monkeypatch.setattr(later, "lock", no_lock)
+        later.record({"run_id": "hold", "decision": "hold"})
+        assert [r["run_id"] for r in later.history.read().records] == ["before", "a", "hold"]
+
     def test_read_only_state_dir(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         """A read-only mount fails with a clear StateError and the old version intact."""
         store = StateStore(tmp_path / "state", REGISTRY)

@@ -592,6 +592,29 @@ class HistoryFile:
         out += [r for _, o, r in active.records if o >= start]
         return out
 
+    def holds_run_near(self, position: int, run_id: str, *, lines: int = 16) -> bool:
+        """Whether one of the ``lines`` records written from ``position`` (of :meth:`position`)
+        is run ``run_id``: a few line reads, for the usual case of a record appended where it
+        was due (``False`` is not proof of absence: scan with :meth:`read_from`)."""
+        seq, offset = divmod(max(position, 0), 1 << _SEQ_SHIFT)
+        segments = list_segments(self.path)
+        next_seq = (segments[-1].seq + 1) if segments else 1
+        found = [s.path for s in segments if s.seq == seq]
+        path = self.path if seq in (0, next_seq) else (found[0] if found else None)
+        if path is None:
+            return False
+        try:
+            for _ in range(lines):
+                line = read_line_at(path, offset)
+                if not line:
+                    return False
+                if json.loads(line).get("run_id") == run_id:
+                    return True
+                offset += len(line) + 1
+        except (OSError, ValueError, AttributeError, StateError):
+            return False
+        return False
+
     def since(self, cutoff: datetime | None) -> Iterator[dict[str, Any]]:
         """Records whose ``at`` is at or after ``cutoff`` (all when ``None``)."""
         if cutoff is None:

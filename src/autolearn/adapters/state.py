@@ -182,6 +182,8 @@ class StateStore:
         # several times and it rarely changes; the bytes are compared on every read, so a write
         # by any process is seen at once
         self._effective_memo: tuple[bytes, Effective] | None = None
+        # run ids of applies this process found recorded (``_record_crashed_apply``)
+        self._seen_recorded: set[str] = set()
         # version -> (bytes of its snapshot, the verified document): the tuner reads the
         # snapshots of every version its window's trades ran under, every cycle
         self._snapshot_memo: dict[str, tuple[bytes, dict[str, Any]]] = {}
@@ -380,13 +382,39 @@ class StateStore:
 
     # -- writing -----------------------------------------------------------------------------
     def record(self, record: Mapping[str, Any]) -> None:
-        """Append one run record to the history (a decision that applied nothing)."""
+        """Append one run record to the history (a decision that applied nothing).
+
+        First, the last apply's own record if a crash left it out: the next run may well
+        apply nothing, and the apply must not wait for the next apply to be recorded.
+        """
+        if self.shared is None:
+            self._record_crashed_apply()
+        self._append_record(record)
+
+    def _append_record(self, record: Mapping[str, Any]) -> None:
+        """``record`` without the crash check (the callers hold the ``effective`` lock)."""
         self._refuse_tracked([self.history.path])
         if self.shared is not None:
             self.shared.append(self._stamped(record))
             self._replicate_after_write()
             return
         self.history.append(dict(record))
+
+    def _record_crashed_apply(self) -> None:
+        """``_recover_unrecorded`` (under the ``effective`` lock) unless the last apply's
+        record is found where it was due: a few line reads, once per apply a process sees."""
+        try:
+            effective = self.read_effective(allow_lost=True)
+        except StateError:
+            return  # unreadable: `autolearn recover` restores it, and records that
+        last = effective.last_record
+        run_id = last.get("run_id") if last else None
+        if not isinstance(run_id, str) or run_id in self._seen_recorded:
+            return
+        if not self.history.holds_run_near(effective.last_record_offset, run_id):
+            with self.lock("effective", timeout_s=30):
+                self._recover_unrecorded(self.read_effective(allow_lost=True))
+        self._seen_recorded.add(run_id)
 
     # -- the shared state ---------------------------------------------------------------------
     def sync(self) -> int:
@@ -792,7 +820,7 @@ class StateStore:
         if dry_run or not adopted:
             result = ApplyResult(decisions, effective.version, effective.version, [])
             if record is not None:
-                self.record(_complete(record, result, now, applied=False, proposed=diff))
+                self._append_record(_complete(record, result, now, applied=False, proposed=diff))
             return result
         # Every file this apply writes is checked before the first write, so a refusal
         # (a tracked history, a link) leaves no snapshot behind.
@@ -835,7 +863,7 @@ class StateStore:
         previous = self._read_bytes(self.effective_path)
         self._write_json(self.effective_path, new_effective.to_json(), raw=True)
         try:
-            self.record(full_record)
+            self._append_record(full_record)
         except StateError as exc:
             raise self._undo_unrecorded(previous, new_effective.version, exc) from exc
         self._export_compat(new_effective, now)
@@ -938,7 +966,7 @@ class StateStore:
         for record in self.history.read_from(effective.last_record_offset):
             if record.get("run_id") == last["run_id"]:
                 return
-        self.record({**last, "recovered": True})
+        self._append_record({**last, "recovered": True})
 
     # -- file helpers ------------------------------------------------------------------------
     def _mechanism_path(self, name: str) -> Path:
